@@ -1,0 +1,1 @@
+"""Benchmark suite of ivy_gpu (installed as ``ivy_gpu.benchmarks``)."""

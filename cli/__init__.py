@@ -1,0 +1,1 @@
+"""Command-line interface of ivy_gpu (installed as ``ivy_gpu.cli``)."""

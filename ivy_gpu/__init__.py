@@ -1,0 +1,27 @@
+"""ivy_gpu: GPU-accelerated STIV and discharge from river videos.
+
+Importing the package is cheap and never touches CUDA; heavy modules load on
+first use of the names below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "stiv_exhaustive": "ivy_gpu.stiv",
+    "StivResult": "ivy_gpu.stiv",
+    "resolve_backend": "ivy_gpu.backends",
+    "gpu_status": "ivy_gpu.backends",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ivy_gpu' has no attribute {name!r}")

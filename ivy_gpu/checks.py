@@ -1,0 +1,85 @@
+"""Small argument checks shared by the public functions.
+
+Each raises a one-line ``ValueError`` naming the argument and the problem, and
+runs before any device transfer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as float if it is finite and > 0 (or >= 0)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: must be finite and {bound}, got {value!r}")
+    return v
+
+
+def check_range(name: str, value: float, lo: float, hi: float) -> float:
+    """Return ``value`` as float if ``lo <= value <= hi``."""
+    v = check_positive(name, value, allow_zero=True) if lo >= 0 else float(value)
+    if not (lo <= v <= hi):
+        raise ValueError(f"{name}: must be in [{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name}: unknown value {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def check_even_int(name: str, value: int, minimum: int) -> int:
+    """Return ``value`` if it is an even integer >= ``minimum``."""
+    if isinstance(value, bool) or int(value) != value:
+        raise ValueError(f"{name}: must be an integer, got {value!r}")
+    v = int(value)
+    if v < minimum or v % 2:
+        raise ValueError(f"{name}: must be an even integer >= {minimum}, got {value!r}")
+    return v
+
+
+def check_stack(stack: np.ndarray, min_frames: int = 4) -> np.ndarray:
+    """Check a ``(frames, rows, cols)`` uint8 or float32 stack."""
+    if not isinstance(stack, np.ndarray):
+        raise ValueError(f"stack: expected a numpy array, got {type(stack).__name__}")
+    if stack.ndim != 3:
+        raise ValueError(f"stack: expected shape (frames, rows, cols), got shape {stack.shape}")
+    if stack.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"stack: dtype {stack.dtype} is not supported; use uint8 or float32")
+    t, h, w = stack.shape
+    if t < min_frames or h < 2 or w < 2:
+        raise ValueError(
+            f"stack: needs at least {min_frames} frames of 2x2 pixels, got shape {stack.shape}"
+        )
+    return stack
+
+
+def check_nodes(x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Return nodes as an ``(n, 2)`` float64 array after checking they lie in the image."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.ndim != 1 or ya.ndim != 1 or xa.shape != ya.shape or xa.size == 0:
+        raise ValueError(
+            f"x, y: expected two non-empty 1-D arrays of equal length, got shapes "
+            f"{xa.shape} and {ya.shape}"
+        )
+    for name, arr, hi in (("x", xa, width - 1), ("y", ya, height - 1)):
+        bad = ~np.isfinite(arr) | (arr < 0) | (arr > hi)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name}: node {k} at {float(arr[k])!r} is outside the stack (valid 0 to {hi})"
+            )
+    return np.column_stack([xa, ya])

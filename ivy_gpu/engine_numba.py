@@ -1,0 +1,65 @@
+"""The ``numba`` engine: parallel CPU kernels and the lag-limited ACF shortcut.
+
+Gather and z-scoring are Numba kernels; the per-row temporal FFTs run in SciPy's
+multi-threaded pocketfft; the cross-spectra are a Numba kernel; the ray integral
+is one BLAS matrix product over the few lags the rays need.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import scipy.fft
+
+from ivy_gpu import config
+from ivy_gpu.kernels import acf, rays, sti, structure_tensor
+
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _threaded_fft() -> SimpleNamespace:
+    workers = config.FFT_WORKERS
+    return SimpleNamespace(
+        rfft=lambda a, n, axis: scipy.fft.rfft(a, n=n, axis=axis, workers=workers),
+        irfft=lambda a, n, axis: scipy.fft.irfft(a, n=n, axis=axis, workers=workers),
+    )
+
+
+class NumbaEngine:
+    """Parallel CPU engine."""
+
+    name = "numba"
+
+    def chunk_pairs(self, p: int, t: int) -> int:
+        """(node, angle) pairs per chunk within the CPU budget."""
+        n_fft = t + p
+        per_pair = 4 * p * t + 8 * p * (n_fft // 2 + 1) * 3 + 4 * (p // 2 + 3) * n_fft * 4
+        return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
+
+    def prepare(self, stack: np.ndarray) -> np.ndarray:
+        """Return the stack handle used by the other methods (the array itself)."""
+        return stack
+
+    def gather(self, stack: np.ndarray, taps: Taps) -> np.ndarray:
+        """Raw STIs, shape (n, P, T) float32."""
+        return sti.gather_numba(stack, *taps)
+
+    def acf_scores(self, stack: np.ndarray, taps: Taps, plan: rays.AcfPlan):
+        """Peak ray integral per STI: ``(idx, peak, before, after)``."""
+        z, valid = sti.standardize_numba(self.gather(stack, taps))
+        z[~valid] = 0.0
+        op = plan.operator
+        win = acf.acf_window_xp(
+            z, op.lx_max, op.lt_lo, op.lt_hi, np, _threaded_fft(), acf.cross_spectra_numba
+        )
+        f = win.reshape(win.shape[0], -1) @ op.weights
+        f[~valid] = np.nan
+        return rays.peaks_xp(f, np)
+
+    def gradient_scores(self, stack: np.ndarray, taps: Taps):
+        """Structure-tensor ``(slope px/frame, coherence)`` per STI."""
+        raw = self.gather(stack, taps)
+        slope, coherence = structure_tensor.orientation_xp(raw, np)
+        _, valid = sti.standardize_numba(raw)
+        return slope, np.where(valid, coherence, np.nan)

@@ -1,0 +1,196 @@
+"""Polar ray integration of the STI autocorrelation (the streak-angle score).
+
+Conventions are those of the domain specification, section 8.3: the full
+autocorrelation ``R`` of a ``P x T`` STI is cropped asymmetrically to ``R_sub``
+(zero lag at ``(P//2 - 1, T//2 - 1)``); rays leave the zero lag at angle ``theta``
+(0 deg = pure time lag, 90 deg = pure pixel lag), are sampled every ``d_rho`` up to
+``rho_max = min(P//2, T//2)`` with bilinear interpolation that extrapolates past
+the crop, and are integrated by the trapezoid rule times ``d_rho``.
+
+Twins
+-----
+``ray_integrals_numpy`` is the literal reference on ``R_sub``. The fast backends
+use :func:`ray_weight_matrix`: the same taps and trapezoid weights folded into one
+dense ``(n_theta, n_lags)`` matrix over the few lags the rays touch, so the score
+of a whole batch is a single matrix product (BLAS on CPU, cuBLAS on GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+
+def polar_grid(p: int, t: int, d_rho: float, d_theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(rho, theta_deg)``: ``rho`` = 0, d_rho, ... <= rho_max; theta = 0 ... 180 deg."""
+    rho_max = min(p // 2, t // 2)
+    rho = np.arange(0.0, rho_max + d_rho, d_rho)
+    theta = np.arange(0.0, 180.0 + d_theta, d_theta)
+    return rho, theta
+
+
+def crop_bounds(p: int, t: int) -> tuple[int, int, int, int]:
+    """Return ``(row_start, row_stop, col_start, col_stop)`` of ``R_sub`` inside the full ACF."""
+    return p - p // 2, min(p + p // 2 + 1, 2 * p - 1), t - t // 2, min(t + t // 2 + 1, 2 * t - 1)
+
+
+def ray_taps(
+    p: int, t: int, rho: np.ndarray, theta_deg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear cells of every ray sample, in ``R_sub`` index coordinates.
+
+    Returns
+    -------
+    i, j : ndarray of int, shape (n_theta, n_rho)
+        Row (pixel lag) and column (frame lag) of the top-left cell corner,
+        clipped to the crop so that samples beyond it extrapolate linearly.
+    fx, ft : ndarray of float64, shape (n_theta, n_rho)
+        Fractional offsets inside the cell (may leave [0, 1] when extrapolating).
+    """
+    r0, r1, c0, c1 = crop_bounds(p, t)
+    n_rows, n_cols = r1 - r0, c1 - c0
+    x0, t0 = p // 2 - 1, t // 2 - 1
+    th = np.deg2rad(theta_deg)[:, None]
+    xs = x0 + rho[None, :] * np.sin(th)
+    ts = t0 + rho[None, :] * np.cos(th)
+    i = np.clip(np.floor(xs), 0, n_rows - 2).astype(np.intp)
+    j = np.clip(np.floor(ts), 0, n_cols - 2).astype(np.intp)
+    return i, j, xs - i, ts - j
+
+
+def _trapezoid_weights(n_rho: int, d_rho: float) -> np.ndarray:
+    w = np.full(n_rho, d_rho)
+    if n_rho > 1:
+        w[0] = w[-1] = 0.5 * d_rho
+    return w
+
+
+def ray_integrals_numpy(
+    r_sub: np.ndarray, p: int, t: int, rho: np.ndarray, theta_deg: np.ndarray, d_rho: float
+) -> np.ndarray:
+    """Integrate ``R_sub`` along every ray (reference).
+
+    Parameters
+    ----------
+    r_sub : ndarray, shape (n, rows, cols)
+        Cropped, normalized autocorrelations.
+    p, t : int
+        STI size (pixels, frames).
+    rho, theta_deg : ndarray
+        Polar grid from :func:`polar_grid`.
+    d_rho : float
+        Ray step, the factor of the trapezoid rule.
+
+    Returns
+    -------
+    ndarray, shape (n, n_theta)
+    """
+    i, j, fx, ft = ray_taps(p, t, rho, theta_deg)
+    vals = (
+        (1 - fx) * (1 - ft) * r_sub[:, i, j]
+        + fx * (1 - ft) * r_sub[:, i + 1, j]
+        + (1 - fx) * ft * r_sub[:, i, j + 1]
+        + fx * ft * r_sub[:, i + 1, j + 1]
+    )
+    return np.trapezoid(vals, dx=1.0, axis=-1) * d_rho
+
+
+@dataclass(frozen=True)
+class RayOperator:
+    """Ray integration as a matrix over a lag window of the autocorrelation.
+
+    Attributes
+    ----------
+    weights : ndarray of float32, shape (n_lags, n_theta)
+        ``F = R_window.reshape(n, n_lags) @ weights``.
+    lx_max : int
+        Pixel lags 0 ... lx_max are used (rays never need negative pixel lags).
+    lt_lo, lt_hi : int
+        Frame lags lt_lo ... lt_hi (inclusive) are used.
+    """
+
+    weights: np.ndarray
+    lx_max: int
+    lt_lo: int
+    lt_hi: int
+
+    @property
+    def n_lt(self) -> int:
+        """Number of frame lags in the window."""
+        return self.lt_hi - self.lt_lo + 1
+
+
+def ray_weight_matrix(
+    p: int, t: int, rho: np.ndarray, theta_deg: np.ndarray, d_rho: float
+) -> RayOperator:
+    """Fold the taps and trapezoid weights of every ray into one matrix.
+
+    The lag window is the smallest one containing every tap, so the fast
+    autocorrelation only has to produce those lags.
+    """
+    i, j, fx, ft = ray_taps(p, t, rho, theta_deg)
+    x0, t0 = p // 2 - 1, t // 2 - 1
+    lx = i - x0
+    lt = j - t0
+    if lx.min() < 0:  # cannot happen: sin(theta) >= 0 on [0, 180]
+        raise AssertionError("rays reach negative pixel lags")
+    lx_max = int(lx.max()) + 1
+    lt_lo, lt_hi = int(lt.min()), int(lt.max()) + 1
+    n_lt = lt_hi - lt_lo + 1
+    wr = _trapezoid_weights(rho.size, d_rho)[None, :]
+    n_theta = theta_deg.size
+    w = np.zeros((n_theta, (lx_max + 1) * n_lt))
+    q = np.broadcast_to(np.arange(n_theta)[:, None], lx.shape)
+    for dx, dt, wt in (
+        (0, 0, (1 - fx) * (1 - ft)),
+        (1, 0, fx * (1 - ft)),
+        (0, 1, (1 - fx) * ft),
+        (1, 1, fx * ft),
+    ):
+        col = (lx + dx) * n_lt + (lt + dt - lt_lo)
+        np.add.at(w, (q, col), wt * wr)
+    return RayOperator(np.ascontiguousarray(w.T, dtype=np.float32), lx_max, lt_lo, lt_hi)
+
+
+@dataclass(frozen=True)
+class AcfPlan:
+    """Everything about the ACF score that depends only on (P, T, d_rho, d_theta)."""
+
+    num_pixels: int
+    num_frames: int
+    d_rho: float
+    rho: np.ndarray
+    theta: np.ndarray
+    operator: RayOperator
+
+    @classmethod
+    def build(cls, p: int, t: int, d_rho: float, d_theta: float) -> AcfPlan:
+        """Make the polar grid and the ray operator for ``P x T`` STIs."""
+        rho, theta = polar_grid(p, t, d_rho, d_theta)
+        return cls(p, t, d_rho, rho, theta, ray_weight_matrix(p, t, rho, theta, d_rho))
+
+
+def peaks_xp(scores: Any, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
+    """Reduce ray integrals ``F (n, n_theta)`` to the peak and its neighbours.
+
+    Returns
+    -------
+    idx : int array (n,)
+        Index of the best theta (0 where the row is not finite).
+    peak, before, after : float arrays (n,)
+        ``F`` at the peak and at ``idx - 1`` / ``idx + 1`` (NaN at the ends); all NaN
+        for rows with any non-finite value (an invalid STI).
+    """
+    bad = ~xp.all(xp.isfinite(scores), axis=1)
+    f = xp.where(bad[:, None], 0.0, scores)
+    n_theta = f.shape[1]
+    idx = xp.argmax(f, axis=1)
+    rows = xp.arange(f.shape[0])
+    peak = f[rows, idx]
+    before = xp.where(idx > 0, f[rows, xp.maximum(idx - 1, 0)], xp.nan)
+    after = xp.where(idx < n_theta - 1, f[rows, xp.minimum(idx + 1, n_theta - 1)], xp.nan)
+    nan = xp.asarray(np.nan, dtype=f.dtype)
+    return idx, xp.where(bad, nan, peak), xp.where(bad, nan, before), xp.where(bad, nan, after)

@@ -1,0 +1,245 @@
+"""Space-time image (STI) gather and row standardization.
+
+An STI is the stack sampled along one search line: ``P`` points along the
+line (rows) by ``T`` frames (columns). All twins take the same *taps*: for every
+sample point the top-left integer pixel ``(x0, y0)`` of its bilinear cell and the
+fractional weights ``(fx, fy)`` (see :func:`bilinear_taps`). Nearest-neighbour
+sampling is expressed with 0/1 weights, so one gather serves both.
+
+Twins
+-----
+``gather_numpy`` / ``gather_numba`` / ``gather_cuda`` and
+``standardize_numpy`` / ``standardize_numba`` / ``standardize_cuda``.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import numpy as np
+from numba import cuda, njit, prange
+
+#: Rows whose temporal standard deviation is below this are "constant" (no data).
+CONSTANT_ROW_STD = 1e-6
+
+#: Frames handled per block by the Numba CPU gather (keeps writes cache-line sized).
+GATHER_FRAME_BLOCK = 16
+
+
+def bilinear_taps(
+    x: np.ndarray, y: np.ndarray, width: int, height: int, interpolation: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the cell corners and weights that sample an image at ``(x, y)``.
+
+    Parameters
+    ----------
+    x, y : ndarray of float64
+        Sample positions in pixels (column, row), all inside
+        ``[0, width - 1] x [0, height - 1]``.
+    width, height : int
+        Image size (both at least 2).
+    interpolation : {"bilinear", "nearest"}
+        ``"nearest"`` rounds half down, as SciPy's regular-grid interpolator.
+
+    Returns
+    -------
+    x0, y0 : ndarray of int32
+        Top-left corner of the 2x2 cell, clipped so that ``x0 + 1 < width``.
+    fx, fy : ndarray of float32
+        Weights of the right / lower neighbours.
+    """
+    if interpolation == "nearest":
+        xs = np.ceil(x - 0.5)
+        ys = np.ceil(y - 0.5)
+    else:
+        xs, ys = x, y
+    x0 = np.clip(np.floor(xs), 0, width - 2)
+    y0 = np.clip(np.floor(ys), 0, height - 2)
+    fx = (xs - x0).astype(np.float32)
+    fy = (ys - y0).astype(np.float32)
+    return x0.astype(np.int32), y0.astype(np.int32), fx, fy
+
+
+def gather_numpy(stack, x0, y0, fx, fy, xp: ModuleType = np):
+    """Sample STIs from a ``(T, H, W)`` stack (reference; array-API shaped).
+
+    Parameters
+    ----------
+    stack : ndarray, shape (T, H, W)
+        uint8 or float32 frames in time order.
+    x0, y0, fx, fy : ndarray, shape (n, P)
+        Taps from :func:`bilinear_taps`.
+    xp : module
+        Array namespace of the inputs (NumPy, or CuPy on the GPU fallback path).
+
+    Returns
+    -------
+    ndarray of float32, shape (n, P, T)
+    """
+    w00 = (1 - fx) * (1 - fy)
+    w10 = fx * (1 - fy)
+    w01 = (1 - fx) * fy
+    w11 = fx * fy
+
+    def corner(dy: int, dx: int) -> np.ndarray:
+        return stack[:, y0 + dy, x0 + dx].astype(xp.float32)  # (T, n, P)
+
+    v = w00 * corner(0, 0) + w10 * corner(0, 1) + w01 * corner(1, 0) + w11 * corner(1, 1)
+    return xp.ascontiguousarray(xp.moveaxis(v, 0, -1))
+
+
+def standardize_numpy(sti, xp: ModuleType = np):
+    """Z-score every row of every STI along time (sample std, ddof=1).
+
+    Returns
+    -------
+    z : ndarray of float32, shape (n, P, T)
+        Standardized STIs; rows that are constant in time are NaN.
+    valid : ndarray of bool, shape (n,)
+        False where any row is constant (the STI is then unusable).
+    """
+    mean = sti.mean(axis=-1, dtype=xp.float64, keepdims=True)
+    std = sti.std(axis=-1, ddof=1, dtype=xp.float64, keepdims=True)
+    const = std < CONSTANT_ROW_STD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = ((sti - mean) / xp.where(const, xp.nan, std)).astype(xp.float32)
+    return z, ~const[..., 0].any(axis=-1)
+
+
+@njit(parallel=True, cache=True)
+def _gather_numba(stack, x0, y0, fx, fy, out, block):  # pragma: no cover - compiled
+    n_frames = stack.shape[0]
+    n, p = x0.shape
+    n_blocks = (n_frames + block - 1) // block
+    for b in prange(n_blocks):
+        t_lo = b * block
+        t_hi = min(n_frames, t_lo + block)
+        for s in range(n):
+            for i in range(p):
+                xa = x0[s, i]
+                ya = y0[s, i]
+                gx = fx[s, i]
+                gy = fy[s, i]
+                w00 = (1 - gx) * (1 - gy)
+                w10 = gx * (1 - gy)
+                w01 = (1 - gx) * gy
+                w11 = gx * gy
+                for t in range(t_lo, t_hi):
+                    out[s, i, t] = (
+                        w00 * np.float32(stack[t, ya, xa])
+                        + w10 * np.float32(stack[t, ya, xa + 1])
+                        + w01 * np.float32(stack[t, ya + 1, xa])
+                        + w11 * np.float32(stack[t, ya + 1, xa + 1])
+                    )
+
+
+def gather_numba(
+    stack: np.ndarray, x0: np.ndarray, y0: np.ndarray, fx: np.ndarray, fy: np.ndarray
+) -> np.ndarray:
+    """Parallel CPU twin of :func:`gather_numpy` (frame blocks across threads)."""
+    out = np.empty((x0.shape[0], x0.shape[1], stack.shape[0]), dtype=np.float32)
+    _gather_numba(stack, x0, y0, fx, fy, out, GATHER_FRAME_BLOCK)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _standardize_numba(sti, valid, min_std):  # pragma: no cover - compiled
+    n, p, t_len = sti.shape
+    for s in prange(n):
+        ok = True
+        for i in range(p):
+            m = 0.0
+            for t in range(t_len):
+                m += sti[s, i, t]
+            m /= t_len
+            ss = 0.0
+            for t in range(t_len):
+                d = sti[s, i, t] - m
+                ss += d * d
+            sd = math.sqrt(ss / (t_len - 1))
+            if sd < min_std:
+                ok = False
+                for t in range(t_len):
+                    sti[s, i, t] = np.nan
+            else:
+                inv = 1.0 / sd
+                for t in range(t_len):
+                    sti[s, i, t] = (sti[s, i, t] - m) * inv
+        valid[s] = ok
+
+
+def standardize_numba(sti: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel CPU twin of :func:`standardize_numpy` (works in place on ``sti``)."""
+    valid = np.empty(sti.shape[0], dtype=np.bool_)
+    _standardize_numba(sti, valid, CONSTANT_ROW_STD)
+    return sti, valid
+
+
+@cuda.jit
+def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - device code
+    t, si = cuda.grid(2)
+    n_frames = stack.shape[0]
+    n = x0.shape[0]
+    p = x0.shape[1]
+    if t < n_frames and si < n * p:
+        s = si // p
+        i = si - s * p
+        xa = x0[s, i]
+        ya = y0[s, i]
+        gx = fx[s, i]
+        gy = fy[s, i]
+        one = np.float32(1.0)
+        out[s, i, t] = (
+            (one - gx) * (one - gy) * np.float32(stack[t, ya, xa])
+            + gx * (one - gy) * np.float32(stack[t, ya, xa + 1])
+            + (one - gx) * gy * np.float32(stack[t, ya + 1, xa])
+            + gx * gy * np.float32(stack[t, ya + 1, xa + 1])
+        )
+
+
+@cuda.jit
+def _standardize_cuda_kernel(sti, valid, min_std):  # pragma: no cover - device code
+    row = cuda.grid(1)
+    n, p, t_len = sti.shape
+    if row < n * p:
+        s = row // p
+        i = row - s * p
+        m = 0.0
+        for t in range(t_len):
+            m += sti[s, i, t]
+        m /= t_len
+        ss = 0.0
+        for t in range(t_len):
+            d = sti[s, i, t] - m
+            ss += d * d
+        sd = math.sqrt(ss / (t_len - 1))
+        if sd < min_std:
+            valid[s] = 0
+            for t in range(t_len):
+                sti[s, i, t] = math.nan
+        else:
+            inv = 1.0 / sd
+            for t in range(t_len):
+                sti[s, i, t] = (sti[s, i, t] - m) * inv
+
+
+#: Threads per block of the CUDA kernels: (frames, rows) for the gather, rows for z-scoring.
+CUDA_GATHER_BLOCK = (32, 8)
+CUDA_ROWS_BLOCK = 128
+
+
+def gather_cuda(stack, x0, y0, fx, fy, out) -> None:
+    """Launch the CUDA gather into ``out`` (device arrays, or host arrays under the simulator)."""
+    n_frames = stack.shape[0]
+    rows = x0.shape[0] * x0.shape[1]
+    bx, by = CUDA_GATHER_BLOCK
+    grid = ((n_frames + bx - 1) // bx, (rows + by - 1) // by)
+    _gather_cuda_kernel[grid, (bx, by)](stack, x0, y0, fx, fy, out)
+
+
+def standardize_cuda(sti, valid) -> None:
+    """Launch the CUDA row z-scoring in place; ``valid`` (uint8, ones) is cleared for bad STIs."""
+    rows = sti.shape[0] * sti.shape[1]
+    grid = (rows + CUDA_ROWS_BLOCK - 1) // CUDA_ROWS_BLOCK
+    _standardize_cuda_kernel[grid, CUDA_ROWS_BLOCK](sti, valid, CONSTANT_ROW_STD)

@@ -1,0 +1,146 @@
+"""Every backend against the NumPy reference, and the ACF shortcut against the full ACF."""
+
+import numpy as np
+import pytest
+
+import ivy_gpu.backends as backends
+from ivy_gpu.engine_xp import XpEngine
+from ivy_gpu.kernels import acf, rays, sti
+from ivy_gpu.stiv import stiv_exhaustive
+
+KW = dict(num_pixels=16, phi_origin=70, d_phi=2, phi_range=20, pixel_gsd=0.1, d_t=0.1)
+
+
+@pytest.fixture
+def scene(texture_factory):
+    stack = texture_factory((48, 56, 64), 1.4, 70.0, seed=4)
+    x = np.array([10.0, 25.5, 40.2, 3.0, 60.0])
+    y = np.array([40.0, 30.0, 33.3, 20.0, 2.0])
+    return stack, x, y
+
+
+def _same(a, b, rtol=2e-4):
+    for name in ("magnitude", "direction", "theta", "phi"):
+        assert np.allclose(getattr(a, name), getattr(b, name), rtol=rtol, equal_nan=True), name
+    assert np.allclose(a.score, b.score, rtol=rtol, equal_nan=True)
+
+
+@pytest.mark.parametrize("refine", [False, True])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_numba_matches_numpy(scene, refine, interpolation, small_chunks):
+    stack, x, y = scene
+    ref = stiv_exhaustive(stack, x, y, refine=refine, interpolation=interpolation, backend="numpy",
+                          **KW)
+    got = stiv_exhaustive(stack, x, y, refine=refine, interpolation=interpolation, backend="numba",
+                          **KW)
+    assert got.backend == "numba" and ref.backend == "numpy"
+    _same(ref, got)
+    assert np.isnan(ref.magnitude[4])  # node in the corner: lines leave the image
+
+
+def test_float32_stack_and_sigma_agree(scene):
+    stack, x, y = scene
+    f = stack.astype(np.float32)
+    ref = stiv_exhaustive(f, x, y, sigma=1.0, backend="numpy", **KW)
+    got = stiv_exhaustive(f, x, y, sigma=1.0, backend="numba", **KW)
+    _same(ref, got)
+
+
+@pytest.mark.parametrize("method", ["acf", "gradient"])
+def test_xp_engine_on_numpy_matches_reference(scene, monkeypatch, method):
+    """The CuPy engine's code path, run with NumPy as its array namespace."""
+    stack, x, y = scene
+    ref = stiv_exhaustive(stack, x, y, method=method, backend="numpy", return_sti=True, **KW)
+    monkeypatch.setattr(backends, "get_engine", lambda name: XpEngine(np, use_cuda_kernels=False))
+    got = stiv_exhaustive(stack, x, y, method=method, backend="cupy", return_sti=True, **KW)
+    _same(ref, got)
+    assert np.allclose(ref.sti, got.sti, equal_nan=True)
+
+
+def test_gradient_method_agrees_across_cpu_backends(scene):
+    stack, x, y = scene
+    ref = stiv_exhaustive(stack, x, y, method="gradient", backend="numpy", **KW)
+    got = stiv_exhaustive(stack, x, y, method="gradient", backend="numba", **KW)
+    _same(ref, got, rtol=1e-5)
+
+
+def test_acf_shortcut_equals_reference_window():
+    rng = np.random.default_rng(8)
+    for p, t in [(16, 40), (32, 300), (8, 6), (12, 13)]:
+        z, _ = sti.standardize_numpy(rng.standard_normal((3, p, t)).astype(np.float32))
+        plan = rays.AcfPlan.build(p, t, 0.5, 0.5)
+        op = plan.operator
+        full = acf.acf_full_numpy(z)
+        want = full[:, p - 1 : p + op.lx_max, t - 1 + op.lt_lo : t + op.lt_hi]
+        import scipy.fft
+
+        fast_np = acf.acf_window_xp(z, op.lx_max, op.lt_lo, op.lt_hi, np, scipy.fft)
+        fast_nb = acf.acf_window_xp(z, op.lx_max, op.lt_lo, op.lt_hi, np, scipy.fft,
+                                    acf.cross_spectra_numba)
+        assert np.allclose(fast_np, want, atol=2e-6)
+        assert np.allclose(fast_nb, want, atol=2e-6)
+        # and the folded ray operator reproduces the reference ray integrals
+        r0, r1, c0, c1 = rays.crop_bounds(p, t)
+        f_ref = rays.ray_integrals_numpy(full[:, r0:r1, c0:c1], p, t, plan.rho, plan.theta, 0.5)
+        f_fast = fast_np.reshape(3, -1) @ op.weights
+        assert np.allclose(f_fast, f_ref, atol=2e-5 * plan.rho[-1])
+
+
+def test_cuda_kernels_match_numpy_under_simulator_or_gpu():
+    from numba import cuda
+
+    if not cuda.is_available():
+        pytest.skip("neither a CUDA GPU nor the CUDA simulator is available")
+    rng = np.random.default_rng(9)
+    stack = rng.integers(0, 255, (6, 9, 10), dtype=np.uint8)
+    x = rng.uniform(0, 9, (3, 4))
+    y = rng.uniform(0, 8, (3, 4))
+    taps = sti.bilinear_taps(x, y, 10, 9, "bilinear")
+    want = sti.gather_numpy(stack, *taps)
+    d = [cuda.to_device(a) for a in (stack, *taps)]
+    out = cuda.device_array(want.shape, dtype=np.float32)
+    sti.gather_cuda(*d, out)
+    got = out.copy_to_host()
+    assert np.allclose(got, want, rtol=1e-6)
+    got[1, 2] = 7.0  # a constant row
+    z_want, v_want = sti.standardize_numpy(got)
+    d_sti = cuda.to_device(got)
+    d_valid = cuda.to_device(np.ones(3, dtype=np.uint8))
+    sti.standardize_cuda(d_sti, d_valid)
+    assert np.array_equal(d_valid.copy_to_host().astype(bool), v_want)
+    assert np.allclose(d_sti.copy_to_host(), z_want, atol=1e-5, equal_nan=True)
+
+
+def test_xp_engine_with_cuda_kernels_end_to_end(monkeypatch, texture_factory):
+    """The GPU engine with its CUDA kernels (simulator in CI) on a tiny scene."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        pytest.skip("neither a CUDA GPU nor the CUDA simulator is available")
+    stack = texture_factory((12, 20, 24), 1.0, 90.0, seed=1)
+    kw = dict(num_pixels=6, phi_origin=90, d_phi=5, phi_range=5, pixel_gsd=0.1, d_t=0.1)
+    ref = stiv_exhaustive(stack, [8.0, 12.0], [10.0, 9.0], backend="numpy", **kw)
+    monkeypatch.setattr(backends, "get_engine", lambda name: XpEngine(np, use_cuda_kernels=True))
+    got = stiv_exhaustive(stack, [8.0, 12.0], [10.0, 9.0], backend="cupy", **kw)
+    _same(ref, got)
+
+
+@pytest.mark.gpu
+def test_cupy_backend_matches_numpy_on_gpu(texture_factory):
+    stack = texture_factory((120, 96, 96), 1.4, 70.0, seed=4)
+    x = np.linspace(20, 60, 9)
+    y = np.full(9, 50.0)
+    for method in ("acf", "gradient"):
+        ref = stiv_exhaustive(stack, x, y, method=method, backend="numpy", refine=True, **KW)
+        got = stiv_exhaustive(stack, x, y, method=method, backend="cupy", refine=True, **KW)
+        assert got.backend == "cupy"
+        _same(ref, got)
+
+
+def test_auto_picks_numba_without_gpu(monkeypatch):
+    monkeypatch.setattr(backends, "gpu_status", lambda: (False, "no CUDA device"))
+    assert backends.resolve_backend("auto") == "numba"
+    with pytest.raises(RuntimeError, match="backend 'cupy' needs a usable CUDA GPU: no CUDA"):
+        backends.resolve_backend("cupy")
+    monkeypatch.setattr(backends, "gpu_status", lambda: (True, "1 CUDA device(s)"))
+    assert backends.resolve_backend("auto") == "cupy"
