@@ -1,0 +1,214 @@
+"""Benchmark suite: times each backend and stage on generated workloads and writes a table.
+
+Run with ``ivy-gpu bench`` (or ``python -m ivy_gpu.benchmarks.suite``). Timings
+are wall-clock medians of repeated runs after a warm-up (JIT compilation and FFT
+planning excluded); GPU timings synchronize the device before reading the clock.
+Peak memory is the largest NumPy/SciPy allocation total during the call
+(``tracemalloc``), not counting the input stack, or CuPy's memory-pool peak.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ivy_gpu import backends
+from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.synthetic import advected_texture
+
+
+@dataclass
+class Row:
+    """One benchmark measurement."""
+
+    case: str
+    backend: str
+    frames: int
+    height: int
+    width: int
+    nodes: int
+    angles: int
+    num_pixels: int
+    seconds: float
+    us_per_pair: float
+    stis_per_s: float
+    peak_mb: float
+
+
+def streaming_stack(frames: int, height: int, width: int, speed_px: int = 2, seed: int = 0):
+    """A cheap large stack: a smoothed noise band shifted ``speed_px`` columns per frame."""
+    import scipy.ndimage
+
+    rng = np.random.default_rng(seed)
+    band = rng.standard_normal((height, width + speed_px * frames)).astype(np.float32)
+    band = scipy.ndimage.gaussian_filter(band, 1.5)
+    band = np.clip(128 + 40 * band / band.std(), 0, 255).astype(np.uint8)
+    stack = np.empty((frames, height, width), dtype=np.uint8)
+    for t in range(frames):
+        stack[t] = band[:, speed_px * t : speed_px * t + width]
+    return stack
+
+
+def _sync(backend: str) -> None:
+    if backend == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+def _measure(fn: Callable[[], object], backend: str, repeats: int) -> tuple[float, float]:
+    fn()  # warm-up: JIT, FFT plans, device transfer of constants
+    _sync(backend)
+    times = []
+    peak = 0.0
+    for _ in range(repeats):
+        if backend == "cupy":
+            import cupy
+
+            pool = cupy.get_default_memory_pool()
+            pool.free_all_blocks()
+        else:
+            tracemalloc.start()
+        t0 = time.perf_counter()
+        fn()
+        _sync(backend)
+        times.append(time.perf_counter() - t0)
+        if backend == "cupy":
+            peak = max(peak, pool.total_bytes() / 2**20)
+        else:
+            peak = max(peak, tracemalloc.get_traced_memory()[1] / 2**20)
+            tracemalloc.stop()
+    return float(np.median(times)), peak
+
+
+def time_stiv(case: str, backend: str, stack: np.ndarray, nodes: int, angles: int, p: int,
+              repeats: int = 2, method: str = "acf") -> Row:
+    """Time one ``stiv_exhaustive`` call on ``nodes`` nodes along the middle row."""
+    t, h, w = stack.shape
+    x = np.linspace(p + 2, w - p - 3, nodes)
+    y = np.full(nodes, h / 2)
+    kw = dict(num_pixels=p, phi_origin=90.0, d_phi=1.0, phi_range=(angles - 1) / 2,
+              pixel_gsd=0.01, d_t=1 / 30, backend=backend, method=method)
+    seconds, peak = _measure(lambda: stiv_exhaustive(stack, x, y, **kw), backend, repeats)
+    pairs = nodes * angles
+    return Row(case, backend, t, h, w, nodes, angles, p, seconds, seconds / pairs * 1e6,
+               pairs / seconds, peak)
+
+
+def accuracy_table(seed: int = 11) -> list[dict]:
+    """Speed and direction errors on synthetic truth: ACF vs gradient, refine off/on."""
+    xs = np.array([60.0, 80.0, 100.0, 120.0, 70.0, 110.0])
+    ys = np.array([70.0, 90.0, 80.0, 100.0, 110.0, 60.0])
+    out = []
+    for speed_px, direction in [(0.6, 80.0), (1.1, 90.0), (1.55, 60.0), (2.05, 250.0)]:
+        stack = advected_texture((300, 180, 180), speed_px=speed_px, direction_geo=direction,
+                                 seed=seed)
+        for method in ("acf", "gradient"):
+            for refine in (False, True):
+                r = stiv_exhaustive(stack, xs, ys, num_pixels=48, phi_origin=direction + 5,
+                                    d_phi=1, phi_range=20, pixel_gsd=1.0, d_t=1.0,
+                                    refine=refine, method=method, backend="numba")
+                err = np.abs(r.magnitude / speed_px - 1) * 100
+                derr = np.abs((r.direction - direction + 180) % 360 - 180)
+                out.append(dict(speed_px=speed_px, direction=direction, method=method,
+                                refine=refine, mean_speed_err_pct=float(np.nanmean(err)),
+                                max_speed_err_pct=float(np.nanmax(err)),
+                                mean_dir_err_deg=float(np.nanmean(derr))))
+    return out
+
+
+def run_suite(quick: bool = False, backends_wanted: tuple[str, ...] = ("numpy", "numba", "cupy"),
+              out_dir: Path | None = None) -> tuple[list[Row], list[dict]]:
+    """Run the suite; ``quick`` uses small workloads (for smoke tests)."""
+    available = [b for b in backends_wanted if b != "cupy" or backends.gpu_status()[0]]
+    rows: list[Row] = []
+    if quick:
+        stack = streaming_stack(60, 120, 240)
+        for b in available:
+            rows.append(time_stiv("quick", b, stack, 8, 5, 16, repeats=1))
+        return rows, []
+    big = streaming_stack(300, 1080, 1920)
+    for b in available:
+        nodes = 40 if b == "numpy" else 575  # the reference is slow: a subset, per pair
+        rows.append(time_stiv("1080p-575x31", b, big, nodes, 31, 32))
+        if b != "numpy":
+            rows.append(time_stiv("1080p-575x31-gradient", b, big, nodes, 31, 32,
+                                  method="gradient"))
+    fast = [b for b in available if b != "numpy"]
+    for b in fast:
+        for n in (50, 150):
+            rows.append(time_stiv(f"nodes-{n}", b, big, n, 31, 32))
+        for a in (11, 61):
+            rows.append(time_stiv(f"angles-{a}", b, big, 150, a, 32))
+        for t in (100, 200):
+            rows.append(time_stiv(f"frames-{t}", b, big[:t], 150, 31, 32))
+    del big
+    acc = accuracy_table()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "stiv_bench.json").write_text(
+            json.dumps({"rows": [asdict(r) for r in rows], "accuracy": acc}, indent=1))
+    return rows, acc
+
+
+def environment() -> dict:
+    """Device, date and commit for the report."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    usable, why = backends.gpu_status()
+    gpu = "none"
+    if usable:
+        import cupy
+
+        gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    import os
+
+    return dict(date=_dt.date.today().isoformat(), commit=commit, cpu=platform.processor()
+                or platform.machine(), cores=os.cpu_count(), gpu=gpu, gpu_status=why,
+                python=platform.python_version(), numpy=np.__version__)
+
+
+def markdown(rows: list[Row], acc: list[dict], env: dict) -> str:
+    """Render the measurements as Markdown tables."""
+    lines = [f"Measured {env['date']}, commit `{env['commit']}`, CPU {env['cpu']} "
+             f"({env['cores']} cores), GPU: {env['gpu']}.", "",
+             "| case | backend | frames x rows x cols | nodes x angles | P | time (s) | "
+             "us per (node, angle) | STIs/s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.case} | {r.backend} | {r.frames}x{r.height}x{r.width} | "
+                     f"{r.nodes}x{r.angles} | {r.num_pixels} | {r.seconds:.3f} | "
+                     f"{r.us_per_pair:.1f} | {r.stis_per_s:,.0f} | {r.peak_mb:.0f} |")
+    if acc:
+        lines += ["", "| px/frame | direction | method | refine | mean speed err % | "
+                  "max speed err % | mean dir err deg |", "|---|---|---|---|---|---|---|"]
+        for a in acc:
+            lines.append(f"| {a['speed_px']} | {a['direction']} | {a['method']} | {a['refine']} "
+                         f"| {a['mean_speed_err_pct']:.2f} | {a['max_speed_err_pct']:.2f} | "
+                         f"{a['mean_dir_err_deg']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(quick: bool = False, out_dir: Path = Path("bench_output")) -> str:
+    """Run the suite and return (and write) the Markdown report."""
+    rows, acc = run_suite(quick=quick, out_dir=out_dir)
+    text = markdown(rows, acc, environment())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "stiv_bench.md").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    print(main())
