@@ -1,0 +1,344 @@
+"""IVyTools scaffold ``.ivy`` files: read into a :class:`ScaffoldConfig`, write back.
+
+Domain specification, section 2. A scaffold is a ZIP holding ``project_data.json``
+(many keys; unknown ones are kept but ignored), the AreaComp cross-section under
+``5-discharge/`` and optionally the calibration image and GCP table under
+``2-orthorectification/``. Arrays come in two encodings (a JSON string holding a
+nested list, or a plain list); both are read. Inside, everything is SI.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ivy_gpu.camera import CameraModel
+from ivy_gpu.rectify import METHODS, RectificationParams
+from ivy_gpu.units import unit_system
+from ivy_gpu.xsection import CrossSection, read_ac3
+
+PROJECT_JSON = "project_data.json"
+AC3_MEMBER = "5-discharge/cross_section_ac3.mat"
+CALIBRATION_IMAGE = "2-orthorectification/!calibration_image.jpg"
+GCP_MEMBER = "2-orthorectification/ground_control_points.csv"
+REQUIRED_KEYS = ("rectification_method", "rectification_parameters", "cross_section_line")
+
+
+@dataclass(frozen=True)
+class StivSettings:
+    """STIV parameters stored in a scaffold."""
+
+    num_pixels: int = 20
+    phi_origin: float = 90.0
+    phi_range: float = 90.0
+    d_phi: float = 1.0
+    max_vel_threshold: float = 10.0
+    sigma: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScaffoldConfig:
+    """A site set-up read from an IVyTools scaffold (SI units inside).
+
+    Attributes
+    ----------
+    path : Path or None
+        Where it was read from.
+    display_units : str
+        ``"English"`` or ``"Metric"``: units of batch-CSV WSEs and of reported results.
+    rectification : RectificationParams
+    pixel_gsd_m : float
+        Stored GSD (``pixel_ground_scale_distance_m``).
+    calibration_size : (width, height) or None
+        Size of the frames the calibration applies to.
+    cross_section_line : ndarray, shape (2, 2)
+        Line ends in rectified pixels, start bank first.
+    start_bank : str
+        ``"left"`` or ``"right"``.
+    num_grid_points : int
+    results_grid : ndarray or None
+        The GUI's exact node grid, (n, 2) rectified pixels.
+    mask_polygons : tuple of ndarray
+    stiv : StivSettings
+    cross_section : CrossSection
+    rectification_rmse_m : float or None
+        Recomputed from the GCPs when they are stored (each at its own Z), else the
+        stored value.
+    """
+
+    path: Path | None
+    display_units: str
+    rectification: RectificationParams
+    pixel_gsd_m: float
+    calibration_size: tuple[int, int] | None
+    cross_section_line: np.ndarray
+    start_bank: str
+    num_grid_points: int
+    results_grid: np.ndarray | None
+    mask_polygons: tuple[np.ndarray, ...]
+    stiv: StivSettings
+    cross_section: CrossSection
+    rectification_rmse_m: float | None
+    project: dict = field(default_factory=dict, compare=False, repr=False)
+    members: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def decode_array(value: Any, key: str, source: str) -> np.ndarray | None:
+    """Decode either array encoding (JSON string of a nested list, or a list)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{source}: key {key!r} is not a valid serialized array") from None
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: key {key!r} is not a numeric array") from None
+
+
+def encode_array(a: np.ndarray) -> str:
+    """IVyTools' "serialized numpy array": a JSON string of the nested list."""
+    return json.dumps(np.asarray(a).tolist())
+
+
+def _number(project: dict, key: str, default: float, source: str) -> float:
+    v = project.get(key, default)
+    if v is None:
+        return default
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: key {key!r} is not a number ({v!r})") from None
+
+
+def _find_ac3(names: list[str]) -> str | None:
+    if AC3_MEMBER in names:
+        return AC3_MEMBER
+    mats = [n for n in names if n.lower().endswith(".mat")]
+    for n in mats:
+        if n.startswith("5-discharge/") and "cross" in Path(n).name.lower():
+            return n
+    return mats[0] if mats else None
+
+
+def _rectification(project: dict, source: str) -> RectificationParams:
+    method = project.get("rectification_method")
+    if method not in METHODS:
+        raise ValueError(f"{source}: rectification_method {method!r} is not one of "
+                         f"{', '.join(METHODS)}")
+    rp = project.get("rectification_parameters")
+    if not isinstance(rp, dict):
+        raise ValueError(f"{source}: rectification_parameters must be a dict")
+
+    def arr(key: str) -> np.ndarray | None:
+        return decode_array(rp.get(key), f"rectification_parameters.{key}", source)
+
+    wse = rp.get("water_surface_elev", rp.get("water_surface_elevation"))
+    params = RectificationParams(
+        method=method,
+        camera_matrix=arr("camera_matrix"),
+        homography=arr("homography_matrix"),
+        extent=arr("extent"),
+        pixel_coords=arr("pixel_coords"),
+        world_coords=arr("world_coords"),
+        calibration_wse_m=None if wse is None else float(wse),
+        pad_x=float(rp.get("pad_x", 0) or 0),
+        pad_y=float(rp.get("pad_y", 0) or 0),
+        flip_x=bool(project.get("is_ortho_flip_x", False)),
+        flip_y=bool(project.get("is_ortho_flip_y", False)),
+    )
+    if method == "camera matrix":
+        if params.camera_matrix is None or params.camera_matrix.shape != (3, 4):
+            raise ValueError(f"{source}: rectification_parameters.camera_matrix must be 3x4")
+        if params.extent is None or params.extent.size != 4:
+            raise ValueError(f"{source}: rectification_parameters.extent must be "
+                             "[x_min, x_max, y_min, y_max]")
+    return params
+
+
+def load_scaffold(path: str | Path) -> ScaffoldConfig:
+    """Read an IVyTools ``.ivy`` scaffold.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and the problem: not a ZIP, no ``project_data.json``,
+        invalid JSON, missing keys, unknown units or method, no cross-section.
+    """
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise ValueError(f"{src}: scaffold file not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{src}: not a ZIP archive (an IVyTools .ivy scaffold is a ZIP)")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if PROJECT_JSON not in names:
+            raise ValueError(f"{src}: archive has no {PROJECT_JSON}")
+        try:
+            project = json.loads(zf.read(PROJECT_JSON).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{src}: {PROJECT_JSON} is not valid JSON ({exc})") from None
+        members = {n: zf.read(n) for n in names
+                   if n != PROJECT_JSON and not n.endswith(".dat") and not n.endswith("/")}
+    if not isinstance(project, dict):
+        raise ValueError(f"{src}: {PROJECT_JSON} does not hold a JSON object")
+    missing = [k for k in REQUIRED_KEYS if project.get(k) is None]
+    if missing:
+        raise ValueError(f"{src}: {PROJECT_JSON} is missing required keys: {', '.join(missing)}")
+    units = unit_system(project.get("display_units", "Metric"), f"{src}: display_units").name
+    rect = _rectification(project, src)
+
+    line = decode_array(project["cross_section_line"], "cross_section_line", src)
+    if line is None or line.size != 4:
+        raise ValueError(f"{src}: cross_section_line must hold two (x, y) points")
+    line = line.reshape(2, 2)
+
+    grid = decode_array(project.get("results_grid"), "results_grid", src)
+    if grid is not None and grid.size:
+        grid = grid.reshape(-1, 2)
+    else:
+        grid = None
+    masks = tuple(decode_array(m, "mask_polygons", src).reshape(-1, 2)
+                  for m in (project.get("mask_polygons") or []) if m is not None)
+
+    ac3_name = _find_ac3(list(members))
+    if ac3_name is None:
+        raise ValueError(f"{src}: archive holds no cross-section .mat (expected {AC3_MEMBER})")
+    with tempfile.TemporaryDirectory() as tmp:
+        mat_path = Path(tmp) / Path(ac3_name).name
+        mat_path.write_bytes(members[ac3_name])
+        try:
+            section = read_ac3(mat_path)
+        except ValueError as exc:
+            raise ValueError(f"{src}: {ac3_name}: {str(exc).split(': ', 1)[-1]}") from None
+
+    size = None
+    meta = project.get("video_metadata") or {}
+    if isinstance(meta, dict) and meta.get("width") and meta.get("height"):
+        size = (int(meta["width"]), int(meta["height"]))
+    elif CALIBRATION_IMAGE in members:
+        img = cv2.imdecode(np.frombuffer(members[CALIBRATION_IMAGE], np.uint8),
+                           cv2.IMREAD_UNCHANGED)
+        if img is not None:
+            size = (img.shape[1], img.shape[0])
+
+    rmse = project.get("rectification_rmse_m")
+    rmse = None if rmse is None else float(rmse)
+    if (rect.method == "camera matrix" and rect.world_coords is not None
+            and rect.pixel_coords is not None and len(rect.world_coords) >= 6):
+        rmse = CameraModel(rect.camera_matrix).rmse_m(rect.world_coords, rect.pixel_coords)
+
+    p = int(_number(project, "stiv_num_pixels", 20, src))
+    stiv = StivSettings(
+        num_pixels=p + (p % 2),  # even, as the GUI forces it (spec 14.16)
+        phi_origin=_number(project, "stiv_phi_origin", 90.0, src),
+        phi_range=_number(project, "stiv_phi_range", 90.0, src),
+        d_phi=_number(project, "stiv_dphi", 1.0, src),
+        max_vel_threshold=_number(project, "stiv_max_vel_threshold_mps", 10.0, src),
+        sigma=_number(project, "stiv_gaussian_blur_sigma", 0.0, src),
+    )
+    bank = str(project.get("cross_section_start_bank", "left")).lower()
+    if bank not in ("left", "right"):
+        raise ValueError(f"{src}: cross_section_start_bank must be 'left' or 'right', got {bank!r}")
+    return ScaffoldConfig(
+        path=path, display_units=units, rectification=rect,
+        pixel_gsd_m=_number(project, "pixel_ground_scale_distance_m", 0.01, src),
+        calibration_size=size, cross_section_line=line, start_bank=bank,
+        num_grid_points=int(_number(project, "number_grid_points_along_xs_line", 25, src)),
+        results_grid=grid, mask_polygons=masks, stiv=stiv, cross_section=section,
+        rectification_rmse_m=rmse, project=project, members=members,
+    )
+
+
+def write_scaffold(path: str | Path, project: dict, members: dict[str, bytes]) -> None:
+    """Write a scaffold ZIP atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(PROJECT_JSON, json.dumps(dict(sorted(project.items())), indent=2))
+            for name, data in sorted(members.items()):
+                zf.writestr(name, data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
+    """Write ``config`` as an ``.ivy`` scaffold that IVyTools' loader layout accepts.
+
+    The typed fields overwrite their keys in the original project dictionary; every
+    other key and archive member is kept as read.
+    """
+    project = dict(config.project)
+    r = config.rectification
+    rp = dict(project.get("rectification_parameters") or {})
+    for key, value in (("camera_matrix", r.camera_matrix), ("homography_matrix", r.homography),
+                       ("extent", r.extent), ("pixel_coords", r.pixel_coords),
+                       ("world_coords", r.world_coords)):
+        if value is not None:
+            rp[key] = np.asarray(value).tolist()
+    if r.calibration_wse_m is not None:
+        rp["water_surface_elev"] = r.calibration_wse_m
+    project.update({
+        "rectification_method": r.method, "rectification_parameters": rp,
+        "is_ortho_flip_x": r.flip_x, "is_ortho_flip_y": r.flip_y,
+        "display_units": config.display_units,
+        "pixel_ground_scale_distance_m": config.pixel_gsd_m,
+        "cross_section_line": encode_array(config.cross_section_line.reshape(1, 2, 2)),
+        "cross_section_start_bank": config.start_bank,
+        "number_grid_points_along_xs_line": config.num_grid_points,
+        "stiv_num_pixels": config.stiv.num_pixels, "stiv_phi_origin": config.stiv.phi_origin,
+        "stiv_phi_range": config.stiv.phi_range, "stiv_dphi": config.stiv.d_phi,
+        "stiv_max_vel_threshold_mps": config.stiv.max_vel_threshold,
+        "stiv_gaussian_blur_sigma": config.stiv.sigma,
+        "rectification_rmse_m": config.rectification_rmse_m,
+        "mask_polygons": [encode_array(m) for m in config.mask_polygons] or None,
+    })
+    if config.results_grid is not None:
+        project["results_grid"] = encode_array(config.results_grid)
+    members = dict(config.members)
+    if not any(n.lower().endswith(".mat") for n in members):
+        from ivy_gpu.xsection import write_ac3
+
+        buf = Path(tempfile.mkdtemp()) / "cross_section_ac3.mat"
+        write_ac3(buf, config.cross_section)
+        members[AC3_MEMBER] = buf.read_bytes()
+    write_scaffold(path, project, members)
+
+
+def describe(config: ScaffoldConfig) -> str:
+    """A few human-readable lines about a scaffold (for ``ivy-gpu info``)."""
+    r = config.rectification
+    out = io.StringIO()
+    out.write(f"scaffold: {config.path}\n")
+    out.write(f"display units: {config.display_units}\n")
+    out.write(f"rectification: {r.method}, flips x={r.flip_x} y={r.flip_y}, "
+              f"calibration WSE {r.calibration_wse_m} m\n")
+    out.write(f"GSD: {config.pixel_gsd_m:.5f} m/px; calibration frame: {config.calibration_size}\n")
+    if config.rectification_rmse_m is not None:
+        out.write(f"rectification RMSE: {config.rectification_rmse_m:.4f} m\n")
+    out.write(f"cross-section line: {config.cross_section_line.tolist()} "
+              f"(starts on the {config.start_bank} bank), {config.num_grid_points} nodes\n")
+    s = config.stiv
+    out.write(f"STIV: P={s.num_pixels} phi0={s.phi_origin} range={s.phi_range} "
+              f"dphi={s.d_phi} vmax={s.max_vel_threshold} sigma={s.sigma}\n")
+    cs = config.cross_section
+    out.write(f"survey: {cs.stations.size} points, {cs.stations[-1] - cs.stations[0]:.3f} m wide, "
+              f"bed {cs.elevations.min():.3f} m, units {cs.units}\n")
+    return out.getvalue()
