@@ -49,7 +49,9 @@ def _unit_factor(header: str, default_units: str, path: Path) -> float:
         return 1.0
     if default_units == "ft":
         return M_PER_FT
-    raise ValueError(f"{path}: column {header!r} has no unit suffix; pass default_units='m' or 'ft'")
+    raise ValueError(
+        f"{path}: column {header!r} has no unit suffix; pass default_units='m' or 'ft'"
+    )
 
 
 def read_gcp_csv(path: str | Path, default_units: str = "m") -> GcpTable:
@@ -97,5 +99,4 @@ def read_gcp_csv(path: str | Path, default_units: str = "m") -> GcpTable:
         pixel.append(px)
         use_r.append(row[9].strip().lower() in _YES if ncol == 11 else True)
         use_v.append(row[10].strip().lower() in _YES if ncol == 11 else False)
-    return GcpTable(tuple(ids), np.array(world), np.array(pixel), np.array(use_r),
-                    np.array(use_v))
+    return GcpTable(tuple(ids), np.array(world), np.array(pixel), np.array(use_r), np.array(use_v))

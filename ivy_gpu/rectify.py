@@ -59,9 +59,14 @@ class Rectifier:
         ``"nearest"`` is IVyTools' own.
     """
 
-    def __init__(self, params: RectificationParams, wse_m: float,
-                 frame_size: tuple[int, int], cell_size: float | None = None,
-                 interpolation: str = "linear") -> None:
+    def __init__(
+        self,
+        params: RectificationParams,
+        wse_m: float,
+        frame_size: tuple[int, int],
+        cell_size: float | None = None,
+        interpolation: str = "linear",
+    ) -> None:
         self.params = params
         self.wse_m = float(wse_m)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -74,8 +79,10 @@ class Rectifier:
         elif params.method == "scale":
             map_x, map_y, self.gsd = self._scale_tables(w, h)
         else:
-            raise ValueError(f"rectification_method: unknown method {params.method!r}; "
-                             f"expected one of {', '.join(METHODS)}")
+            raise ValueError(
+                f"rectification_method: unknown method {params.method!r}; "
+                f"expected one of {', '.join(METHODS)}"
+            )
         if params.flip_y:
             map_x, map_y = map_x[::-1], map_y[::-1]
         if params.flip_x:
@@ -91,8 +98,9 @@ class Rectifier:
     def _camera_tables(self, w: int, h: int, cell: float | None):
         p = self.params
         if p.camera_matrix is None or p.extent is None:
-            raise ValueError("rectification_parameters: camera matrix method needs "
-                             "'camera_matrix' and 'extent'")
+            raise ValueError(
+                "rectification_parameters: camera matrix method needs 'camera_matrix' and 'extent'"
+            )
         x0, x1, y0, y1 = (float(v) for v in np.asarray(p.extent).ravel()[:4])
         s = cell or camera_cell_size(np.array([x0, x1, y0, y1]), w, h)
         xs = np.arange(x0, x1, s)
@@ -106,8 +114,10 @@ class Rectifier:
     def _homography_tables(self, w: int, h: int):
         p = self.params
         if p.homography is None or p.world_coords is None:
-            raise ValueError("rectification_parameters: homography method needs "
-                             "'homography_matrix' and 'world_coords'")
+            raise ValueError(
+                "rectification_parameters: homography method needs "
+                "'homography_matrix' and 'world_coords'"
+            )
         world = np.asarray(p.world_coords, float)
         sf = w / float(np.ptp(world[:, 0]))
         side = int(np.ceil(max(w + 2 * p.pad_x, np.ceil(np.ptp(world[:, 1]) * sf) + 2 * p.pad_y)))
@@ -121,7 +131,9 @@ class Rectifier:
         p = self.params
         if p.world_coords is None or p.pixel_coords is None:
             raise ValueError("rectification_parameters: scale method needs 2 GCPs")
-        gsd = scale_gsd(np.asarray(p.world_coords, float)[:2], np.asarray(p.pixel_coords, float)[:2])
+        gsd = scale_gsd(
+            np.asarray(p.world_coords, float)[:2], np.asarray(p.pixel_coords, float)[:2]
+        )
         cc, rr = np.meshgrid(np.arange(w, dtype=float), np.arange(h, dtype=float))
         return cc, rr, gsd
 
@@ -129,8 +141,10 @@ class Rectifier:
         """Raise ``ValueError`` if the frame size differs from the calibration size."""
         h, w = frame.shape[:2]
         if (w, h) != self.frame_size:
-            raise ValueError(f"{source}: frame size {w}x{h} differs from the calibration image "
-                             f"size {self.frame_size[0]}x{self.frame_size[1]}")
+            raise ValueError(
+                f"{source}: frame size {w}x{h} differs from the calibration image "
+                f"size {self.frame_size[0]}x{self.frame_size[1]}"
+            )
 
     def rectify(self, frame: np.ndarray) -> np.ndarray:
         """Rectify one frame (gray or colour, any dtype OpenCV accepts)."""

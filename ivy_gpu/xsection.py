@@ -98,7 +98,9 @@ class CrossSection:
         lo, hi = self.water_edges(wse)
         inner = (self.stations > lo) & (self.stations < hi)
         b = np.concatenate([[lo], self.stations[inner], [hi]])
-        z = np.concatenate([[wse], self.elevations[inner], [wse]])
+        # edge depths resolve vertical walls to their wetted side (0 on a sloping bank)
+        z = np.concatenate([self.bed_at([lo], 0.5 * (lo + hi)), self.elevations[inner],
+                            self.bed_at([hi], 0.5 * (lo + hi))])
         d = np.maximum(wse - z, 0.0)
         return float(np.trapezoid(d, b))
 
