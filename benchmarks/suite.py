@@ -104,6 +104,50 @@ def time_stiv(case: str, backend: str, stack: np.ndarray, nodes: int, angles: in
                pairs / seconds, peak)
 
 
+def rectify_rows(repeats: int = 20) -> list[dict]:
+    """Table build per WSE and per-frame remap of a 1080p frame (CPU, and GPU when usable)."""
+    from ivy_gpu.kernels.remap import remap_cv2
+    from ivy_gpu.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic_site import Site, SiteSpec
+
+    site = Site(SiteSpec(width_px=1920, height_px=1080))
+    params = RectificationParams("camera matrix", camera_matrix=site.camera.matrix,
+                                 extent=site.extent)
+    builds = []
+    for k in range(6):
+        t0 = time.perf_counter()
+        rect = Rectifier(params, site.spec.wse_m + 0.01 * k, (1920, 1080))
+        builds.append(time.perf_counter() - t0)
+    frame = np.random.default_rng(0).integers(0, 255, (1080, 1920), dtype=np.uint8)
+    rows = [dict(stage="tables for a new WSE (first call)", backend="numpy",
+                 ms=builds[0] * 1e3),
+            dict(stage="tables for a new WSE (warm, median)", backend="numpy",
+                 ms=float(np.median(builds[1:])) * 1e3)]
+    for interp in ("linear", "nearest"):
+        remap_cv2(frame, rect.map_x, rect.map_y, interp)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            remap_cv2(frame, rect.map_x, rect.map_y, interp)
+        rows.append(dict(stage=f"rectify 1080p gray frame ({interp})", backend="opencv",
+                         ms=(time.perf_counter() - t0) / repeats * 1e3))
+    if backends.gpu_status()[0]:
+        import cupy
+        import cupyx.scipy.ndimage as cnd
+
+        from ivy_gpu.kernels.remap import remap_xp
+
+        mx, my, f = cupy.asarray(rect.map_x), cupy.asarray(rect.map_y), cupy.asarray(frame)
+        remap_xp(f, mx, my, cupy, cnd)
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            remap_xp(f, mx, my, cupy, cnd)
+        cupy.cuda.Device().synchronize()
+        rows.append(dict(stage="rectify 1080p gray frame (linear)", backend="cupy",
+                         ms=(time.perf_counter() - t0) / repeats * 1e3))
+    return rows
+
+
 def accuracy_table(seed: int = 11) -> list[dict]:
     """Speed and direction errors on synthetic truth: ACF vs gradient, refine off/on."""
     xs = np.array([60.0, 80.0, 100.0, 120.0, 70.0, 110.0])
@@ -180,7 +224,7 @@ def environment() -> dict:
                 python=platform.python_version(), numpy=np.__version__)
 
 
-def markdown(rows: list[Row], acc: list[dict], env: dict) -> str:
+def markdown(rows: list[Row], acc: list[dict], env: dict, rect: list[dict] = ()) -> str:
     """Render the measurements as Markdown tables."""
     lines = [f"Measured {env['date']}, commit `{env['commit']}`, CPU {env['cpu']} "
              f"({env['cores']} cores), GPU: {env['gpu']}.", "",
@@ -191,6 +235,9 @@ def markdown(rows: list[Row], acc: list[dict], env: dict) -> str:
         lines.append(f"| {r.case} | {r.backend} | {r.frames}x{r.height}x{r.width} | "
                      f"{r.nodes}x{r.angles} | {r.num_pixels} | {r.seconds:.3f} | "
                      f"{r.us_per_pair:.1f} | {r.stis_per_s:,.0f} | {r.peak_mb:.0f} |")
+    if rect:
+        lines += ["", "| rectification stage | backend | ms |", "|---|---|---|"]
+        lines += [f"| {r['stage']} | {r['backend']} | {r['ms']:.2f} |" for r in rect]
     if acc:
         lines += ["", "| px/frame | direction | method | refine | mean speed err % | "
                   "max speed err % | mean dir err deg |", "|---|---|---|---|---|---|---|"]
@@ -204,7 +251,8 @@ def markdown(rows: list[Row], acc: list[dict], env: dict) -> str:
 def main(quick: bool = False, out_dir: Path = Path("bench_output")) -> str:
     """Run the suite and return (and write) the Markdown report."""
     rows, acc = run_suite(quick=quick, out_dir=out_dir)
-    text = markdown(rows, acc, environment())
+    rect = rectify_rows(repeats=3 if quick else 20)
+    text = markdown(rows, acc, environment(), rect)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stiv_bench.md").write_text(text)
     return text

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ivy_gpu.camera import CameraModel
 from ivy_gpu.kernels.remap import remap_cv2
 
 METHODS = ("camera matrix", "homography", "scale")
@@ -105,11 +104,15 @@ class Rectifier:
         s = cell or camera_cell_size(np.array([x0, x1, y0, y1]), w, h)
         xs = np.arange(x0, x1, s)
         ys = y0 + s * np.arange(np.arange(y0, y1, s).size)[::-1]
-        gx, gy = np.meshgrid(xs, ys)
-        cam = CameraModel(np.asarray(p.camera_matrix, float))
-        uv = cam.project(np.stack([gx, gy, np.full_like(gx, self.wse_m)], axis=-1))
+        pm = np.asarray(p.camera_matrix, float)
+        # the grid is separable: each projective component is an outer sum of 1-D terms
+        col = pm[:, 0:1] * xs[None, :]  # (3, n_x)
+        row = pm[:, 1:2] * ys[None, :] + (pm[:, 2:3] * self.wse_m + pm[:, 3:4])  # (3, n_y)
+        inv_w = 1.0 / (row[2][:, None] + col[2][None, :])
+        map_x = (row[0][:, None] + col[0][None, :]) * inv_w
+        map_y = (row[1][:, None] + col[1][None, :]) * inv_w
         self.x0, self.y_top, self.cell = x0, float(ys[0]), s
-        return uv[..., 0], uv[..., 1], s
+        return map_x, map_y, s
 
     def _homography_tables(self, w: int, h: int):
         p = self.params
