@@ -248,11 +248,17 @@ def markdown(rows: list[Row], acc: list[dict], env: dict, rect: list[dict] = ())
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool = False, out_dir: Path = Path("bench_output")) -> str:
+def main(quick: bool = False, out_dir: Path = Path("bench_output"),
+         pipeline: bool = False) -> str:
     """Run the suite and return (and write) the Markdown report."""
     rows, acc = run_suite(quick=quick, out_dir=out_dir)
     rect = rectify_rows(repeats=3 if quick else 20)
     text = markdown(rows, acc, environment(), rect)
+    if pipeline:
+        from ivy_gpu.benchmarks import pipeline_bench
+
+        prow = (pipeline_bench.run(640, 360, 2.0, 3, 1.0) if quick else pipeline_bench.run())
+        text += "\n" + pipeline_bench.markdown(prow)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stiv_bench.md").write_text(text)
     return text

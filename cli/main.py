@@ -1,7 +1,9 @@
 """The ``ivy-gpu`` command line (also installed as ``ivytools-batch``).
 
 Thin over the library: commands parse arguments, call ``ivy_gpu`` and report.
-Exit codes: 0 success, 2 bad usage or unreadable input; ``--debug`` shows tracebacks.
+Exit codes: 0 all succeeded, 1 some video failed, 2 bad usage or unreadable
+inputs (the scaffold, the batch CSV, a video named on the command line). Errors
+are one line naming the file; ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -10,69 +12,231 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="GPU-accelerated STIV and discharge from river videos.")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+BACKEND = typer.Option("auto", "--backend", "-b", help="auto | numpy | numba | cupy")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
-def _fail(exc: Exception, debug: bool) -> None:
+def _fail(exc: Exception, debug: bool, code: int = 2) -> None:
     if debug:
         raise exc
     err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[msg]}"),
+                    TimeElapsedColumn(), console=err_console, disable=quiet, transient=True)
+
+
+def _load(scaffold: Path, debug: bool):
+    from ivy_gpu.scaffold import load_scaffold
+
+    try:
+        return load_scaffold(scaffold)
+    except ValueError as exc:
+        _fail(exc, debug)
+
+
+def _result_line(r) -> str:
+    if r.success:
+        return (f"[green]completed[/green] {r.video_path.name}: Q = {r.total_discharge:.4f} m³/s, "
+                f"A = {r.total_area:.4f} m², {r.num_frames} frames, "
+                f"{r.processing_time_seconds:.1f} s")
+    return f"[red]failed[/red] {r.video_path.name} at {r.error_stage}: {r.error_message}"
+
+
+@app.command()
+def process(
+    scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
+    video: Path = typer.Argument(..., help="Video file."),
+    wse: float = typer.Option(..., "--wse", help="Water-surface elevation, metres."),
+    output: Path = typer.Option(Path("results"), "--output", "-o", help="Output folder."),
+    alpha: float = typer.Option(0.85, help="Surface-to-mean velocity coefficient."),
+    start: str = typer.Option(None, help="Start: seconds, MM:SS or HH:MM:SS[.fff]."),
+    end: str = typer.Option(None, help="End (exclusive), same formats."),
+    frame_step: int = typer.Option(1, help="Keep every k-th frame."),
+    max_frames: int = typer.Option(None, help="Stop after this many frames."),
+    keep_frames: bool = typer.Option(False, help="Also write the rectified frames (PNG)."),
+    backend: str = BACKEND, quiet: bool = QUIET, debug: bool = DEBUG,
+) -> None:
+    """Process one video into discharge."""
+    from ivy_gpu.pipeline import process_video
+
+    cfg = _load(scaffold, debug)
+    if not video.is_file():
+        _fail(ValueError(f"{video}: video file not found"), debug)
+    with _progress(quiet) as bar:
+        task = bar.add_task(video.name, total=1.0, msg="")
+
+        def on_stage(stage: str, fraction: float, msg: str) -> None:
+            bar.update(task, completed=fraction, description=f"{video.name} [{stage}]", msg=msg)
+
+        try:
+            r = process_video(cfg, video, wse, output, alpha, start, end, frame_step,
+                              max_frames, backend, on_stage, keep_frames)
+        except (ValueError, RuntimeError) as exc:
+            _fail(exc, debug)
+    console.print(_result_line(r), highlight=False)
+    for w in r.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    raise typer.Exit(0 if r.success else 1)
+
+
+@app.command()
+def batch(
+    scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
+    csv_file: Path = typer.Argument(..., metavar="CSV", help="Batch CSV."),
+    output: Path = typer.Option(Path("batch_results"), "--output", "-o", help="Output folder."),
+    resume: bool = typer.Option(False, help="Skip videos whose results are complete."),
+    stop_on_error: bool = typer.Option(False, help="Stop at the first failed video."),
+    backend: str = BACKEND, quiet: bool = QUIET, debug: bool = DEBUG,
+) -> None:
+    """Process every row of a batch CSV; writes batch_summary.csv after each video."""
+    from ivy_gpu.batch import BatchOrchestrator, read_batch_csv
+
+    cfg = _load(scaffold, debug)
+    try:
+        rows = read_batch_csv(csv_file, cfg.display_units)
+    except ValueError as exc:
+        _fail(exc, debug)
+    with _progress(quiet) as bar:
+        task = bar.add_task("batch", total=len(rows), msg="")
+
+        def on_video(k: int, total: int, r) -> None:
+            bar.update(task, completed=k + 1, msg=f"{k + 1}/{total}")
+            bar.console.print(_result_line(r), highlight=False)
+
+        try:
+            b = BatchOrchestrator(cfg, output, backend, stop_on_error, resume,
+                                  progress=on_video).run(rows, csv_file)
+        except (ValueError, RuntimeError) as exc:
+            _fail(exc, debug)
+    s = b.get_discharge_summary()
+    console.print(f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
+                  f"summary: {output / 'batch_summary.csv'}", highlight=False)
+    if s["count"]:
+        console.print(f"discharge m³/s: min {s['min']:.4f} max {s['max']:.4f} "
+                      f"mean {s['mean']:.4f} std {s['std']:.4f}", highlight=False)
+    raise typer.Exit(0 if b.failed == 0 else 1)
+
+
+@app.command()
+def validate(
+    scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
+    csv_file: Path = typer.Argument(None, metavar="[CSV]", help="Batch CSV to check too."),
+    debug: bool = DEBUG,
+) -> None:
+    """Check a scaffold (and every row of a batch CSV) without processing anything."""
+    from ivy_gpu.batch import read_batch_csv
+    from ivy_gpu.video import probe
+
+    cfg = _load(scaffold, debug)
+    console.print(f"[green]ok[/green] {scaffold}: {cfg.rectification.method}, "
+                  f"{cfg.display_units} units, calibration frame {cfg.calibration_size}",
+                  highlight=False)
+    if csv_file is None:
+        raise typer.Exit(0)
+    try:
+        rows = read_batch_csv(csv_file, cfg.display_units)
+    except ValueError as exc:
+        _fail(exc, debug)
+    bad = 0
+    for row in rows:
+        problem = row.error
+        if problem is None:
+            try:
+                info = probe(row.video_path)
+                if cfg.calibration_size and (info.width, info.height) != cfg.calibration_size:
+                    w, h = cfg.calibration_size
+                    raise ValueError(f"{row.video_path}: frame size {info.width}x{info.height} "
+                                     f"differs from the calibration image size {w}x{h}")
+                cfg.cross_section.water_edges(row.config.water_surface_elevation)
+                start = row.config.start_time or 0.0
+                if info.duration_s is not None and start >= info.duration_s:
+                    raise ValueError(f"{row.video_path}: start_time {start} s is past the end "
+                                     f"of the video ({info.duration_s:.2f} s)")
+            except ValueError as exc:
+                problem = str(exc)
+        if problem:
+            bad += 1
+            console.print(f"[red]row {row.line}[/red]: {problem}", highlight=False)
+        else:
+            console.print(f"[green]row {row.line}[/green]: ok {row.video_path}", highlight=False)
+    console.print(f"{len(rows) - bad} of {len(rows)} rows ok", highlight=False)
+    raise typer.Exit(0 if bad == 0 else 1)
+
+
+@app.command()
+def info(scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
+         debug: bool = DEBUG) -> None:
+    """Describe a scaffold."""
+    from ivy_gpu.scaffold import describe
+
+    console.print(describe(_load(scaffold, debug)), highlight=False)
 
 
 @app.command()
 def demo(
-    backend: str = typer.Option("auto", help="auto | numpy | numba | cupy"),
-    seed: int = typer.Option(2026, help="Seed of the generated scenes."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    output: Path = typer.Option(Path("demo_output"), "--output", "-o", help="Work folder."),
+    backend: str = BACKEND,
+    seed: int = typer.Option(2026, help="Seed of the generated site."),
+    quiet: bool = QUIET, debug: bool = DEBUG,
 ) -> None:
-    """Run the STIV engine on generated scenes and print true vs measured velocity per node."""
-    import numpy as np
+    """Generate a synthetic site and video, process it, print measured vs true discharge."""
+    from ivy_gpu.pipeline import process_video
+    from ivy_gpu.synthetic_site import SiteSpec, make_site
 
-    from ivy_gpu.stiv import stiv_exhaustive
-    from ivy_gpu.synthetic import advected_texture
+    spec = SiteSpec(width_px=1280, height_px=720, duration_s=5.0, flow_angle_deg=12.0,
+                    u_max=0.9, seed=seed)
+    console.print(f"generating a synthetic site in {output} (1280x720, 5 s at 30 fps) ...")
+    truth = make_site(output, spec)
+    with _progress(quiet) as bar:
+        task = bar.add_task("river.mp4", total=1.0, msg="")
 
-    gsd, dt = 0.02, 1 / 30
-    scenes = [(0.45, 95.0), (0.80, 60.0), (1.20, 250.0)]  # m/s, geographic direction
-    table = Table(title=f"ivy_gpu demo: STIV on generated scenes (gsd {gsd} m/px, dt 1/30 s)")
-    for col in ("scene", "node", "true m/s", "measured m/s", "error %", "true dir", "measured dir"):
+        def on_stage(stage: str, fraction: float, msg: str) -> None:
+            bar.update(task, completed=fraction, description=f"river.mp4 [{stage}]", msg=msg)
+
+        try:
+            r = process_video(output / "site.ivy", output / truth["video"], truth["wse_m"],
+                              output / "results", spec.alpha, backend=backend,
+                              progress=on_stage)
+        except (ValueError, RuntimeError) as exc:
+            _fail(exc, debug)
+    if not r.success:
+        _fail(RuntimeError(f"demo video failed at {r.error_stage}: {r.error_message}"), debug, 1)
+    table = Table(title="ivy_gpu demo: synthetic site with known discharge")
+    for col in ("", "measured", "true", "error %"):
         table.add_column(col, justify="right")
-    try:
-        worst = 0.0
-        for k, (speed, direction) in enumerate(scenes):
-            stack = advected_texture((240, 160, 200), speed_px=speed * dt / gsd,
-                                     direction_geo=direction, seed=seed + k)
-            x = np.linspace(60, 140, 5)
-            y = np.array([60.0, 70.0, 80.0, 90.0, 100.0])
-            r = stiv_exhaustive(stack, x, y, num_pixels=48, phi_origin=direction + 4, d_phi=1,
-                                phi_range=20, pixel_gsd=gsd, d_t=dt, refine=True,
-                                backend=backend)
-            for i in range(x.size):
-                err = (r.magnitude[i] / speed - 1) * 100
-                worst = max(worst, abs(err))
-                table.add_row(str(k + 1), f"({x[i]:.0f}, {y[i]:.0f})", f"{speed:.3f}",
-                              f"{r.magnitude[i]:.3f}", f"{err:+.2f}", f"{direction:.1f}",
-                              f"{r.direction[i]:.1f}")
-    except (ValueError, RuntimeError) as exc:
-        _fail(exc, debug)
+    for label, meas, true in (("discharge (m³/s)", r.total_discharge, truth["discharge_m3s"]),
+                              ("area (m²)", r.total_area, truth["area_m2"])):
+        table.add_row(label, f"{meas:.4f}", f"{true:.4f}", f"{100 * (meas / true - 1):+.2f}")
     console.print(table)
-    console.print(f"backend: {r.backend}; largest speed error {worst:.2f} %")
+    unc = r.discharge_uncertainty
+    console.print(f"backend {r.backend}; {r.num_frames} frames; U95 ISO {unc['iso_u95']:.3f}, "
+                  f"IVE {unc['ive_u95']:.3f}; stages (s): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in r.stage_seconds.items()), highlight=False)
+    console.print(f"results in {output / 'results' / 'river'}", highlight=False)
 
 
 @app.command()
 def bench(
     quick: bool = typer.Option(False, help="Small workloads only (a smoke run)."),
     output: Path = typer.Option(Path("bench_output"), help="Folder for the JSON and Markdown."),
+    pipeline: bool = typer.Option(False, help="Also run the end-to-end video benchmark."),
 ) -> None:
     """Run the benchmark suite on generated workloads and write a table."""
     from ivy_gpu.benchmarks.suite import main as run
 
-    console.print(run(quick=quick, out_dir=output))
+    console.print(run(quick=quick, out_dir=output, pipeline=pipeline))
 
 
 @app.command()

@@ -12,6 +12,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "process_video": "ivy_gpu.pipeline",
+    "process_batch": "ivy_gpu.batch",
+    "process_batch_csv": "ivy_gpu.batch",
+    "BatchOrchestrator": "ivy_gpu.batch",
+    "load_scaffold": "ivy_gpu.scaffold",
+    "save_scaffold": "ivy_gpu.scaffold",
+    "ScaffoldConfig": "ivy_gpu.scaffold",
+    "VideoConfig": "ivy_gpu.results",
+    "ProcessingResult": "ivy_gpu.results",
+    "BatchResult": "ivy_gpu.results",
     "stiv_exhaustive": "ivy_gpu.stiv",
     "StivResult": "ivy_gpu.stiv",
     "resolve_backend": "ivy_gpu.backends",

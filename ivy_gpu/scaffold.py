@@ -273,6 +273,9 @@ def write_scaffold(path: str | Path, project: dict, members: dict[str, bytes]) -
             zf.writestr(PROJECT_JSON, json.dumps(dict(sorted(project.items())), indent=2))
             for name, data in sorted(members.items()):
                 zf.writestr(name, data)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -58,7 +58,7 @@ def cross_spectra_xp(zf: Any, lx_max: int, xp: ModuleType) -> Any:
     return xp.stack(parts, axis=1)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _cross_spectra_numba(re, im, lx_max, out_re, out_im):  # pragma: no cover - compiled
     n, p, nf = re.shape
     for s in prange(n):

@@ -107,7 +107,7 @@ def standardize_numpy(sti, xp: ModuleType = np):
     return z, ~const[..., 0].any(axis=-1)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _gather_numba(stack, x0, y0, fx, fy, out, block):  # pragma: no cover - compiled
     n_frames = stack.shape[0]
     n, p = x0.shape
@@ -143,7 +143,7 @@ def gather_numba(
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _standardize_numba(sti, valid, min_std):  # pragma: no cover - compiled
     n, p, t_len = sti.shape
     for s in prange(n):

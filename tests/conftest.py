@@ -70,3 +70,14 @@ def texture_factory():
 
 
 __all__ = ["np"]
+
+
+@pytest.fixture(scope="session")
+def video_site(tmp_path_factory):
+    """A 1280x720, 3 s synthetic site with its scaffold, video and truth (built once)."""
+    from ivy_gpu.synthetic_site import SiteSpec, make_site
+
+    d = tmp_path_factory.mktemp("video_site")
+    spec = SiteSpec(width_px=1280, height_px=720, duration_s=3.0, flow_angle_deg=8.0, seed=12)
+    truth = make_site(d, spec)
+    return d, truth

@@ -12,19 +12,59 @@ from ivy_gpu.cli.main import app
 runner = CliRunner()
 
 
-def test_demo_prints_true_and_measured_speed():
-    result = runner.invoke(app, ["demo", "--backend", "numba"])
-    assert result.exit_code == 0, result.output
-    assert "backend: numba" in result.output
-    assert result.output.count("(140, 100)") == 3  # 3 scenes x 5 nodes, last node of each
-    worst = float(result.output.rsplit("largest speed error", 1)[1].split("%")[0])
-    assert worst < 5.0  # sanity bound; accuracy itself is checked in test_stiv_truth.py
+def test_process_command(video_site, tmp_path):
+    d, truth = video_site
+    res = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+                              str(truth["wse_m"]), "-o", str(tmp_path), "-q", "--backend",
+                              "numba", "--max-frames", "60"])
+    assert res.exit_code == 0, res.output
+    assert "completed river.mp4: Q =" in res.output
+    assert (tmp_path / "river" / "results.json").exists()
 
 
-def test_bad_backend_is_a_one_line_error_exit_2():
-    result = runner.invoke(app, ["demo", "--backend", "opencl"])
-    assert result.exit_code == 2
-    assert "backend: unknown backend 'opencl'" in result.output
+def test_corrupt_scaffold_exits_2_naming_it(tmp_path, video_site):
+    d, truth = video_site
+    bad = tmp_path / "broken.ivy"
+    bad.write_text("not a zip")
+    for cmd in (["info", str(bad)], ["validate", str(bad)],
+                ["process", str(bad), str(d / truth["video"]), "--wse", "1", "-q"]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 2, cmd
+        assert f"{bad}: not a ZIP archive" in res.output
+    res = runner.invoke(app, ["process", str(d / "site.ivy"), str(tmp_path / "none.mp4"),
+                              "--wse", "1", "-q"])
+    assert res.exit_code == 2 and "none.mp4: video file not found" in res.output
+
+
+def test_validate_and_info(video_site, tmp_path):
+    d, truth = video_site
+    (tmp_path / "b.csv").write_text(
+        "video_path,water_surface_elevation\n"
+        f"{d / truth['video']},{truth['wse_m']}\n"
+        f"{d / truth['video']},120\n"
+        "nothing.mp4,100\n")
+    res = runner.invoke(app, ["validate", str(d / "site.ivy"), str(tmp_path / "b.csv")])
+    assert res.exit_code == 1
+    assert "row 2: ok" in res.output and "is above a bank" in res.output
+    assert "nothing.mp4: video file not found" in res.output and "1 of 3 rows ok" in res.output
+    res = runner.invoke(app, ["info", str(d / "site.ivy")])
+    assert res.exit_code == 0 and "camera matrix" in res.output
+
+
+def test_demo_prints_measured_and_true_discharge(tmp_path):
+    res = runner.invoke(app, ["demo", "-o", str(tmp_path), "-q", "--backend", "numba"])
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if "discharge (m³/s)" in line)
+    measured, true, err = (float(v) for v in row.replace("│", " ").split()[-3:])
+    assert abs(err) < 3.0 and abs(measured / true - 1) < 0.03
+
+
+def test_bad_backend_is_a_one_line_error_exit_2(video_site, tmp_path):
+    d, truth = video_site
+    res = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+                              str(truth["wse_m"]), "-q", "--backend", "opencl", "-o",
+                              str(tmp_path)])
+    assert res.exit_code == 1 and "backend: unknown backend 'opencl'" in res.output
 
 
 def test_backends_lists_numpy_and_numba():
@@ -45,4 +85,6 @@ def test_installed_console_scripts():
         path = shutil.which(name, path=str(exe)) or shutil.which(name)
         assert path, f"{name} is not installed"
         out = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0 and "demo" in out.stdout
+        assert out.returncode == 0
+        for cmd in ("process", "batch", "validate", "info", "bench", "demo"):
+            assert cmd in out.stdout

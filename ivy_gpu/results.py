@@ -1,0 +1,144 @@
+"""Configuration and result dataclasses of the video-to-discharge pipeline (SI units)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ERROR_STAGES = ("read", "rectify", "grid", "stiv", "discharge", "save")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """One video to process.
+
+    Attributes
+    ----------
+    video_path : Path
+    water_surface_elevation : float
+        Metres.
+    alpha : float
+        Surface-to-mean velocity coefficient, 0 < alpha <= 1.
+    start_time, end_time : float or None
+        Seconds (half-open range).
+    frame_step : int
+    max_frames : int or None
+    measurement_number, measurement_date, comments : optional metadata
+    """
+
+    video_path: Path
+    water_surface_elevation: float
+    alpha: float = 0.85
+    start_time: float | None = None
+    end_time: float | None = None
+    frame_step: int = 1
+    max_frames: int | None = None
+    measurement_number: int | None = None
+    measurement_date: str | None = None
+    comments: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video_path", Path(self.video_path))
+        if not (0 < float(self.alpha) <= 1):
+            raise ValueError(f"alpha: must be in (0, 1], got {self.alpha!r}")
+        if not np.isfinite(float(self.water_surface_elevation)):
+            raise ValueError("water_surface_elevation: must be a finite number")
+        if int(self.frame_step) < 1:
+            raise ValueError(f"frame_step: must be >= 1, got {self.frame_step!r}")
+        if self.max_frames is not None and int(self.max_frames) < 2:
+            raise ValueError(f"max_frames: must be >= 2, got {self.max_frames!r}")
+        if (self.start_time is not None and self.end_time is not None
+                and self.end_time <= self.start_time):
+            raise ValueError(f"end_time: {self.end_time} s is not after start_time "
+                             f"{self.start_time} s")
+
+
+@dataclass
+class ProcessingResult:
+    """Everything one video produced (SI units), or where and why it failed."""
+
+    video_path: Path
+    success: bool = False
+    error_stage: str | None = None
+    error_message: str | None = None
+    water_surface_elevation: float | None = None
+    alpha: float | None = None
+    num_frames: int = 0
+    timestep_seconds: float | None = None
+    pixel_gsd: float | None = None
+    backend: str | None = None
+    total_discharge: float | None = None
+    total_area: float | None = None
+    mean_velocity: float | None = None
+    stiv_magnitudes: np.ndarray | None = None
+    stiv_directions: np.ndarray | None = None
+    stiv_normal_velocities: np.ndarray | None = None
+    node_positions: np.ndarray | None = None
+    node_stations: np.ndarray | None = None
+    filled_nodes: int = 0
+    discharge_dataframe: pd.DataFrame | None = None
+    discharge_uncertainty: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    stage_seconds: dict = field(default_factory=dict)
+    output_directory: Path | None = None
+    processing_time_seconds: float = 0.0
+
+    def scalars(self) -> dict[str, Any]:
+        """Every scalar of the result with units in the key names (for ``results.json``)."""
+        u = self.discharge_uncertainty or {}
+        return {
+            "video_path": str(self.video_path), "success": self.success,
+            "status": "completed" if self.success else "failed",
+            "error_stage": self.error_stage, "error_message": self.error_message,
+            "water_surface_elevation_m": self.water_surface_elevation, "alpha": self.alpha,
+            "num_frames": self.num_frames, "timestep_s": self.timestep_seconds,
+            "pixel_gsd_m": self.pixel_gsd, "backend": self.backend,
+            "discharge_m3s": self.total_discharge, "area_m2": self.total_area,
+            "mean_velocity_ms": self.mean_velocity,
+            "uncertainty_iso_95": u.get("iso_u95"), "uncertainty_ive_95": u.get("ive_u95"),
+            "uncertainty_iso_contributions": u.get("iso_contributions"),
+            "uncertainty_ive_contributions": u.get("ive_contributions"),
+            "uncertainty_ive_note": u.get("ive_note"),
+            "filled_nodes": self.filled_nodes, "num_nodes": None if self.stiv_magnitudes is None
+            else int(len(self.stiv_magnitudes)),
+            "warnings": list(self.warnings), "stage_seconds": dict(self.stage_seconds),
+            "processing_time_s": self.processing_time_seconds,
+        }
+
+
+@dataclass
+class BatchResult:
+    """The results of a batch, in CSV order."""
+
+    video_results: list[ProcessingResult]
+    output_directory: Path | None = None
+    batch_csv_path: Path | None = None
+    processing_time_seconds: float = 0.0
+
+    @property
+    def total_videos(self) -> int:
+        """Number of videos (rows) in the batch."""
+        return len(self.video_results)
+
+    @property
+    def successful(self) -> int:
+        """Number of videos that produced a discharge."""
+        return sum(r.success for r in self.video_results)
+
+    @property
+    def failed(self) -> int:
+        """Number of videos that failed."""
+        return self.total_videos - self.successful
+
+    def get_discharge_summary(self) -> dict[str, float]:
+        """Min, max, mean, population std and count of the successful discharges (m^3/s)."""
+        q = np.array([r.total_discharge for r in self.video_results if r.success], float)
+        if q.size == 0:
+            return {"min": float("nan"), "max": float("nan"), "mean": float("nan"),
+                    "std": float("nan"), "count": 0}
+        return {"min": float(q.min()), "max": float(q.max()), "mean": float(q.mean()),
+                "std": float(q.std()), "count": int(q.size)}

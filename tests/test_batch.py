@@ -1,0 +1,167 @@
+"""Batches: CSV semantics, statuses and files, stop on error, kill and resume."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ivy_gpu import process_batch, process_batch_csv
+from ivy_gpu.batch import SUMMARY_COLUMNS, read_batch_csv
+from ivy_gpu.cli.main import app
+from ivy_gpu.results import VideoConfig
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def batch_dir(video_site, tmp_path):
+    d, truth = video_site
+    shutil.copy(d / truth["video"], tmp_path / "good.mp4")
+    (tmp_path / "corrupt.mp4").write_bytes((d / truth["video"]).read_bytes()[:4000])
+    wse = truth["wse_m"]
+    (tmp_path / "batch.csv").write_text(
+        "video_path,water_surface_elevation,start_time,end_time,alpha,comments,gage_height\n"
+        f"good.mp4,{wse},,,0.85,whole clip,1.0\n"
+        f"corrupt.mp4,{wse},,,0.85,truncated,\n"
+        f"missing.mp4,{wse},,,0.85,absent,\n"
+        f"good.mp4,{wse},00:00:00.5,00:00:02.5,0.9,HH:MM:SS row,\n"
+    )
+    return tmp_path, d / "site.ivy", truth
+
+
+def test_batch_statuses_messages_and_files(batch_dir):
+    folder, scaffold, truth = batch_dir
+    b = process_batch_csv(scaffold, folder / "batch.csv", folder / "out", backend="numba")
+    assert (b.total_videos, b.successful, b.failed) == (4, 2, 2)
+    good, corrupt, missing, window = b.video_results
+    assert good.success and window.success
+    assert good.total_discharge == pytest.approx(truth["discharge_m3s"], rel=0.03)
+    assert window.num_frames == 60 and window.alpha == 0.9
+    assert (
+        corrupt.error_stage == "read" and "corrupt.mp4: cannot open video" in corrupt.error_message
+    )
+    assert (
+        missing.error_stage == "read"
+        and "missing.mp4: video file not found" in missing.error_message
+    )
+    summary = pd.read_csv(folder / "out" / "batch_summary.csv", keep_default_na=False)
+    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    assert list(summary["status"]) == ["completed", "failed", "failed", "completed"]
+    assert list(summary["error_stage"]) == ["", "read", "read", ""]
+    s = b.get_discharge_summary()
+    assert s["count"] == 2 and s["min"] <= s["mean"] <= s["max"]
+    # one folder per row, repeated stems made unique by their CSV line
+    assert (folder / "out" / "good" / "results.json").exists()
+    assert (folder / "out" / "good_line5" / "results.json").exists()
+    assert (folder / "out" / "corrupt" / "results.json").exists()
+
+
+def test_cli_batch_exit_code_and_missing_columns(batch_dir):
+    folder, scaffold, _ = batch_dir
+    res = runner.invoke(
+        app,
+        [
+            "batch",
+            str(scaffold),
+            str(folder / "batch.csv"),
+            "-o",
+            str(folder / "cli"),
+            "-q",
+            "--backend",
+            "numba",
+        ],
+    )
+    assert res.exit_code == 1, res.output  # some videos failed
+    assert "2 of 4 videos completed, 2 failed" in res.output
+    (folder / "nocol.csv").write_text("video,wse\na.mp4,1\n")
+    res = runner.invoke(app, ["batch", str(scaffold), str(folder / "nocol.csv"), "-q"])
+    assert res.exit_code == 2
+    assert "nocol.csv: missing required columns: video_path, water_surface_elevation" in res.output
+
+
+def test_csv_rows_units_and_bad_rows(tmp_path):
+    (tmp_path / "b.csv").write_text(
+        "video_path,water_surface_elevation,alpha,start_time,measurement_number,extra\n"
+        "a.mp4,328.1,0.9,01:05,3,x\n"
+        "/abs/b.mp4,abc,,,,\n"
+        "c.mp4,10,1.5,,,\n"
+        ",,,,,\n"
+        "d.mp4,10,,99:99:99:9,,\n"
+    )
+    rows = read_batch_csv(tmp_path / "b.csv", "English")
+    assert len(rows) == 4  # the empty row is dropped
+    a = rows[0].config
+    assert a.video_path == tmp_path / "a.mp4"  # relative to the CSV's folder
+    assert a.water_surface_elevation == pytest.approx(328.1 * 0.3048)  # feet -> metres
+    assert a.alpha == 0.9 and a.start_time == 65.0 and a.measurement_number == 3
+    assert rows[1].video_path == Path("/abs/b.mp4")
+    assert "row 3: water_surface_elevation: 'abc' is not a number" in rows[1].error
+    assert "row 4: alpha: must be in (0, 1]" in rows[2].error
+    assert "row 6: start_time: '99:99:99:9' is not seconds" in rows[3].error
+    (tmp_path / "empty.csv").write_text("video_path,water_surface_elevation\n")
+    with pytest.raises(ValueError, match="empty.csv: batch CSV has no data rows"):
+        read_batch_csv(tmp_path / "empty.csv")
+
+
+def test_stop_on_error_and_api_batch(batch_dir):
+    folder, scaffold, truth = batch_dir
+    videos = [
+        VideoConfig(folder / "missing.mp4", truth["wse_m"]),
+        VideoConfig(folder / "good.mp4", truth["wse_m"], max_frames=30),
+    ]
+    b = process_batch(scaffold, videos, folder / "stop", backend="numba", stop_on_error=True)
+    assert [r.success for r in b.video_results] == [False, False]
+    assert "not processed" in b.video_results[1].error_message
+    b = process_batch(scaffold, videos, folder / "go", backend="numba")
+    assert [r.success for r in b.video_results] == [False, True]
+
+
+def test_kill_mid_batch_then_resume_gives_the_same_summary(batch_dir):
+    folder, scaffold, truth = batch_dir
+    wse = truth["wse_m"]
+    lines = ["video_path,water_surface_elevation"]
+    for i in range(4):
+        shutil.copy(folder / "good.mp4", folder / f"v{i}.mp4")
+        lines.append(f"v{i}.mp4,{wse}")
+    lines.insert(3, f"missing.mp4,{wse}")
+    (folder / "kill.csv").write_text("\n".join(lines) + "\n")
+    exe = shutil.which("ivy-gpu", path=str(Path(sys.executable).parent))
+    assert exe, "ivy-gpu console script is not installed"
+    args = [exe, "batch", str(scaffold), str(folder / "kill.csv"), "-q", "--backend", "numba"]
+    ref = subprocess.run(
+        [*args, "-o", str(folder / "ref")], capture_output=True, text=True, timeout=600
+    )
+    assert ref.returncode == 1, ref.stderr  # the missing video fails
+    out = folder / "killed"
+    proc = subprocess.Popen(
+        [*args, "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    summary = out / "batch_summary.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if summary.exists() and len(summary.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = pd.read_csv(summary, keep_default_na=False)
+    assert 1 <= len(partial) < 5  # killed mid-batch, finished rows kept
+    assert not list(out.rglob(".*.tmp"))  # nothing half-written
+    done = subprocess.run(
+        [*args, "-o", str(out), "--resume"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 1, done.stderr
+    a = pd.read_csv(folder / "ref" / "batch_summary.csv", keep_default_na=False)
+    b = pd.read_csv(summary, keep_default_na=False)
+    cols = [c for c in SUMMARY_COLUMNS if c != "processing_time_s"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])

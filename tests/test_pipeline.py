@@ -1,0 +1,90 @@
+"""process_video end to end on a generated 720p site, and its failure stages."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ivy_gpu import ProcessingResult, process_video
+from ivy_gpu.discharge import TABLE_COLUMNS
+
+
+def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
+    d, truth = video_site
+    stages = []
+    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path,
+                      backend="numba", progress=lambda s, f, m: stages.append(s))
+    assert isinstance(r, ProcessingResult) and r.success, r.error_message
+    assert r.total_discharge == pytest.approx(truth["discharge_m3s"], rel=0.03)
+    assert r.total_area == pytest.approx(truth["area_m2"], rel=0.01)
+    assert r.num_frames == 90 and r.timestep_seconds == pytest.approx(1 / 30)
+    assert r.mean_velocity == pytest.approx(r.total_discharge / r.total_area)
+    assert 0 < r.discharge_uncertainty["iso_u95"] < 0.3
+    assert {"read", "stiv", "discharge", "done"} <= set(stages)
+    out = tmp_path / "river"
+    data = json.loads((out / "results.json").read_text())  # strict JSON (no NaN)
+    assert data["status"] == "completed" and data["discharge_m3s"] == r.total_discharge
+    assert data["area_display_units"] == "m²"
+    table = pd.read_csv(out / "discharge_table.csv")
+    assert tuple(table.columns) == TABLE_COLUMNS
+    assert table["Unit Discharge"].sum() == pytest.approx(r.total_discharge)
+    stiv = pd.read_csv(out / "stiv_results.csv")
+    assert list(stiv.columns) == ["x_px", "y_px", "station_m", "speed_ms", "direction_deg",
+                                  "normal_velocity_ms", "theta_deg", "score"]
+    assert len(stiv) == 25
+    for png in ("rectified_vectors.png", "best_stis.png", "section.png"):
+        assert (out / png).stat().st_size > 1000
+    assert not list(out.glob(".*tmp"))  # no half-written files left
+
+
+def test_time_window_and_keep_frames(video_site, tmp_path):
+    d, truth = video_site
+    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path,
+                      start_time="00:00:01", end_time=2.5, frame_step=2, backend="numba",
+                      keep_frames=True)
+    assert r.success and r.num_frames == 23 and r.timestep_seconds == pytest.approx(2 / 30)
+    assert len(list((tmp_path / "river" / "frames").glob("t*.png"))) == 23
+
+
+@pytest.mark.parametrize("case,stage,match", [
+    ("short", "read", "only 3 frames in the selected time range"),
+    ("missing", "read", "video file not found"),
+    ("wse_high", "grid", "is above a bank"),
+    ("size", "rectify", "frame size 640x360 differs from the calibration image size 1280x720"),
+])
+def test_failures_are_recorded_with_their_stage(video_site, tmp_path, case, stage, match):
+    d, truth = video_site
+    video, wse, kw = d / truth["video"], truth["wse_m"], {}
+    if case == "short":
+        kw = dict(max_frames=3)
+    elif case == "missing":
+        video = tmp_path / "gone.mp4"
+    elif case == "wse_high":
+        wse = 105.0
+    elif case == "size":
+        from ivy_gpu.synthetic_site import SiteSpec, make_site
+
+        other = make_site(tmp_path / "small", SiteSpec(duration_s=0.5), video=True)
+        video = tmp_path / "small" / other["video"]
+    if case == "short":
+        with pytest.raises(ValueError, match="max_frames: must be >= 2"):
+            process_video(d / "site.ivy", video, wse, tmp_path, max_frames=1)
+        kw = dict(start_time=2.9)
+        match = "only 3 frames"
+    r = process_video(d / "site.ivy", video, wse, tmp_path / "out", backend="numba", **kw)
+    assert not r.success and r.error_stage == stage
+    assert match in r.error_message and "\n" not in r.error_message
+    data = json.loads((tmp_path / "out" / video.stem / "results.json").read_text())
+    assert data["status"] == "failed" and data["error_stage"] == stage
+
+
+def test_all_backends_agree_end_to_end(video_site):
+    d, truth = video_site
+    a = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba",
+                      max_frames=40)
+    b = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numpy",
+                      max_frames=40)
+    assert a.success and b.success
+    assert np.allclose(a.stiv_magnitudes, b.stiv_magnitudes, rtol=2e-4, equal_nan=True)
+    assert a.total_discharge == pytest.approx(b.total_discharge, rel=1e-4)
