@@ -52,8 +52,8 @@ def check_even_int(name: str, value: int, minimum: int) -> int:
 
 def check_stack(stack: np.ndarray, min_frames: int = 4) -> np.ndarray:
     """Check a ``(frames, rows, cols)`` uint8 or float32 stack."""
-    if not isinstance(stack, np.ndarray):
-        raise ValueError(f"stack: expected a numpy array, got {type(stack).__name__}")
+    if not (isinstance(stack, np.ndarray) or hasattr(stack, "__cuda_array_interface__")):
+        raise ValueError(f"stack: expected a numpy (or cupy) array, got {type(stack).__name__}")
     if stack.ndim != 3:
         raise ValueError(f"stack: expected shape (frames, rows, cols), got shape {stack.shape}")
     if stack.dtype not in (np.uint8, np.float32):

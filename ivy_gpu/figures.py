@@ -30,11 +30,23 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _show(ax, image: np.ndarray, max_width: int = 900) -> None:
+    """Show a gray image in pixel coordinates, downsampled first (Agg resampling is slow)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    shown = image
+    if w > max_width:
+        shown = cv2.resize(image, (max_width, max(1, round(h * max_width / w))),
+                           interpolation=cv2.INTER_AREA)
+    ax.imshow(shown, cmap="gray", extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
+
+
 def rectified_vectors(path: Path, rectified: np.ndarray, nodes: np.ndarray, line: np.ndarray,
                       magnitude: np.ndarray, direction_geo: np.ndarray, title: str = "") -> Path:
     """Rectified frame with the section line, nodes and surface velocity vectors."""
     fig, ax = plt.subplots(figsize=(8, 8 * rectified.shape[0] / rectified.shape[1] + 0.6))
-    ax.imshow(rectified, cmap="gray")
+    _show(ax, rectified)
     ax.plot(line[:, 0], line[:, 1], "-", color="orange", lw=1.5, label="cross-section")
     a = np.deg2rad(90.0 - np.asarray(direction_geo))
     ok = np.isfinite(magnitude)
@@ -56,7 +68,7 @@ def best_stis(path: Path, stis: np.ndarray, node_ids: list[int], theta: np.ndarr
     fig, axes = plt.subplots(1, k, figsize=(3 * k, 3.2), squeeze=False)
     for ax, i in zip(axes[0], node_ids, strict=True):
         img = stis[i]
-        ax.imshow(img, cmap="gray", aspect="auto")
+        ax.imshow(img, cmap="gray", aspect="auto", interpolation="nearest")
         if np.isfinite(theta[i]):
             t = np.arange(img.shape[1])
             ax.plot(t, np.tan(np.deg2rad(theta[i])) * (t - t[0]) + 0, "r-", lw=1)
@@ -91,13 +103,13 @@ def site_overview(path: Path, camera_frame: np.ndarray, rectified: np.ndarray,
     """Camera view with GCPs, plan view with section and nodes, and the surveyed section."""
     fig = plt.figure(figsize=(13, 8))
     ax1 = fig.add_subplot(2, 2, 1)
-    ax1.imshow(camera_frame, cmap="gray")
+    _show(ax1, camera_frame)
     ax1.plot(gcp_pixels[:, 0], gcp_pixels[:, 1], "y+", ms=10, mew=2, label="GCPs")
     ax1.set_title("camera view")
     ax1.legend(fontsize=8)
     ax1.set_axis_off()
     ax2 = fig.add_subplot(2, 2, 2)
-    ax2.imshow(rectified, cmap="gray")
+    _show(ax2, rectified)
     ax2.plot(line[:, 0], line[:, 1], "-", color="orange", lw=1.5, label="cross-section line")
     ax2.plot(nodes[:, 0], nodes[:, 1], "c.", ms=5, label="STIV nodes")
     ax2.set_title("plan view at the water surface (north up)")

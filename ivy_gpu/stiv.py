@@ -80,8 +80,22 @@ def _parabola_offset(before: np.ndarray, peak: np.ndarray, after: np.ndarray) ->
     return np.where(ok, np.clip(off, -0.5, 0.5), 0.0)
 
 
-def _crop(stack: np.ndarray, sx: np.ndarray, sy: np.ndarray, sigma: float):
-    """Crop the stack to the search lines' bounding box (plus the blur margin) and blur it."""
+def array_module(a) -> object:
+    """``cupy`` for CuPy arrays, else ``numpy`` (without importing CuPy otherwise)."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _crop(stack, sx: np.ndarray, sy: np.ndarray, sigma: float, to_host: bool):
+    """Crop the stack to the search lines' bounding box (plus the blur margin) and blur it.
+
+    A device (CuPy) stack is cropped and blurred on the device, and copied to the host
+    only when ``to_host`` (a CPU engine) asks for it.
+    """
+    xp = array_module(stack)
     t, h, w = stack.shape
     margin = int(4.0 * sigma + 0.5) + 2 if sigma > 0 else 1
     x_lo = max(0, int(np.floor(sx.min())) - margin)
@@ -91,11 +105,17 @@ def _crop(stack: np.ndarray, sx: np.ndarray, sy: np.ndarray, sigma: float):
     x_hi, y_hi = max(x_hi, min(w - 1, x_lo + 1)), max(y_hi, min(h - 1, y_lo + 1))
     x_lo, y_lo = min(x_lo, x_hi - 1), min(y_lo, y_hi - 1)
     region = stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1]
+    if xp is not np and to_host:
+        region, xp = region.get(), np
     if sigma > 0:
-        region = scipy.ndimage.gaussian_filter(
+        if xp is np:
+            ndimage = scipy.ndimage
+        else:
+            import cupyx.scipy.ndimage as ndimage
+        region = ndimage.gaussian_filter(
             region.astype(np.float32), sigma=(0.0, sigma, sigma), mode="reflect"
         )
-    return np.ascontiguousarray(region), x_lo, y_lo
+    return xp.ascontiguousarray(region), x_lo, y_lo
 
 
 def stiv_exhaustive(
@@ -216,7 +236,7 @@ def stiv_exhaustive(
     if pairs.size:
         sxp = sx.reshape(-1, p)[pairs]
         syp = sy.reshape(-1, p)[pairs]
-        region, x_lo, y_lo = _crop(stack, sxp, syp, sigma)
+        region, x_lo, y_lo = _crop(stack, sxp, syp, sigma, to_host=engine.name != "cupy")
         handle = engine.prepare(region)
         rh, rw = region.shape[1:]
         plan = AcfPlan.build(p, n_frames, d_rho, d_theta) if method == "acf" else None
