@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ivy_gpu import backends
-from ivy_gpu.pipeline import StageError, atomic_write_text, load_stack, run_video
+from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.pipeline import StageError, load_stack, run_video
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, load_scaffold
 from ivy_gpu.units import unit_system

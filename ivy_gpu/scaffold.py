@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from ivy_gpu.camera import CameraModel
+from ivy_gpu.fileio import atomic_output
 from ivy_gpu.rectify import METHODS, RectificationParams
 from ivy_gpu.units import unit_system
 from ivy_gpu.xsection import CrossSection, read_ac3
@@ -264,22 +264,10 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
 
 def write_scaffold(path: str | Path, project: dict, members: dict[str, bytes]) -> None:
     """Write a scaffold ZIP atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(PROJECT_JSON, json.dumps(dict(sorted(project.items())), indent=2))
-            for name, data in sorted(members.items()):
-                zf.writestr(name, data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(PROJECT_JSON, json.dumps(dict(sorted(project.items())), indent=2))
+        for name, data in sorted(members.items()):
+            zf.writestr(name, data)
 
 
 def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
