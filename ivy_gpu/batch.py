@@ -296,9 +296,12 @@ class BatchOrchestrator:
         if future is not None:
             try:
                 loaded = future.result()
-            except StageError as exc:
-                res = ProcessingResult(video_path=cfg.video_path, error_stage=exc.stage,
-                                       error_message=str(exc),
+            except Exception as exc:  # StageError, or anything unexpected while loading
+                stage = getattr(exc, "stage", "read")
+                msg = str(exc) if isinstance(exc, StageError) else (
+                    f"{cfg.video_path}: unexpected {type(exc).__name__} while reading: {exc}")
+                res = ProcessingResult(video_path=cfg.video_path, error_stage=stage,
+                                       error_message=msg,
                                        water_surface_elevation=cfg.water_surface_elevation,
                                        alpha=cfg.alpha)
                 res.processing_time_seconds = time.perf_counter() - t0

@@ -78,20 +78,25 @@ class LoadedVideo:
     seconds: float = 0.0
 
 
-_RECTIFIERS: dict[tuple, Rectifier] = {}
+_RECTIFIERS: dict[tuple, tuple[ScaffoldConfig, Rectifier]] = {}
 
 
 def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
-    """Remap tables for (scaffold, WSE), cached so a batch at one WSE builds them once."""
+    """Remap tables for (scaffold, WSE), cached so a batch at one WSE builds them once.
+
+    The cache holds the scaffold itself, so its ``id`` cannot be reused while cached.
+    """
     if scaffold.calibration_size is None:
         raise StageError("rectify", f"{scaffold.path}: the scaffold records no calibration frame "
                                     "size (video_metadata or calibration image)")
     key = (id(scaffold), round(float(wse_m), 6))
-    if key not in _RECTIFIERS:
+    entry = _RECTIFIERS.get(key)
+    if entry is None or entry[0] is not scaffold:
         if len(_RECTIFIERS) > 8:
             _RECTIFIERS.clear()
-        _RECTIFIERS[key] = Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size)
-    return _RECTIFIERS[key]
+        entry = (scaffold, Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size))
+        _RECTIFIERS[key] = entry
+    return entry[1]
 
 
 def load_stack(scaffold: ScaffoldConfig, video: VideoConfig, backend: str = "numba",
@@ -181,6 +186,7 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
     result.stage_seconds["read_rectify"] = loaded.seconds
 
     t = time.perf_counter()
+    result.error_stage = "grid"  # the stage in progress, cleared on success
     try:
         nodes = place_nodes(scaffold.cross_section_line, scaffold.num_grid_points,
                             rect.output_shape, scaffold.results_grid, scaffold.mask_polygons)
@@ -195,6 +201,7 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
         progress("stiv", 0.0, f"{len(nodes)} nodes")
 
     t = time.perf_counter()
+    result.error_stage = "stiv"
     s = scaffold.stiv
     try:
         sr = stiv_exhaustive(loaded.stack, nodes[:, 0], nodes[:, 1], num_pixels=s.num_pixels,
@@ -211,6 +218,7 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
         progress("discharge", 0.0, "")
 
     t = time.perf_counter()
+    result.error_stage = "discharge"
     try:
         vn = normal_component(sr.magnitude, sr.direction, scaffold.cross_section_line)
         stations = np.concatenate([[ns.left_edge], ns.stations, [ns.right_edge]])
@@ -236,14 +244,17 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
     }
     result.stage_seconds["discharge"] = time.perf_counter() - t
     result.success = True
+    result.error_stage = None
 
     if output_directory is not None:
         t = time.perf_counter()
+        result.error_stage = "save"
         try:
             write_outputs(output_directory, scaffold, loaded, result, sr, q.table)
         except OSError as exc:
             result.success = False
             raise StageError("save", f"{output_directory}: cannot write results ({exc})") from None
+        result.error_stage = None
         result.stage_seconds["save"] = time.perf_counter() - t
     return result
 
@@ -326,6 +337,11 @@ def run_video(scaffold: ScaffoldConfig, video: VideoConfig, output_directory: Pa
     except (ValueError, RuntimeError) as exc:  # backend resolution
         result.success = False
         result.error_stage, result.error_message = "stiv", str(exc)
+    except Exception as exc:  # unexpected: recorded against the stage in progress
+        result.success = False
+        result.error_stage = result.error_stage or "read"
+        result.error_message = (f"{video.video_path}: unexpected {type(exc).__name__} in the "
+                                f"{result.error_stage} stage: {exc}")
     result.processing_time_seconds = time.perf_counter() - t0
     if out is not None and not result.success:
         try:

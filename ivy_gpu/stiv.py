@@ -233,13 +233,13 @@ def stiv_exhaustive(
     score = np.full(n_nodes * n_ang, np.nan)
     aux = {k: np.full(n_nodes * n_ang, np.nan) for k in ("idx", "before", "after", "slope")}
     region = None
+    plan = AcfPlan.build(p, n_frames, d_rho, d_theta) if method == "acf" else None
     if pairs.size:
         sxp = sx.reshape(-1, p)[pairs]
         syp = sy.reshape(-1, p)[pairs]
         region, x_lo, y_lo = _crop(stack, sxp, syp, sigma, to_host=engine.name != "cupy")
         handle = engine.prepare(region)
         rh, rw = region.shape[1:]
-        plan = AcfPlan.build(p, n_frames, d_rho, d_theta) if method == "acf" else None
         chunk = engine.chunk_pairs(p, n_frames)
         for lo in range(0, pairs.size, chunk):
             sel = pairs[lo : lo + chunk]
@@ -261,9 +261,7 @@ def stiv_exhaustive(
     flat = rows * n_ang + best
 
     if method == "acf":
-        theta = (
-            plan.theta[np.nan_to_num(aux["idx"][flat]).astype(int)] if plan else np.zeros(n_nodes)
-        )
+        theta = plan.theta[np.nan_to_num(aux["idx"][flat]).astype(int)]
         if refine:
             theta = theta + d_theta * _parabola_offset(
                 aux["before"][flat], score[rows, best], aux["after"][flat]

@@ -165,3 +165,39 @@ def test_kill_mid_batch_then_resume_gives_the_same_summary(batch_dir):
     b = pd.read_csv(summary, keep_default_na=False)
     cols = [c for c in SUMMARY_COLUMNS if c != "processing_time_s"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
+    import ivy_gpu.batch as batch_mod
+    import ivy_gpu.pipeline as pipeline_mod
+
+    folder, scaffold, truth = batch_dir
+    real = pipeline_mod.stiv_exhaustive
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("out of memory in the test")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline_mod, "stiv_exhaustive", flaky)
+    real_load = batch_mod.load_stack
+
+    def flaky_load(scaffold_cfg, cfg, name):
+        if cfg.video_path.name == "v2.mp4":
+            raise OSError("disk went away")
+        return real_load(scaffold_cfg, cfg, name)
+
+    monkeypatch.setattr(batch_mod, "load_stack", flaky_load)
+    videos = [VideoConfig(folder / "good.mp4", truth["wse_m"], max_frames=30)]
+    for name in ("v1.mp4", "v2.mp4"):
+        shutil.copy(folder / "good.mp4", folder / name)
+        videos.append(VideoConfig(folder / name, truth["wse_m"], max_frames=30))
+    b = process_batch(scaffold, videos, folder / "flaky", backend="numba")
+    first, second, third = b.video_results
+    assert not first.success and first.error_stage == "stiv"
+    assert "unexpected MemoryError in the stiv stage" in first.error_message
+    assert second.success
+    assert not third.success and third.error_stage == "read"
+    assert "unexpected OSError while reading: disk went away" in third.error_message

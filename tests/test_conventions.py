@@ -158,3 +158,13 @@ def test_gather_samples_the_stack(interp):
         want = 0.75 * 0.5 * s[:, 4, 2] + 0.25 * 0.5 * s[:, 4, 3] + 0.75 * 0.5 * s[:, 5, 2] \
             + 0.25 * 0.5 * s[:, 5, 3]
         assert np.allclose(got[0, 1], want, rtol=1e-6)
+
+
+def test_no_valid_line_anywhere_gives_all_nan(texture_factory):
+    stack = texture_factory((20, 24, 24), 1.0, 90.0)
+    for method in ("acf", "gradient"):
+        r = stiv_exhaustive(stack, [22.0, 23.0], [12.0, 3.0], num_pixels=16, phi_origin=90,
+                            d_phi=1, phi_range=5, pixel_gsd=0.1, d_t=0.1, backend="numba",
+                            method=method, return_sti=True)
+        assert np.all(np.isnan(r.magnitude)) and np.all(np.isnan(r.direction))
+        assert np.all(np.isnan(r.sti))
