@@ -90,18 +90,46 @@ def _measure(fn: Callable[[], object], backend: str, repeats: int) -> tuple[floa
     return float(np.median(times)), peak
 
 
-def time_stiv(case: str, backend: str, stack: np.ndarray, nodes: int, angles: int, p: int,
-              repeats: int = 2, method: str = "acf") -> Row:
+def time_stiv(
+    case: str,
+    backend: str,
+    stack: np.ndarray,
+    nodes: int,
+    angles: int,
+    p: int,
+    repeats: int = 2,
+    method: str = "acf",
+) -> Row:
     """Time one ``stiv_exhaustive`` call on ``nodes`` nodes along the middle row."""
     t, h, w = stack.shape
     x = np.linspace(p + 2, w - p - 3, nodes)
     y = np.full(nodes, h / 2)
-    kw = dict(num_pixels=p, phi_origin=90.0, d_phi=1.0, phi_range=(angles - 1) / 2,
-              pixel_gsd=0.01, d_t=1 / 30, backend=backend, method=method)
+    kw = dict(
+        num_pixels=p,
+        phi_origin=90.0,
+        d_phi=1.0,
+        phi_range=(angles - 1) / 2,
+        pixel_gsd=0.01,
+        d_t=1 / 30,
+        backend=backend,
+        method=method,
+    )
     seconds, peak = _measure(lambda: stiv_exhaustive(stack, x, y, **kw), backend, repeats)
     pairs = nodes * angles
-    return Row(case, backend, t, h, w, nodes, angles, p, seconds, seconds / pairs * 1e6,
-               pairs / seconds, peak)
+    return Row(
+        case,
+        backend,
+        t,
+        h,
+        w,
+        nodes,
+        angles,
+        p,
+        seconds,
+        seconds / pairs * 1e6,
+        pairs / seconds,
+        peak,
+    )
 
 
 def rectify_rows(repeats: int = 20) -> list[dict]:
@@ -111,25 +139,35 @@ def rectify_rows(repeats: int = 20) -> list[dict]:
     from ivy_gpu.synthetic_site import Site, SiteSpec
 
     site = Site(SiteSpec(width_px=1920, height_px=1080))
-    params = RectificationParams("camera matrix", camera_matrix=site.camera.matrix,
-                                 extent=site.extent)
+    params = RectificationParams(
+        "camera matrix", camera_matrix=site.camera.matrix, extent=site.extent
+    )
     builds = []
     for k in range(6):
         t0 = time.perf_counter()
         rect = Rectifier(params, site.spec.wse_m + 0.01 * k, (1920, 1080))
         builds.append(time.perf_counter() - t0)
     frame = np.random.default_rng(0).integers(0, 255, (1080, 1920), dtype=np.uint8)
-    rows = [dict(stage="tables for a new WSE (first call)", backend="numpy",
-                 ms=builds[0] * 1e3),
-            dict(stage="tables for a new WSE (warm, median)", backend="numpy",
-                 ms=float(np.median(builds[1:])) * 1e3)]
+    rows = [
+        dict(stage="tables for a new WSE (first call)", backend="numpy", ms=builds[0] * 1e3),
+        dict(
+            stage="tables for a new WSE (warm, median)",
+            backend="numpy",
+            ms=float(np.median(builds[1:])) * 1e3,
+        ),
+    ]
     for interp in ("linear", "nearest"):
         remap_cv2(frame, rect.map_x, rect.map_y, interp)
         t0 = time.perf_counter()
         for _ in range(repeats):
             remap_cv2(frame, rect.map_x, rect.map_y, interp)
-        rows.append(dict(stage=f"rectify 1080p gray frame ({interp})", backend="opencv",
-                         ms=(time.perf_counter() - t0) / repeats * 1e3))
+        rows.append(
+            dict(
+                stage=f"rectify 1080p gray frame ({interp})",
+                backend="opencv",
+                ms=(time.perf_counter() - t0) / repeats * 1e3,
+            )
+        )
     if backends.gpu_status()[0]:
         import cupy
         import cupyx.scipy.ndimage as cnd
@@ -143,8 +181,13 @@ def rectify_rows(repeats: int = 20) -> list[dict]:
         for _ in range(repeats):
             remap_xp(f, mx, my, cupy, cnd)
         cupy.cuda.Device().synchronize()
-        rows.append(dict(stage="rectify 1080p gray frame (linear)", backend="cupy",
-                         ms=(time.perf_counter() - t0) / repeats * 1e3))
+        rows.append(
+            dict(
+                stage="rectify 1080p gray frame (linear)",
+                backend="cupy",
+                ms=(time.perf_counter() - t0) / repeats * 1e3,
+            )
+        )
     return rows
 
 
@@ -154,24 +197,46 @@ def accuracy_table(seed: int = 11) -> list[dict]:
     ys = np.array([70.0, 90.0, 80.0, 100.0, 110.0, 60.0])
     out = []
     for speed_px, direction in [(0.6, 80.0), (1.1, 90.0), (1.55, 60.0), (2.05, 250.0)]:
-        stack = advected_texture((300, 180, 180), speed_px=speed_px, direction_geo=direction,
-                                 seed=seed)
+        stack = advected_texture(
+            (300, 180, 180), speed_px=speed_px, direction_geo=direction, seed=seed
+        )
         for method in ("acf", "gradient"):
             for refine in (False, True):
-                r = stiv_exhaustive(stack, xs, ys, num_pixels=48, phi_origin=direction + 5,
-                                    d_phi=1, phi_range=20, pixel_gsd=1.0, d_t=1.0,
-                                    refine=refine, method=method, backend="numba")
+                r = stiv_exhaustive(
+                    stack,
+                    xs,
+                    ys,
+                    num_pixels=48,
+                    phi_origin=direction + 5,
+                    d_phi=1,
+                    phi_range=20,
+                    pixel_gsd=1.0,
+                    d_t=1.0,
+                    refine=refine,
+                    method=method,
+                    backend="numba",
+                )
                 err = np.abs(r.magnitude / speed_px - 1) * 100
                 derr = np.abs((r.direction - direction + 180) % 360 - 180)
-                out.append(dict(speed_px=speed_px, direction=direction, method=method,
-                                refine=refine, mean_speed_err_pct=float(np.nanmean(err)),
-                                max_speed_err_pct=float(np.nanmax(err)),
-                                mean_dir_err_deg=float(np.nanmean(derr))))
+                out.append(
+                    dict(
+                        speed_px=speed_px,
+                        direction=direction,
+                        method=method,
+                        refine=refine,
+                        mean_speed_err_pct=float(np.nanmean(err)),
+                        max_speed_err_pct=float(np.nanmax(err)),
+                        mean_dir_err_deg=float(np.nanmean(derr)),
+                    )
+                )
     return out
 
 
-def run_suite(quick: bool = False, backends_wanted: tuple[str, ...] = ("numpy", "numba", "cupy"),
-              out_dir: Path | None = None) -> tuple[list[Row], list[dict]]:
+def run_suite(
+    quick: bool = False,
+    backends_wanted: tuple[str, ...] = ("numpy", "numba", "cupy"),
+    out_dir: Path | None = None,
+) -> tuple[list[Row], list[dict]]:
     """Run the suite; ``quick`` uses small workloads (for smoke tests)."""
     available = [b for b in backends_wanted if b != "cupy" or backends.gpu_status()[0]]
     rows: list[Row] = []
@@ -185,8 +250,9 @@ def run_suite(quick: bool = False, backends_wanted: tuple[str, ...] = ("numpy", 
         nodes = 40 if b == "numpy" else 575  # the reference is slow: a subset, per pair
         rows.append(time_stiv("1080p-575x31", b, big, nodes, 31, 32))
         if b != "numpy":
-            rows.append(time_stiv("1080p-575x31-gradient", b, big, nodes, 31, 32,
-                                  method="gradient"))
+            rows.append(
+                time_stiv("1080p-575x31-gradient", b, big, nodes, 31, 32, method="gradient")
+            )
     fast = [b for b in available if b != "numpy"]
     for b in fast:
         for n in (50, 150):
@@ -200,15 +266,20 @@ def run_suite(quick: bool = False, backends_wanted: tuple[str, ...] = ("numpy", 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "stiv_bench.json").write_text(
-            json.dumps({"rows": [asdict(r) for r in rows], "accuracy": acc}, indent=1))
+            json.dumps({"rows": [asdict(r) for r in rows], "accuracy": acc}, indent=1)
+        )
     return rows, acc
 
 
 def environment() -> dict:
     """Device, date and commit for the report."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         commit = "unknown"
     usable, why = backends.gpu_status()
@@ -219,37 +290,54 @@ def environment() -> dict:
         gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     import os
 
-    return dict(date=_dt.date.today().isoformat(), commit=commit, cpu=platform.processor()
-                or platform.machine(), cores=os.cpu_count(), gpu=gpu, gpu_status=why,
-                python=platform.python_version(), numpy=np.__version__)
+    return dict(
+        date=_dt.date.today().isoformat(),
+        commit=commit,
+        cpu=platform.processor() or platform.machine(),
+        cores=os.cpu_count(),
+        gpu=gpu,
+        gpu_status=why,
+        python=platform.python_version(),
+        numpy=np.__version__,
+    )
 
 
 def markdown(rows: list[Row], acc: list[dict], env: dict, rect: list[dict] = ()) -> str:
     """Render the measurements as Markdown tables."""
-    lines = [f"Measured {env['date']}, commit `{env['commit']}`, CPU {env['cpu']} "
-             f"({env['cores']} cores), GPU: {env['gpu']}.", "",
-             "| case | backend | frames x rows x cols | nodes x angles | P | time (s) | "
-             "us per (node, angle) | STIs/s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {env['date']}, commit `{env['commit']}`, CPU {env['cpu']} "
+        f"({env['cores']} cores), GPU: {env['gpu']}.",
+        "",
+        "| case | backend | frames x rows x cols | nodes x angles | P | time (s) | "
+        "us per (node, angle) | STIs/s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.case} | {r.backend} | {r.frames}x{r.height}x{r.width} | "
-                     f"{r.nodes}x{r.angles} | {r.num_pixels} | {r.seconds:.3f} | "
-                     f"{r.us_per_pair:.1f} | {r.stis_per_s:,.0f} | {r.peak_mb:.0f} |")
+        lines.append(
+            f"| {r.case} | {r.backend} | {r.frames}x{r.height}x{r.width} | "
+            f"{r.nodes}x{r.angles} | {r.num_pixels} | {r.seconds:.3f} | "
+            f"{r.us_per_pair:.1f} | {r.stis_per_s:,.0f} | {r.peak_mb:.0f} |"
+        )
     if rect:
         lines += ["", "| rectification stage | backend | ms |", "|---|---|---|"]
         lines += [f"| {r['stage']} | {r['backend']} | {r['ms']:.2f} |" for r in rect]
     if acc:
-        lines += ["", "| px/frame | direction | method | refine | mean speed err % | "
-                  "max speed err % | mean dir err deg |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| px/frame | direction | method | refine | mean speed err % | "
+            "max speed err % | mean dir err deg |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for a in acc:
-            lines.append(f"| {a['speed_px']} | {a['direction']} | {a['method']} | {a['refine']} "
-                         f"| {a['mean_speed_err_pct']:.2f} | {a['max_speed_err_pct']:.2f} | "
-                         f"{a['mean_dir_err_deg']:.2f} |")
+            lines.append(
+                f"| {a['speed_px']} | {a['direction']} | {a['method']} | {a['refine']} "
+                f"| {a['mean_speed_err_pct']:.2f} | {a['max_speed_err_pct']:.2f} | "
+                f"{a['mean_dir_err_deg']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool = False, out_dir: Path = Path("bench_output"),
-         pipeline: bool = False) -> str:
+def main(quick: bool = False, out_dir: Path = Path("bench_output"), pipeline: bool = False) -> str:
     """Run the suite and return (and write) the Markdown report."""
     rows, acc = run_suite(quick=quick, out_dir=out_dir)
     rect = rectify_rows(repeats=3 if quick else 20)
@@ -257,7 +345,7 @@ def main(quick: bool = False, out_dir: Path = Path("bench_output"),
     if pipeline:
         from ivy_gpu.benchmarks import pipeline_bench
 
-        prow = (pipeline_bench.run(640, 360, 2.0, 3, 1.0) if quick else pipeline_bench.run())
+        prow = pipeline_bench.run(640, 360, 2.0, 3, 1.0) if quick else pipeline_bench.run()
         text += "\n" + pipeline_bench.markdown(prow)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stiv_bench.md").write_text(text)

@@ -15,8 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="GPU-accelerated STIV and discharge from river videos.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="GPU-accelerated STIV and discharge from river videos.",
+)
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -33,8 +36,15 @@ def _fail(exc: Exception, debug: bool, code: int = 2) -> None:
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[msg]}"),
-                    TimeElapsedColumn(), console=err_console, disable=quiet, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[msg]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
 
 
 def _load(scaffold: Path, debug: bool):
@@ -48,9 +58,11 @@ def _load(scaffold: Path, debug: bool):
 
 def _result_line(r) -> str:
     if r.success:
-        return (f"[green]completed[/green] {r.video_path.name}: Q = {r.total_discharge:.4f} m³/s, "
-                f"A = {r.total_area:.4f} m², {r.num_frames} frames, "
-                f"{r.processing_time_seconds:.1f} s")
+        return (
+            f"[green]completed[/green] {r.video_path.name}: Q = {r.total_discharge:.4f} m³/s, "
+            f"A = {r.total_area:.4f} m², {r.num_frames} frames, "
+            f"{r.processing_time_seconds:.1f} s"
+        )
     return f"[red]failed[/red] {r.video_path.name} at {r.error_stage}: {r.error_message}"
 
 
@@ -66,7 +78,9 @@ def process(
     frame_step: int = typer.Option(1, help="Keep every k-th frame."),
     max_frames: int = typer.Option(None, help="Stop after this many frames."),
     keep_frames: bool = typer.Option(False, help="Also write the rectified frames (PNG)."),
-    backend: str = BACKEND, quiet: bool = QUIET, debug: bool = DEBUG,
+    backend: str = BACKEND,
+    quiet: bool = QUIET,
+    debug: bool = DEBUG,
 ) -> None:
     """Process one video into discharge."""
     from ivy_gpu.pipeline import process_video
@@ -81,8 +95,20 @@ def process(
             bar.update(task, completed=fraction, description=f"{video.name} [{stage}]", msg=msg)
 
         try:
-            r = process_video(cfg, video, wse, output, alpha, start, end, frame_step,
-                              max_frames, backend, on_stage, keep_frames)
+            r = process_video(
+                cfg,
+                video,
+                wse,
+                output,
+                alpha,
+                start,
+                end,
+                frame_step,
+                max_frames,
+                backend,
+                on_stage,
+                keep_frames,
+            )
         except (ValueError, RuntimeError) as exc:
             _fail(exc, debug)
     console.print(_result_line(r), highlight=False)
@@ -98,7 +124,9 @@ def batch(
     output: Path = typer.Option(Path("batch_results"), "--output", "-o", help="Output folder."),
     resume: bool = typer.Option(False, help="Skip videos whose results are complete."),
     stop_on_error: bool = typer.Option(False, help="Stop at the first failed video."),
-    backend: str = BACKEND, quiet: bool = QUIET, debug: bool = DEBUG,
+    backend: str = BACKEND,
+    quiet: bool = QUIET,
+    debug: bool = DEBUG,
 ) -> None:
     """Process every row of a batch CSV; writes batch_summary.csv after each video."""
     from ivy_gpu.batch import BatchOrchestrator, read_batch_csv
@@ -116,16 +144,23 @@ def batch(
             bar.console.print(_result_line(r), highlight=False)
 
         try:
-            b = BatchOrchestrator(cfg, output, backend, stop_on_error, resume,
-                                  progress=on_video).run(rows, csv_file)
+            b = BatchOrchestrator(
+                cfg, output, backend, stop_on_error, resume, progress=on_video
+            ).run(rows, csv_file)
         except (ValueError, RuntimeError) as exc:
             _fail(exc, debug)
     s = b.get_discharge_summary()
-    console.print(f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
-                  f"summary: {output / 'batch_summary.csv'}", highlight=False)
+    console.print(
+        f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
+        f"summary: {output / 'batch_summary.csv'}",
+        highlight=False,
+    )
     if s["count"]:
-        console.print(f"discharge m³/s: min {s['min']:.4f} max {s['max']:.4f} "
-                      f"mean {s['mean']:.4f} std {s['std']:.4f}", highlight=False)
+        console.print(
+            f"discharge m³/s: min {s['min']:.4f} max {s['max']:.4f} "
+            f"mean {s['mean']:.4f} std {s['std']:.4f}",
+            highlight=False,
+        )
     raise typer.Exit(0 if b.failed == 0 else 1)
 
 
@@ -140,9 +175,11 @@ def validate(
     from ivy_gpu.video import probe
 
     cfg = _load(scaffold, debug)
-    console.print(f"[green]ok[/green] {scaffold}: {cfg.rectification.method}, "
-                  f"{cfg.display_units} units, calibration frame {cfg.calibration_size}",
-                  highlight=False)
+    console.print(
+        f"[green]ok[/green] {scaffold}: {cfg.rectification.method}, "
+        f"{cfg.display_units} units, calibration frame {cfg.calibration_size}",
+        highlight=False,
+    )
     if csv_file is None:
         raise typer.Exit(0)
     try:
@@ -157,13 +194,17 @@ def validate(
                 info = probe(row.video_path)
                 if cfg.calibration_size and (info.width, info.height) != cfg.calibration_size:
                     w, h = cfg.calibration_size
-                    raise ValueError(f"{row.video_path}: frame size {info.width}x{info.height} "
-                                     f"differs from the calibration image size {w}x{h}")
+                    raise ValueError(
+                        f"{row.video_path}: frame size {info.width}x{info.height} "
+                        f"differs from the calibration image size {w}x{h}"
+                    )
                 cfg.cross_section.water_edges(row.config.water_surface_elevation)
                 start = row.config.start_time or 0.0
                 if info.duration_s is not None and start >= info.duration_s:
-                    raise ValueError(f"{row.video_path}: start_time {start} s is past the end "
-                                     f"of the video ({info.duration_s:.2f} s)")
+                    raise ValueError(
+                        f"{row.video_path}: start_time {start} s is past the end "
+                        f"of the video ({info.duration_s:.2f} s)"
+                    )
             except ValueError as exc:
                 problem = str(exc)
         if problem:
@@ -176,8 +217,9 @@ def validate(
 
 
 @app.command()
-def info(scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
-         debug: bool = DEBUG) -> None:
+def info(
+    scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."), debug: bool = DEBUG
+) -> None:
     """Describe a scaffold."""
     from ivy_gpu.scaffold import describe
 
@@ -189,14 +231,16 @@ def demo(
     output: Path = typer.Option(Path("demo_output"), "--output", "-o", help="Work folder."),
     backend: str = BACKEND,
     seed: int = typer.Option(2026, help="Seed of the generated site."),
-    quiet: bool = QUIET, debug: bool = DEBUG,
+    quiet: bool = QUIET,
+    debug: bool = DEBUG,
 ) -> None:
     """Generate a synthetic site and video, process it, print measured vs true discharge."""
     from ivy_gpu.pipeline import process_video
     from ivy_gpu.synthetic_site import SiteSpec, make_site
 
-    spec = SiteSpec(width_px=1280, height_px=720, duration_s=5.0, flow_angle_deg=12.0,
-                    u_max=0.9, seed=seed)
+    spec = SiteSpec(
+        width_px=1280, height_px=720, duration_s=5.0, flow_angle_deg=12.0, u_max=0.9, seed=seed
+    )
     console.print(f"generating a synthetic site in {output} (1280x720, 5 s at 30 fps) ...")
     truth = make_site(output, spec)
     with _progress(quiet) as bar:
@@ -206,9 +250,15 @@ def demo(
             bar.update(task, completed=fraction, description=f"river.mp4 [{stage}]", msg=msg)
 
         try:
-            r = process_video(output / "site.ivy", output / truth["video"], truth["wse_m"],
-                              output / "results", spec.alpha, backend=backend,
-                              progress=on_stage)
+            r = process_video(
+                output / "site.ivy",
+                output / truth["video"],
+                truth["wse_m"],
+                output / "results",
+                spec.alpha,
+                backend=backend,
+                progress=on_stage,
+            )
         except (ValueError, RuntimeError) as exc:
             _fail(exc, debug)
     if not r.success:
@@ -216,14 +266,19 @@ def demo(
     table = Table(title="ivy_gpu demo: synthetic site with known discharge")
     for col in ("", "measured", "true", "error %"):
         table.add_column(col, justify="right")
-    for label, meas, true in (("discharge (m³/s)", r.total_discharge, truth["discharge_m3s"]),
-                              ("area (m²)", r.total_area, truth["area_m2"])):
+    for label, meas, true in (
+        ("discharge (m³/s)", r.total_discharge, truth["discharge_m3s"]),
+        ("area (m²)", r.total_area, truth["area_m2"]),
+    ):
         table.add_row(label, f"{meas:.4f}", f"{true:.4f}", f"{100 * (meas / true - 1):+.2f}")
     console.print(table)
     unc = r.discharge_uncertainty
-    console.print(f"backend {r.backend}; {r.num_frames} frames; U95 ISO {unc['iso_u95']:.3f}, "
-                  f"IVE {unc['ive_u95']:.3f}; stages (s): "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in r.stage_seconds.items()), highlight=False)
+    console.print(
+        f"backend {r.backend}; {r.num_frames} frames; U95 ISO {unc['iso_u95']:.3f}, "
+        f"IVE {unc['ive_u95']:.3f}; stages (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r.stage_seconds.items()),
+        highlight=False,
+    )
     console.print(f"results in {output / 'results' / 'river'}", highlight=False)
 
 
@@ -246,7 +301,7 @@ def backends() -> None:
 
     usable, why = gpu_status()
     for name in BACKENDS:
-        state = ("usable" if name != "cupy" or usable else f"unavailable: {why}")
+        state = "usable" if name != "cupy" or usable else f"unavailable: {why}"
         console.print(f"{name:6s} {state}")
     console.print(f"auto -> {resolve_backend('auto')}")
 

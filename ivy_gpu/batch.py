@@ -30,9 +30,20 @@ from ivy_gpu.video import parse_time
 
 REQUIRED_COLUMNS = ("video_path", "water_surface_elevation")
 SUMMARY_COLUMNS = (
-    "video_path", "status", "water_surface_elevation", "alpha", "discharge_m3s", "discharge",
-    "area_m2", "mean_velocity_ms", "uncertainty_iso_95", "uncertainty_ive_95", "num_frames",
-    "processing_time_s", "error_stage", "error_message",
+    "video_path",
+    "status",
+    "water_surface_elevation",
+    "alpha",
+    "discharge_m3s",
+    "discharge",
+    "area_m2",
+    "mean_velocity_ms",
+    "uncertainty_iso_95",
+    "uncertainty_ive_95",
+    "num_frames",
+    "processing_time_s",
+    "error_stage",
+    "error_message",
 )
 
 BatchProgress = Callable[[int, int, ProcessingResult], None]
@@ -92,8 +103,11 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
         raise ValueError(f"{path}: missing required columns: {', '.join(missing)}")
     out: list[BatchRow] = []
     for k, raw in enumerate(rows):
-        row = {(key or "").strip(): (val or "").strip() for key, val in raw.items()
-               if isinstance(val, str) or val is None}
+        row = {
+            (key or "").strip(): (val or "").strip()
+            for key, val in raw.items()
+            if isinstance(val, str) or val is None
+        }
         if not any(row.values()):
             continue
         line = k + 2
@@ -113,13 +127,16 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
             except ValueError:
                 raise ValueError(f"alpha: {alpha_text!r} is not a number") from None
             cfg = VideoConfig(
-                vpath, wse * to_m, alpha,
+                vpath,
+                wse * to_m,
+                alpha,
                 parse_time(row.get("start_time"), "start_time"),
                 parse_time(row.get("end_time"), "end_time"),
                 _opt_int(row.get("frame_step"), "frame_step", 1) or 1,
                 _opt_int(row.get("max_frames"), "max_frames", 2),
                 _opt_int(row.get("measurement_number"), "measurement_number", 0),
-                row.get("measurement_date") or None, row.get("comments") or None,
+                row.get("measurement_date") or None,
+                row.get("comments") or None,
             )
             out.append(BatchRow(line, vpath, wse_text, cfg))
         except ValueError as exc:
@@ -150,21 +167,33 @@ def _completed(folder: Path, cfg: VideoConfig) -> ProcessingResult | None:
     except (OSError, ValueError):
         return None
     inputs = data.get("inputs") or {}
-    if (data.get("status") != "completed"
-            or not np.isclose(inputs.get("water_surface_elevation_m", np.nan),
-                              cfg.water_surface_elevation)
-            or not np.isclose(inputs.get("alpha", np.nan), cfg.alpha)):
+    if (
+        data.get("status") != "completed"
+        or not np.isclose(
+            inputs.get("water_surface_elevation_m", np.nan), cfg.water_surface_elevation
+        )
+        or not np.isclose(inputs.get("alpha", np.nan), cfg.alpha)
+    ):
         return None
     return ProcessingResult(
-        video_path=cfg.video_path, success=True,
-        water_surface_elevation=cfg.water_surface_elevation, alpha=cfg.alpha,
-        num_frames=data.get("num_frames") or 0, timestep_seconds=data.get("timestep_s"),
-        pixel_gsd=data.get("pixel_gsd_m"), backend=data.get("backend"),
-        total_discharge=data.get("discharge_m3s"), total_area=data.get("area_m2"),
-        mean_velocity=data.get("mean_velocity_ms"), discharge_dataframe=table,
-        discharge_uncertainty={"iso_u95": data.get("uncertainty_iso_95"),
-                               "ive_u95": data.get("uncertainty_ive_95")},
-        warnings=list(data.get("warnings") or []), output_directory=folder,
+        video_path=cfg.video_path,
+        success=True,
+        water_surface_elevation=cfg.water_surface_elevation,
+        alpha=cfg.alpha,
+        num_frames=data.get("num_frames") or 0,
+        timestep_seconds=data.get("timestep_s"),
+        pixel_gsd=data.get("pixel_gsd_m"),
+        backend=data.get("backend"),
+        total_discharge=data.get("discharge_m3s"),
+        total_area=data.get("area_m2"),
+        mean_velocity=data.get("mean_velocity_ms"),
+        discharge_dataframe=table,
+        discharge_uncertainty={
+            "iso_u95": data.get("uncertainty_iso_95"),
+            "ive_u95": data.get("uncertainty_ive_95"),
+        },
+        warnings=list(data.get("warnings") or []),
+        output_directory=folder,
         processing_time_seconds=data.get("processing_time_s") or 0.0,
     )
 
@@ -181,17 +210,20 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
     q = result.total_discharge if result.success else None
     unc = result.discharge_uncertainty or {}
     return {
-        "video_path": str(row.video_path), "status": "completed" if result.success else "failed",
+        "video_path": str(row.video_path),
+        "status": "completed" if result.success else "failed",
         "water_surface_elevation": row.wse_display,
         "alpha": "" if row.config is None else _fmt(row.config.alpha),
-        "discharge_m3s": _fmt(q), "discharge": _fmt(None if q is None else q * u.discharge),
+        "discharge_m3s": _fmt(q),
+        "discharge": _fmt(None if q is None else q * u.discharge),
         "area_m2": _fmt(result.total_area if result.success else None),
         "mean_velocity_ms": _fmt(result.mean_velocity if result.success else None),
         "uncertainty_iso_95": _fmt(unc.get("iso_u95") if result.success else None, 4),
         "uncertainty_ive_95": _fmt(unc.get("ive_u95") if result.success else None, 4),
         "num_frames": str(result.num_frames) if result.num_frames else "",
         "processing_time_s": f"{result.processing_time_seconds:.2f}",
-        "error_stage": result.error_stage or "", "error_message": result.error_message or "",
+        "error_stage": result.error_stage or "",
+        "error_message": result.error_message or "",
     }
 
 
@@ -223,10 +255,18 @@ class BatchOrchestrator:
         ``(stage, fraction, message)`` within each video.
     """
 
-    def __init__(self, scaffold: ScaffoldConfig, output_directory: str | Path,
-                 backend: str = "auto", stop_on_error: bool = False, resume: bool = False,
-                 prefetch: bool = True, progress: BatchProgress | None = None,
-                 stage_progress=None, refine: bool = True) -> None:
+    def __init__(
+        self,
+        scaffold: ScaffoldConfig,
+        output_directory: str | Path,
+        backend: str = "auto",
+        stop_on_error: bool = False,
+        resume: bool = False,
+        prefetch: bool = True,
+        progress: BatchProgress | None = None,
+        stage_progress=None,
+        refine: bool = True,
+    ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
         self.backend = backend
@@ -247,8 +287,10 @@ class BatchOrchestrator:
         summary: list[dict] = []
         done = [None] * len(rows)
         if self.resume:
-            done = [None if r.config is None else _completed(self.out / n, r.config)
-                    for r, n in zip(rows, names, strict=True)]
+            done = [
+                None if r.config is None else _completed(self.out / n, r.config)
+                for r, n in zip(rows, names, strict=True)
+            ]
         todo = [k for k, r in enumerate(rows) if r.config is not None and done[k] is None]
         pool = ThreadPoolExecutor(max_workers=1) if self.prefetch else None
         pending: dict[int, Future] = {}
@@ -261,12 +303,16 @@ class BatchOrchestrator:
         try:
             for k, row in enumerate(rows):
                 if stopped:
-                    res = ProcessingResult(video_path=row.video_path, error_message=(
-                        "not processed: the batch stopped at an earlier failure "
-                        "(stop on error)"))
+                    res = ProcessingResult(
+                        video_path=row.video_path,
+                        error_message=(
+                            "not processed: the batch stopped at an earlier failure (stop on error)"
+                        ),
+                    )
                 elif row.config is None:
-                    res = ProcessingResult(video_path=row.video_path, error_stage="read",
-                                           error_message=row.error)
+                    res = ProcessingResult(
+                        video_path=row.video_path, error_stage="read", error_message=row.error
+                    )
                 elif done[k] is not None:
                     res = done[k]
                 else:
@@ -288,8 +334,9 @@ class BatchOrchestrator:
                 pool.shutdown(wait=True, cancel_futures=True)
         return BatchResult(results, self.out, csv_path, time.perf_counter() - t0)
 
-    def _one(self, k: int, row: BatchRow, folder: str, backend: str,
-             future: Future | None) -> ProcessingResult:
+    def _one(
+        self, k: int, row: BatchRow, folder: str, backend: str, future: Future | None
+    ) -> ProcessingResult:
         cfg = row.config
         t0 = time.perf_counter()
         loaded = None
@@ -298,45 +345,75 @@ class BatchOrchestrator:
                 loaded = future.result()
             except Exception as exc:  # StageError, or anything unexpected while loading
                 stage = getattr(exc, "stage", "read")
-                msg = str(exc) if isinstance(exc, StageError) else (
-                    f"{cfg.video_path}: unexpected {type(exc).__name__} while reading: {exc}")
-                res = ProcessingResult(video_path=cfg.video_path, error_stage=stage,
-                                       error_message=msg,
-                                       water_surface_elevation=cfg.water_surface_elevation,
-                                       alpha=cfg.alpha)
+                msg = (
+                    str(exc)
+                    if isinstance(exc, StageError)
+                    else (f"{cfg.video_path}: unexpected {type(exc).__name__} while reading: {exc}")
+                )
+                res = ProcessingResult(
+                    video_path=cfg.video_path,
+                    error_stage=stage,
+                    error_message=msg,
+                    water_surface_elevation=cfg.water_surface_elevation,
+                    alpha=cfg.alpha,
+                )
                 res.processing_time_seconds = time.perf_counter() - t0
                 from ivy_gpu.pipeline import finalize_result_json
 
                 finalize_result_json(self.out / folder, res, self.scaffold)
                 return res
-        res = run_video(self.scaffold, cfg, self.out, backend, self.stage_progress,
-                        loaded=loaded, refine=self.refine, output_name=folder)
+        res = run_video(
+            self.scaffold,
+            cfg,
+            self.out,
+            backend,
+            self.stage_progress,
+            loaded=loaded,
+            refine=self.refine,
+            output_name=folder,
+        )
         if loaded is not None:
             res.processing_time_seconds += loaded.seconds
         return res
 
 
-def process_batch(scaffold_path: str | Path | ScaffoldConfig, videos: list[VideoConfig],
-                  output_directory: str | Path, backend: str = "auto",
-                  stop_on_error: bool = False, resume: bool = False,
-                  progress: BatchProgress | None = None) -> BatchResult:
+def process_batch(
+    scaffold_path: str | Path | ScaffoldConfig,
+    videos: list[VideoConfig],
+    output_directory: str | Path,
+    backend: str = "auto",
+    stop_on_error: bool = False,
+    resume: bool = False,
+    progress: BatchProgress | None = None,
+) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold."""
-    scaffold = (scaffold_path if isinstance(scaffold_path, ScaffoldConfig)
-                else load_scaffold(scaffold_path))
+    scaffold = (
+        scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
+    )
     u = unit_system(scaffold.display_units)
-    rows = [BatchRow(i + 2, v.video_path, f"{v.water_surface_elevation * u.length:.6g}", v)
-            for i, v in enumerate(videos)]
-    return BatchOrchestrator(scaffold, output_directory, backend, stop_on_error, resume,
-                             progress=progress).run(rows)
+    rows = [
+        BatchRow(i + 2, v.video_path, f"{v.water_surface_elevation * u.length:.6g}", v)
+        for i, v in enumerate(videos)
+    ]
+    return BatchOrchestrator(
+        scaffold, output_directory, backend, stop_on_error, resume, progress=progress
+    ).run(rows)
 
 
-def process_batch_csv(scaffold_path: str | Path | ScaffoldConfig, batch_csv_path: str | Path,
-                      output_directory: str | Path, backend: str = "auto",
-                      stop_on_error: bool = False, resume: bool = False,
-                      progress: BatchProgress | None = None) -> BatchResult:
+def process_batch_csv(
+    scaffold_path: str | Path | ScaffoldConfig,
+    batch_csv_path: str | Path,
+    output_directory: str | Path,
+    backend: str = "auto",
+    stop_on_error: bool = False,
+    resume: bool = False,
+    progress: BatchProgress | None = None,
+) -> BatchResult:
     """Process every row of a batch CSV (WSE in the scaffold's display units)."""
-    scaffold = (scaffold_path if isinstance(scaffold_path, ScaffoldConfig)
-                else load_scaffold(scaffold_path))
+    scaffold = (
+        scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
+    )
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
-    return BatchOrchestrator(scaffold, output_directory, backend, stop_on_error, resume,
-                             progress=progress).run(rows, Path(batch_csv_path))
+    return BatchOrchestrator(
+        scaffold, output_directory, backend, stop_on_error, resume, progress=progress
+    ).run(rows, Path(batch_csv_path))

@@ -36,8 +36,10 @@ def solve_camera_matrix(world: np.ndarray, pixel: np.ndarray, source: str = "GCP
     pixel = np.asarray(pixel, dtype=np.float64)
     n = world.shape[0]
     if world.shape != (n, 3) or pixel.shape != (n, 2):
-        raise ValueError(f"{source}: expected N x 3 world and N x 2 pixel coordinates, "
-                         f"got {world.shape} and {pixel.shape}")
+        raise ValueError(
+            f"{source}: expected N x 3 world and N x 2 pixel coordinates, "
+            f"got {world.shape} and {pixel.shape}"
+        )
     if n < 6:
         raise ValueError(f"{source}: the camera-matrix method needs at least 6 GCPs, got {n}")
     if not (np.all(np.isfinite(world)) and np.all(np.isfinite(pixel))):
@@ -51,8 +53,10 @@ def solve_camera_matrix(world: np.ndarray, pixel: np.ndarray, source: str = "GCP
         a[2 * k + 1] = [0, 0, 0, 0, x, y, z, 1, -v * x, -v * y, -v * z, -v]
     _, sv, vt = np.linalg.svd(a)
     if sv[-2] < 1e-9 * sv[0] or np.linalg.matrix_rank(world - world.mean(0), tol=1e-6) < 3:
-        raise ValueError(f"{source}: GCPs are degenerate (coplanar or repeated); the camera "
-                         "matrix cannot be solved")
+        raise ValueError(
+            f"{source}: GCPs are degenerate (coplanar or repeated); the camera "
+            "matrix cannot be solved"
+        )
     p = np.linalg.pinv(ti) @ vt[-1].reshape(3, 4) @ tw
     if abs(p[2, 3]) < 1e-15:
         raise ValueError(f"{source}: camera matrix is singular (P[2, 3] = 0)")

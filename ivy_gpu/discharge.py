@@ -15,12 +15,22 @@ import pandas as pd
 
 from ivy_gpu.angles import geo_to_ari
 
-TABLE_COLUMNS = ("ID", "Status", "Station Distance", "Width", "Depth", "Area",
-                 "Surface Velocity", "α (alpha)", "Unit Discharge")
+TABLE_COLUMNS = (
+    "ID",
+    "Status",
+    "Station Distance",
+    "Width",
+    "Depth",
+    "Area",
+    "Surface Velocity",
+    "α (alpha)",
+    "Unit Discharge",
+)
 
 
-def normal_component(magnitude: np.ndarray, direction_geo: np.ndarray,
-                     line: np.ndarray) -> np.ndarray:
+def normal_component(
+    magnitude: np.ndarray, direction_geo: np.ndarray, line: np.ndarray
+) -> np.ndarray:
     """``|V . n|``: speed normal to the cross-section line.
 
     Parameters
@@ -80,8 +90,12 @@ class DischargeResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def midsection(stations: np.ndarray, depths: np.ndarray, surface_velocity: np.ndarray,
-               alpha: float | np.ndarray = 0.85) -> DischargeResult:
+def midsection(
+    stations: np.ndarray,
+    depths: np.ndarray,
+    surface_velocity: np.ndarray,
+    alpha: float | np.ndarray = 0.85,
+) -> DischargeResult:
     """Mid-section discharge ``Q = sum(alpha * v * w * d)``, ``A = sum(w * d)``.
 
     The table's ``Width``, ``Area`` and ``Unit Discharge`` are the panels that make the
@@ -97,10 +111,19 @@ def midsection(stations: np.ndarray, depths: np.ndarray, surface_velocity: np.nd
     q = alphas * v * area
     a_tot = float(area.sum())
     q_tot = float(q.sum())
-    table = pd.DataFrame({
-        "ID": np.arange(b.size), "Status": "Used", "Station Distance": b, "Width": w,
-        "Depth": d, "Area": area, "Surface Velocity": v, "α (alpha)": alphas,
-        "Unit Discharge": q,
-    })
-    return DischargeResult(q_tot, a_tot, q_tot / a_tot if a_tot > 0 else float("nan"), table,
-                           filled)
+    table = pd.DataFrame(
+        {
+            "ID": np.arange(b.size),
+            "Status": "Used",
+            "Station Distance": b,
+            "Width": w,
+            "Depth": d,
+            "Area": area,
+            "Surface Velocity": v,
+            "α (alpha)": alphas,
+            "Unit Discharge": q,
+        }
+    )
+    return DischargeResult(
+        q_tot, a_tot, q_tot / a_tot if a_tot > 0 else float("nan"), table, filled
+    )

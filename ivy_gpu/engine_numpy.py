@@ -40,7 +40,11 @@ class NumpyEngine:
         r0, r1, c0, c1 = rays.crop_bounds(plan.num_pixels, plan.num_frames)
         with np.errstate(invalid="ignore"):
             f = rays.ray_integrals_numpy(
-                full[:, r0:r1, c0:c1], plan.num_pixels, plan.num_frames, plan.rho, plan.theta,
+                full[:, r0:r1, c0:c1],
+                plan.num_pixels,
+                plan.num_frames,
+                plan.rho,
+                plan.theta,
                 plan.d_rho,
             )
         return rays.peaks_xp(f, np)

@@ -29,13 +29,21 @@ def _show(ax, image: np.ndarray, max_width: int = 900) -> None:
     h, w = image.shape[:2]
     shown = image
     if w > max_width:
-        shown = cv2.resize(image, (max_width, max(1, round(h * max_width / w))),
-                           interpolation=cv2.INTER_AREA)
+        shown = cv2.resize(
+            image, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA
+        )
     ax.imshow(shown, cmap="gray", extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
 
 
-def rectified_vectors(path: Path, rectified: np.ndarray, nodes: np.ndarray, line: np.ndarray,
-                      magnitude: np.ndarray, direction_geo: np.ndarray, title: str = "") -> Path:
+def rectified_vectors(
+    path: Path,
+    rectified: np.ndarray,
+    nodes: np.ndarray,
+    line: np.ndarray,
+    magnitude: np.ndarray,
+    direction_geo: np.ndarray,
+    title: str = "",
+) -> Path:
     """Rectified frame with the section line, nodes and surface velocity vectors."""
     fig, ax = plt.subplots(figsize=(8, 8 * rectified.shape[0] / rectified.shape[1] + 0.6))
     _show(ax, rectified)
@@ -43,9 +51,17 @@ def rectified_vectors(path: Path, rectified: np.ndarray, nodes: np.ndarray, line
     a = np.deg2rad(90.0 - np.asarray(direction_geo))
     ok = np.isfinite(magnitude)
     scale = 0.15 * rectified.shape[1] / max(np.nanmax(magnitude), 1e-6) if ok.any() else 1.0
-    ax.quiver(nodes[ok, 0], nodes[ok, 1], magnitude[ok] * np.cos(a[ok]) * scale,
-              -magnitude[ok] * np.sin(a[ok]) * scale, color="cyan", angles="xy",
-              scale_units="xy", scale=1, width=0.003)
+    ax.quiver(
+        nodes[ok, 0],
+        nodes[ok, 1],
+        magnitude[ok] * np.cos(a[ok]) * scale,
+        -magnitude[ok] * np.sin(a[ok]) * scale,
+        color="cyan",
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        width=0.003,
+    )
     ax.plot(nodes[~ok, 0], nodes[~ok, 1], "rx", label="no velocity")
     ax.plot(nodes[ok, 0], nodes[ok, 1], ".", color="cyan", ms=3, label="nodes")
     ax.set_title(title or "rectified frame, surface velocity")
@@ -71,9 +87,16 @@ def best_stis(path: Path, stis: np.ndarray, node_ids: list[int], theta: np.ndarr
     return _save(fig, path)
 
 
-def section_profile(path: Path, stations: np.ndarray, depths: np.ndarray,
-                    velocity: np.ndarray, units_label: str = "m", factor: float = 1.0,
-                    v_label: str = "m/s", v_factor: float = 1.0) -> Path:
+def section_profile(
+    path: Path,
+    stations: np.ndarray,
+    depths: np.ndarray,
+    velocity: np.ndarray,
+    units_label: str = "m",
+    factor: float = 1.0,
+    v_label: str = "m/s",
+    v_factor: float = 1.0,
+) -> Path:
     """Depths (bed below the water surface) and normal surface velocity across the section."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
     s = stations * factor
@@ -89,9 +112,17 @@ def section_profile(path: Path, stations: np.ndarray, depths: np.ndarray,
     return _save(fig, path)
 
 
-def site_overview(path: Path, camera_frame: np.ndarray, rectified: np.ndarray,
-                  nodes: np.ndarray, line: np.ndarray, gcp_pixels: np.ndarray,
-                  stations: np.ndarray, bed: np.ndarray, wse: float) -> Path:
+def site_overview(
+    path: Path,
+    camera_frame: np.ndarray,
+    rectified: np.ndarray,
+    nodes: np.ndarray,
+    line: np.ndarray,
+    gcp_pixels: np.ndarray,
+    stations: np.ndarray,
+    bed: np.ndarray,
+    wse: float,
+) -> Path:
     """Camera view with GCPs, plan view with section and nodes, and the surveyed section."""
     fig = plt.figure(figsize=(13, 8))
     ax1 = fig.add_subplot(2, 2, 1)

@@ -33,9 +33,14 @@ def outside_masks(nodes: np.ndarray, polygons: tuple[np.ndarray, ...]) -> np.nda
     return keep
 
 
-def place_nodes(line: np.ndarray, n: int, image_shape: tuple[int, int],
-                results_grid: np.ndarray | None = None,
-                masks: tuple[np.ndarray, ...] = (), ivytools_rounding: bool = False) -> np.ndarray:
+def place_nodes(
+    line: np.ndarray,
+    n: int,
+    image_shape: tuple[int, int],
+    results_grid: np.ndarray | None = None,
+    masks: tuple[np.ndarray, ...] = (),
+    ivytools_rounding: bool = False,
+) -> np.ndarray:
     """Nodes for STIV in rectified pixels, shape (n', 2).
 
     Parameters
@@ -57,8 +62,9 @@ def place_nodes(line: np.ndarray, n: int, image_shape: tuple[int, int],
     if results_grid is not None and len(results_grid):
         nodes = np.asarray(results_grid, float).reshape(-1, 2)
     else:
-        clipped = np.column_stack([np.clip(line[:, 0], 0, cols - 1),
-                                   np.clip(line[:, 1], 0, rows - 1)])
+        clipped = np.column_stack(
+            [np.clip(line[:, 0], 0, cols - 1), np.clip(line[:, 1], 0, rows - 1)]
+        )
         nodes = line_nodes(clipped, n)
     if ivytools_rounding:
         nodes = np.round(nodes)
@@ -78,8 +84,14 @@ class NodeStations:
     warnings: tuple[str, ...]
 
 
-def node_stations(nodes: np.ndarray, line: np.ndarray, section: CrossSection, wse_m: float,
-                  gsd_m: float, start_bank: str = "left") -> NodeStations:
+def node_stations(
+    nodes: np.ndarray,
+    line: np.ndarray,
+    section: CrossSection,
+    wse_m: float,
+    gsd_m: float,
+    start_bank: str = "left",
+) -> NodeStations:
     """Map nodes to survey stations (spec 10.1): the line's ends are the water edges.
 
     Each node is projected onto the line; its distance from the start is scaled so

@@ -87,8 +87,11 @@ def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
     The cache holds the scaffold itself, so its ``id`` cannot be reused while cached.
     """
     if scaffold.calibration_size is None:
-        raise StageError("rectify", f"{scaffold.path}: the scaffold records no calibration frame "
-                                    "size (video_metadata or calibration image)")
+        raise StageError(
+            "rectify",
+            f"{scaffold.path}: the scaffold records no calibration frame "
+            "size (video_metadata or calibration image)",
+        )
     key = (id(scaffold), round(float(wse_m), 6))
     entry = _RECTIFIERS.get(key)
     if entry is None or entry[0] is not scaffold:
@@ -99,8 +102,13 @@ def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
     return entry[1]
 
 
-def load_stack(scaffold: ScaffoldConfig, video: VideoConfig, backend: str = "numba",
-               keep_frames: Path | None = None, progress: Progress | None = None) -> LoadedVideo:
+def load_stack(
+    scaffold: ScaffoldConfig,
+    video: VideoConfig,
+    backend: str = "numba",
+    keep_frames: Path | None = None,
+    progress: Progress | None = None,
+) -> LoadedVideo:
     """Decode, convert to gray and rectify the selected frames into one stack.
 
     Raises
@@ -112,8 +120,9 @@ def load_stack(scaffold: ScaffoldConfig, video: VideoConfig, backend: str = "num
     t0 = time.perf_counter()
     path = video.video_path
     try:
-        reader = FrameReader(path, video.start_time, video.end_time, video.frame_step,
-                             video.max_frames)
+        reader = FrameReader(
+            path, video.start_time, video.end_time, video.frame_step, video.max_frames
+        )
     except ValueError as exc:
         raise StageError("read", str(exc)) from None
     try:
@@ -121,9 +130,12 @@ def load_stack(scaffold: ScaffoldConfig, video: VideoConfig, backend: str = "num
     except ValueError as exc:
         raise StageError("rectify", str(exc)) from None
     if (reader.info.width, reader.info.height) != rect.frame_size:
-        raise StageError("rectify", f"{path}: frame size {reader.info.width}x{reader.info.height} "
-                                    f"differs from the calibration image size "
-                                    f"{rect.frame_size[0]}x{rect.frame_size[1]}")
+        raise StageError(
+            "rectify",
+            f"{path}: frame size {reader.info.width}x{reader.info.height} "
+            f"differs from the calibration image size "
+            f"{rect.frame_size[0]}x{rect.frame_size[1]}",
+        )
     rows, cols = rect.output_shape
     capacity = reader.expected_frames()
     gpu = backend == "cupy"
@@ -163,19 +175,26 @@ def load_stack(scaffold: ScaffoldConfig, video: VideoConfig, backend: str = "num
         raise StageError("read", str(exc)) from None
     n = len(times)
     if n < 4:
-        raise StageError("read", f"{path}: only {n} frames in the selected time range "
-                                 "(STIV needs at least 4)")
+        raise StageError(
+            "read", f"{path}: only {n} frames in the selected time range (STIV needs at least 4)"
+        )
     stack = stack[:n]
     times_arr = np.asarray(times)
     dt, warn = frame_interval(times_arr, video.frame_step, reader.info.fps)
-    return LoadedVideo(stack, times_arr, dt, rect, [warn] if warn else [],
-                       time.perf_counter() - t0)
+    return LoadedVideo(stack, times_arr, dt, rect, [warn] if warn else [], time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- analysis
-def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
-            backend: str, output_directory: Path | None, result: ProcessingResult,
-            progress: Progress | None = None, refine: bool = True) -> ProcessingResult:
+def analyse(
+    scaffold: ScaffoldConfig,
+    video: VideoConfig,
+    loaded: LoadedVideo,
+    backend: str,
+    output_directory: Path | None,
+    result: ProcessingResult,
+    progress: Progress | None = None,
+    refine: bool = True,
+) -> ProcessingResult:
     """Grid, STIV, discharge, uncertainty and outputs for a loaded stack (fills ``result``)."""
     rect = loaded.rectifier
     wse = float(video.water_surface_elevation)
@@ -188,10 +207,21 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
     t = time.perf_counter()
     result.error_stage = "grid"  # the stage in progress, cleared on success
     try:
-        nodes = place_nodes(scaffold.cross_section_line, scaffold.num_grid_points,
-                            rect.output_shape, scaffold.results_grid, scaffold.mask_polygons)
-        ns = node_stations(nodes, scaffold.cross_section_line, scaffold.cross_section, wse,
-                           rect.gsd, scaffold.start_bank)
+        nodes = place_nodes(
+            scaffold.cross_section_line,
+            scaffold.num_grid_points,
+            rect.output_shape,
+            scaffold.results_grid,
+            scaffold.mask_polygons,
+        )
+        ns = node_stations(
+            nodes,
+            scaffold.cross_section_line,
+            scaffold.cross_section,
+            wse,
+            rect.gsd,
+            scaffold.start_bank,
+        )
     except ValueError as exc:
         raise StageError("grid", str(exc)) from None
     result.warnings += list(ns.warnings)
@@ -204,11 +234,22 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
     result.error_stage = "stiv"
     s = scaffold.stiv
     try:
-        sr = stiv_exhaustive(loaded.stack, nodes[:, 0], nodes[:, 1], num_pixels=s.num_pixels,
-                             phi_origin=s.phi_origin, d_phi=s.d_phi, phi_range=s.phi_range,
-                             pixel_gsd=rect.gsd, d_t=loaded.dt, sigma=s.sigma,
-                             max_vel_threshold=s.max_vel_threshold, refine=refine,
-                             backend=backend, return_sti=output_directory is not None)
+        sr = stiv_exhaustive(
+            loaded.stack,
+            nodes[:, 0],
+            nodes[:, 1],
+            num_pixels=s.num_pixels,
+            phi_origin=s.phi_origin,
+            d_phi=s.d_phi,
+            phi_range=s.phi_range,
+            pixel_gsd=rect.gsd,
+            d_t=loaded.dt,
+            sigma=s.sigma,
+            max_vel_threshold=s.max_vel_threshold,
+            refine=refine,
+            backend=backend,
+            return_sti=output_directory is not None,
+        )
     except (ValueError, RuntimeError) as exc:
         raise StageError("stiv", str(exc)) from None
     result.backend = sr.backend
@@ -224,23 +265,28 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
         stations = np.concatenate([[ns.left_edge], ns.stations, [ns.right_edge]])
         depth = scaffold.cross_section.depth_at(stations, wse)
         q = midsection(stations, depth, np.concatenate([[0.0], vn, [0.0]]), video.alpha)
-        inputs = UncertaintyInputs(scaffold.rectification_rmse_m or 0.0,
-                                   ns.right_edge - ns.left_edge)
+        inputs = UncertaintyInputs(
+            scaffold.rectification_rmse_m or 0.0, ns.right_edge - ns.left_edge
+        )
         unc = discharge_uncertainty(q.table, q.discharge, inputs)
     except ValueError as exc:
         raise StageError("discharge", str(exc)) from None
     result.stiv_normal_velocities = vn
     result.filled_nodes = q.filled_nodes
     if q.filled_nodes:
-        result.warnings.append(f"{q.filled_nodes} of {len(vn)} node velocities were missing "
-                               "and filled by interpolation along the section")
+        result.warnings.append(
+            f"{q.filled_nodes} of {len(vn)} node velocities were missing "
+            "and filled by interpolation along the section"
+        )
     result.total_discharge, result.total_area = q.discharge, q.area
     result.mean_velocity = q.mean_velocity
     result.discharge_dataframe = q.table
     result.discharge_uncertainty = {
-        "iso_u95": unc.iso_u95, "ive_u95": unc.ive_u95,
+        "iso_u95": unc.iso_u95,
+        "ive_u95": unc.ive_u95,
         "iso_contributions": unc.iso_contributions,
-        "ive_contributions": unc.ive_contributions, "ive_note": unc.ive_note,
+        "ive_contributions": unc.ive_contributions,
+        "ive_note": unc.ive_note,
     }
     result.stage_seconds["discharge"] = time.perf_counter() - t
     result.success = True
@@ -259,38 +305,67 @@ def analyse(scaffold: ScaffoldConfig, video: VideoConfig, loaded: LoadedVideo,
     return result
 
 
-def write_outputs(out: Path, scaffold: ScaffoldConfig, loaded: LoadedVideo,
-                  result: ProcessingResult, sr, table: pd.DataFrame) -> None:
+def write_outputs(
+    out: Path,
+    scaffold: ScaffoldConfig,
+    loaded: LoadedVideo,
+    result: ProcessingResult,
+    sr,
+    table: pd.DataFrame,
+) -> None:
     """Per-video files; ``results.json`` last, so its presence marks a complete video."""
     from ivy_gpu import figures
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "discharge_table.csv", table.to_csv(index=False))
     nodes = result.node_positions
-    stiv_table = pd.DataFrame({
-        "x_px": nodes[:, 0], "y_px": nodes[:, 1], "station_m": result.node_stations,
-        "speed_ms": sr.magnitude, "direction_deg": sr.direction,
-        "normal_velocity_ms": result.stiv_normal_velocities, "theta_deg": sr.theta,
-        "score": sr.score,
-    })
+    stiv_table = pd.DataFrame(
+        {
+            "x_px": nodes[:, 0],
+            "y_px": nodes[:, 1],
+            "station_m": result.node_stations,
+            "speed_ms": sr.magnitude,
+            "direction_deg": sr.direction,
+            "normal_velocity_ms": result.stiv_normal_velocities,
+            "theta_deg": sr.theta,
+            "score": sr.score,
+        }
+    )
     atomic_write_text(out / "stiv_results.csv", stiv_table.to_csv(index=False, float_format="%.5f"))
     stack = loaded.stack
     first = stack[0].get() if hasattr(stack, "get") else np.asarray(stack[0])
-    figures.rectified_vectors(out / "rectified_vectors.png", first, nodes,
-                              scaffold.cross_section_line, sr.magnitude, sr.direction,
-                              f"{result.video_path.name}: Q = {result.total_discharge:.3f} m³/s")
+    figures.rectified_vectors(
+        out / "rectified_vectors.png",
+        first,
+        nodes,
+        scaffold.cross_section_line,
+        sr.magnitude,
+        sr.direction,
+        f"{result.video_path.name}: Q = {result.total_discharge:.3f} m³/s",
+    )
     if sr.sti is not None:
         ids = sorted({int(k) for k in np.linspace(0, len(nodes) - 1, 4).round()})
         figures.best_stis(out / "best_stis.png", sr.sti, ids, sr.theta)
     u = unit_system(scaffold.display_units)
-    figures.section_profile(out / "section.png", table["Station Distance"].to_numpy(),
-                            table["Depth"].to_numpy(), table["Surface Velocity"].to_numpy(),
-                            u.length_label, u.length, u.velocity_label, u.velocity)
+    figures.section_profile(
+        out / "section.png",
+        table["Station Distance"].to_numpy(),
+        table["Depth"].to_numpy(),
+        table["Surface Velocity"].to_numpy(),
+        u.length_label,
+        u.length,
+        u.velocity_label,
+        u.velocity,
+    )
     finalize_result_json(out, result, scaffold)
 
 
-def finalize_result_json(out: Path, result: ProcessingResult, scaffold: ScaffoldConfig | None,
-                         video: VideoConfig | None = None) -> None:
+def finalize_result_json(
+    out: Path,
+    result: ProcessingResult,
+    scaffold: ScaffoldConfig | None,
+    video: VideoConfig | None = None,
+) -> None:
     """Write ``results.json`` (every scalar, units in the key names, display values added)."""
     data = result.scalars()
     if scaffold is not None:
@@ -302,25 +377,37 @@ def finalize_result_json(out: Path, result: ProcessingResult, scaffold: Scaffold
             data["area_display"] = result.total_area * u.area
             data["area_display_units"] = u.area_label
     if video is not None or result.alpha is not None:
-        data["inputs"] = {"water_surface_elevation_m": result.water_surface_elevation,
-                          "alpha": result.alpha}
-    atomic_write_text(out / "results.json",
-                      json.dumps(_clean(data), indent=1, default=_json_default))
+        data["inputs"] = {
+            "water_surface_elevation_m": result.water_surface_elevation,
+            "alpha": result.alpha,
+        }
+    atomic_write_text(
+        out / "results.json", json.dumps(_clean(data), indent=1, default=_json_default)
+    )
 
 
 # --------------------------------------------------------------------------- public
-def run_video(scaffold: ScaffoldConfig, video: VideoConfig, output_directory: Path | None,
-              backend: str = "auto", progress: Progress | None = None,
-              loaded: LoadedVideo | None = None, keep_frames: bool = False,
-              refine: bool = True, output_name: str | None = None) -> ProcessingResult:
+def run_video(
+    scaffold: ScaffoldConfig,
+    video: VideoConfig,
+    output_directory: Path | None,
+    backend: str = "auto",
+    progress: Progress | None = None,
+    loaded: LoadedVideo | None = None,
+    keep_frames: bool = False,
+    refine: bool = True,
+    output_name: str | None = None,
+) -> ProcessingResult:
     """Process one video; failures are recorded in the result (never raised).
 
     Results go to ``<output_directory>/<output_name or video stem>/``.
     """
     t0 = time.perf_counter()
-    result = ProcessingResult(video_path=video.video_path,
-                              water_surface_elevation=float(video.water_surface_elevation),
-                              alpha=float(video.alpha))
+    result = ProcessingResult(
+        video_path=video.video_path,
+        water_surface_elevation=float(video.water_surface_elevation),
+        alpha=float(video.alpha),
+    )
     out = None
     if output_directory is not None:
         out = Path(output_directory) / (output_name or video.video_path.stem)
@@ -328,8 +415,9 @@ def run_video(scaffold: ScaffoldConfig, video: VideoConfig, output_directory: Pa
     try:
         name = backends.resolve_backend(backend)
         if loaded is None:
-            loaded = load_stack(scaffold, video, name, out / "frames" if keep_frames and out
-                                else None, progress)
+            loaded = load_stack(
+                scaffold, video, name, out / "frames" if keep_frames and out else None, progress
+            )
         analyse(scaffold, video, loaded, name, out, result, progress, refine)
     except StageError as exc:
         result.success = False
@@ -340,8 +428,10 @@ def run_video(scaffold: ScaffoldConfig, video: VideoConfig, output_directory: Pa
     except Exception as exc:  # unexpected: recorded against the stage in progress
         result.success = False
         result.error_stage = result.error_stage or "read"
-        result.error_message = (f"{video.video_path}: unexpected {type(exc).__name__} in the "
-                                f"{result.error_stage} stage: {exc}")
+        result.error_message = (
+            f"{video.video_path}: unexpected {type(exc).__name__} in the "
+            f"{result.error_stage} stage: {exc}"
+        )
     result.processing_time_seconds = time.perf_counter() - t0
     if out is not None and not result.success:
         try:
@@ -353,13 +443,21 @@ def run_video(scaffold: ScaffoldConfig, video: VideoConfig, output_directory: Pa
     return result
 
 
-def process_video(scaffold_path: str | Path | ScaffoldConfig, video_path: str | Path,
-                  water_surface_elevation: float, output_directory: str | Path | None = None,
-                  alpha: float = 0.85, start_time: float | str | None = None,
-                  end_time: float | str | None = None, frame_step: int = 1,
-                  max_frames: int | None = None, backend: str = "auto",
-                  progress: Progress | None = None, keep_frames: bool = False,
-                  refine: bool = True) -> ProcessingResult:
+def process_video(
+    scaffold_path: str | Path | ScaffoldConfig,
+    video_path: str | Path,
+    water_surface_elevation: float,
+    output_directory: str | Path | None = None,
+    alpha: float = 0.85,
+    start_time: float | str | None = None,
+    end_time: float | str | None = None,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    backend: str = "auto",
+    progress: Progress | None = None,
+    keep_frames: bool = False,
+    refine: bool = True,
+) -> ProcessingResult:
     """Turn one video into discharge.
 
     Parameters
@@ -399,10 +497,24 @@ def process_video(scaffold_path: str | Path | ScaffoldConfig, video_path: str | 
     """
     from ivy_gpu.video import parse_time
 
-    scaffold = (scaffold_path if isinstance(scaffold_path, ScaffoldConfig)
-                else load_scaffold(scaffold_path))
-    video = VideoConfig(Path(video_path), float(water_surface_elevation), alpha,
-                        parse_time(start_time, "start_time"), parse_time(end_time, "end_time"),
-                        frame_step, max_frames)
-    return run_video(scaffold, video, None if output_directory is None else Path(output_directory),
-                     backend, progress, keep_frames=keep_frames, refine=refine)
+    scaffold = (
+        scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
+    )
+    video = VideoConfig(
+        Path(video_path),
+        float(water_surface_elevation),
+        alpha,
+        parse_time(start_time, "start_time"),
+        parse_time(end_time, "end_time"),
+        frame_step,
+        max_frames,
+    )
+    return run_video(
+        scaffold,
+        video,
+        None if output_directory is None else Path(output_directory),
+        backend,
+        progress,
+        keep_frames=keep_frames,
+        refine=refine,
+    )

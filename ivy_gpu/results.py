@@ -51,10 +51,14 @@ class VideoConfig:
             raise ValueError(f"frame_step: must be >= 1, got {self.frame_step!r}")
         if self.max_frames is not None and int(self.max_frames) < 2:
             raise ValueError(f"max_frames: must be >= 2, got {self.max_frames!r}")
-        if (self.start_time is not None and self.end_time is not None
-                and self.end_time <= self.start_time):
-            raise ValueError(f"end_time: {self.end_time} s is not after start_time "
-                             f"{self.start_time} s")
+        if (
+            self.start_time is not None
+            and self.end_time is not None
+            and self.end_time <= self.start_time
+        ):
+            raise ValueError(
+                f"end_time: {self.end_time} s is not after start_time {self.start_time} s"
+            )
 
 
 @dataclass
@@ -91,21 +95,29 @@ class ProcessingResult:
         """Every scalar of the result with units in the key names (for ``results.json``)."""
         u = self.discharge_uncertainty or {}
         return {
-            "video_path": str(self.video_path), "success": self.success,
+            "video_path": str(self.video_path),
+            "success": self.success,
             "status": "completed" if self.success else "failed",
-            "error_stage": self.error_stage, "error_message": self.error_message,
-            "water_surface_elevation_m": self.water_surface_elevation, "alpha": self.alpha,
-            "num_frames": self.num_frames, "timestep_s": self.timestep_seconds,
-            "pixel_gsd_m": self.pixel_gsd, "backend": self.backend,
-            "discharge_m3s": self.total_discharge, "area_m2": self.total_area,
+            "error_stage": self.error_stage,
+            "error_message": self.error_message,
+            "water_surface_elevation_m": self.water_surface_elevation,
+            "alpha": self.alpha,
+            "num_frames": self.num_frames,
+            "timestep_s": self.timestep_seconds,
+            "pixel_gsd_m": self.pixel_gsd,
+            "backend": self.backend,
+            "discharge_m3s": self.total_discharge,
+            "area_m2": self.total_area,
             "mean_velocity_ms": self.mean_velocity,
-            "uncertainty_iso_95": u.get("iso_u95"), "uncertainty_ive_95": u.get("ive_u95"),
+            "uncertainty_iso_95": u.get("iso_u95"),
+            "uncertainty_ive_95": u.get("ive_u95"),
             "uncertainty_iso_contributions": u.get("iso_contributions"),
             "uncertainty_ive_contributions": u.get("ive_contributions"),
             "uncertainty_ive_note": u.get("ive_note"),
-            "filled_nodes": self.filled_nodes, "num_nodes": None if self.stiv_magnitudes is None
-            else int(len(self.stiv_magnitudes)),
-            "warnings": list(self.warnings), "stage_seconds": dict(self.stage_seconds),
+            "filled_nodes": self.filled_nodes,
+            "num_nodes": None if self.stiv_magnitudes is None else int(len(self.stiv_magnitudes)),
+            "warnings": list(self.warnings),
+            "stage_seconds": dict(self.stage_seconds),
             "processing_time_s": self.processing_time_seconds,
         }
 
@@ -138,7 +150,17 @@ class BatchResult:
         """Min, max, mean, population std and count of the successful discharges (m^3/s)."""
         q = np.array([r.total_discharge for r in self.video_results if r.success], float)
         if q.size == 0:
-            return {"min": float("nan"), "max": float("nan"), "mean": float("nan"),
-                    "std": float("nan"), "count": 0}
-        return {"min": float(q.min()), "max": float(q.max()), "mean": float(q.mean()),
-                "std": float(q.std()), "count": int(q.size)}
+            return {
+                "min": float("nan"),
+                "max": float("nan"),
+                "mean": float("nan"),
+                "std": float("nan"),
+                "count": 0,
+            }
+        return {
+            "min": float(q.min()),
+            "max": float(q.max()),
+            "mean": float(q.mean()),
+            "std": float(q.std()),
+            "count": int(q.size),
+        }

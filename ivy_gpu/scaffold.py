@@ -135,8 +135,9 @@ def _find_ac3(names: list[str]) -> str | None:
 def _rectification(project: dict, source: str) -> RectificationParams:
     method = project.get("rectification_method")
     if method not in METHODS:
-        raise ValueError(f"{source}: rectification_method {method!r} is not one of "
-                         f"{', '.join(METHODS)}")
+        raise ValueError(
+            f"{source}: rectification_method {method!r} is not one of {', '.join(METHODS)}"
+        )
     rp = project.get("rectification_parameters")
     if not isinstance(rp, dict):
         raise ValueError(f"{source}: rectification_parameters must be a dict")
@@ -162,8 +163,9 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         if params.camera_matrix is None or params.camera_matrix.shape != (3, 4):
             raise ValueError(f"{source}: rectification_parameters.camera_matrix must be 3x4")
         if params.extent is None or params.extent.size != 4:
-            raise ValueError(f"{source}: rectification_parameters.extent must be "
-                             "[x_min, x_max, y_min, y_max]")
+            raise ValueError(
+                f"{source}: rectification_parameters.extent must be [x_min, x_max, y_min, y_max]"
+            )
     return params
 
 
@@ -190,8 +192,11 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
             project = json.loads(zf.read(PROJECT_JSON).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{src}: {PROJECT_JSON} is not valid JSON ({exc})") from None
-        members = {n: zf.read(n) for n in names
-                   if n != PROJECT_JSON and not n.endswith(".dat") and not n.endswith("/")}
+        members = {
+            n: zf.read(n)
+            for n in names
+            if n != PROJECT_JSON and not n.endswith(".dat") and not n.endswith("/")
+        }
     if not isinstance(project, dict):
         raise ValueError(f"{src}: {PROJECT_JSON} does not hold a JSON object")
     missing = [k for k in REQUIRED_KEYS if project.get(k) is None]
@@ -210,8 +215,11 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         grid = grid.reshape(-1, 2)
     else:
         grid = None
-    masks = tuple(decode_array(m, "mask_polygons", src).reshape(-1, 2)
-                  for m in (project.get("mask_polygons") or []) if m is not None)
+    masks = tuple(
+        decode_array(m, "mask_polygons", src).reshape(-1, 2)
+        for m in (project.get("mask_polygons") or [])
+        if m is not None
+    )
 
     ac3_name = _find_ac3(list(members))
     if ac3_name is None:
@@ -229,15 +237,20 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     if isinstance(meta, dict) and meta.get("width") and meta.get("height"):
         size = (int(meta["width"]), int(meta["height"]))
     elif CALIBRATION_IMAGE in members:
-        img = cv2.imdecode(np.frombuffer(members[CALIBRATION_IMAGE], np.uint8),
-                           cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(
+            np.frombuffer(members[CALIBRATION_IMAGE], np.uint8), cv2.IMREAD_UNCHANGED
+        )
         if img is not None:
             size = (img.shape[1], img.shape[0])
 
     rmse = project.get("rectification_rmse_m")
     rmse = None if rmse is None else float(rmse)
-    if (rect.method == "camera matrix" and rect.world_coords is not None
-            and rect.pixel_coords is not None and len(rect.world_coords) >= 6):
+    if (
+        rect.method == "camera matrix"
+        and rect.world_coords is not None
+        and rect.pixel_coords is not None
+        and len(rect.world_coords) >= 6
+    ):
         rmse = CameraModel(rect.camera_matrix).rmse_m(rect.world_coords, rect.pixel_coords)
 
     p = int(_number(project, "stiv_num_pixels", 20, src))
@@ -253,12 +266,21 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     if bank not in ("left", "right"):
         raise ValueError(f"{src}: cross_section_start_bank must be 'left' or 'right', got {bank!r}")
     return ScaffoldConfig(
-        path=path, display_units=units, rectification=rect,
+        path=path,
+        display_units=units,
+        rectification=rect,
         pixel_gsd_m=_number(project, "pixel_ground_scale_distance_m", 0.01, src),
-        calibration_size=size, cross_section_line=line, start_bank=bank,
+        calibration_size=size,
+        cross_section_line=line,
+        start_bank=bank,
         num_grid_points=int(_number(project, "number_grid_points_along_xs_line", 25, src)),
-        results_grid=grid, mask_polygons=masks, stiv=stiv, cross_section=section,
-        rectification_rmse_m=rmse, project=project, members=members,
+        results_grid=grid,
+        mask_polygons=masks,
+        stiv=stiv,
+        cross_section=section,
+        rectification_rmse_m=rmse,
+        project=project,
+        members=members,
     )
 
 
@@ -279,28 +301,38 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
     project = dict(config.project)
     r = config.rectification
     rp = dict(project.get("rectification_parameters") or {})
-    for key, value in (("camera_matrix", r.camera_matrix), ("homography_matrix", r.homography),
-                       ("extent", r.extent), ("pixel_coords", r.pixel_coords),
-                       ("world_coords", r.world_coords)):
+    for key, value in (
+        ("camera_matrix", r.camera_matrix),
+        ("homography_matrix", r.homography),
+        ("extent", r.extent),
+        ("pixel_coords", r.pixel_coords),
+        ("world_coords", r.world_coords),
+    ):
         if value is not None:
             rp[key] = np.asarray(value).tolist()
     if r.calibration_wse_m is not None:
         rp["water_surface_elev"] = r.calibration_wse_m
-    project.update({
-        "rectification_method": r.method, "rectification_parameters": rp,
-        "is_ortho_flip_x": r.flip_x, "is_ortho_flip_y": r.flip_y,
-        "display_units": config.display_units,
-        "pixel_ground_scale_distance_m": config.pixel_gsd_m,
-        "cross_section_line": encode_array(config.cross_section_line.reshape(1, 2, 2)),
-        "cross_section_start_bank": config.start_bank,
-        "number_grid_points_along_xs_line": config.num_grid_points,
-        "stiv_num_pixels": config.stiv.num_pixels, "stiv_phi_origin": config.stiv.phi_origin,
-        "stiv_phi_range": config.stiv.phi_range, "stiv_dphi": config.stiv.d_phi,
-        "stiv_max_vel_threshold_mps": config.stiv.max_vel_threshold,
-        "stiv_gaussian_blur_sigma": config.stiv.sigma,
-        "rectification_rmse_m": config.rectification_rmse_m,
-        "mask_polygons": [encode_array(m) for m in config.mask_polygons] or None,
-    })
+    project.update(
+        {
+            "rectification_method": r.method,
+            "rectification_parameters": rp,
+            "is_ortho_flip_x": r.flip_x,
+            "is_ortho_flip_y": r.flip_y,
+            "display_units": config.display_units,
+            "pixel_ground_scale_distance_m": config.pixel_gsd_m,
+            "cross_section_line": encode_array(config.cross_section_line.reshape(1, 2, 2)),
+            "cross_section_start_bank": config.start_bank,
+            "number_grid_points_along_xs_line": config.num_grid_points,
+            "stiv_num_pixels": config.stiv.num_pixels,
+            "stiv_phi_origin": config.stiv.phi_origin,
+            "stiv_phi_range": config.stiv.phi_range,
+            "stiv_dphi": config.stiv.d_phi,
+            "stiv_max_vel_threshold_mps": config.stiv.max_vel_threshold,
+            "stiv_gaussian_blur_sigma": config.stiv.sigma,
+            "rectification_rmse_m": config.rectification_rmse_m,
+            "mask_polygons": [encode_array(m) for m in config.mask_polygons] or None,
+        }
+    )
     if config.results_grid is not None:
         project["results_grid"] = encode_array(config.results_grid)
     members = dict(config.members)
@@ -319,17 +351,25 @@ def describe(config: ScaffoldConfig) -> str:
     out = io.StringIO()
     out.write(f"scaffold: {config.path}\n")
     out.write(f"display units: {config.display_units}\n")
-    out.write(f"rectification: {r.method}, flips x={r.flip_x} y={r.flip_y}, "
-              f"calibration WSE {r.calibration_wse_m} m\n")
+    out.write(
+        f"rectification: {r.method}, flips x={r.flip_x} y={r.flip_y}, "
+        f"calibration WSE {r.calibration_wse_m} m\n"
+    )
     out.write(f"GSD: {config.pixel_gsd_m:.5f} m/px; calibration frame: {config.calibration_size}\n")
     if config.rectification_rmse_m is not None:
         out.write(f"rectification RMSE: {config.rectification_rmse_m:.4f} m\n")
-    out.write(f"cross-section line: {config.cross_section_line.tolist()} "
-              f"(starts on the {config.start_bank} bank), {config.num_grid_points} nodes\n")
+    out.write(
+        f"cross-section line: {config.cross_section_line.tolist()} "
+        f"(starts on the {config.start_bank} bank), {config.num_grid_points} nodes\n"
+    )
     s = config.stiv
-    out.write(f"STIV: P={s.num_pixels} phi0={s.phi_origin} range={s.phi_range} "
-              f"dphi={s.d_phi} vmax={s.max_vel_threshold} sigma={s.sigma}\n")
+    out.write(
+        f"STIV: P={s.num_pixels} phi0={s.phi_origin} range={s.phi_range} "
+        f"dphi={s.d_phi} vmax={s.max_vel_threshold} sigma={s.sigma}\n"
+    )
     cs = config.cross_section
-    out.write(f"survey: {cs.stations.size} points, {cs.stations[-1] - cs.stations[0]:.3f} m wide, "
-              f"bed {cs.elevations.min():.3f} m, units {cs.units}\n")
+    out.write(
+        f"survey: {cs.stations.size} points, {cs.stations[-1] - cs.stations[0]:.3f} m wide, "
+        f"bed {cs.elevations.min():.3f} m, units {cs.units}\n"
+    )
     return out.getvalue()

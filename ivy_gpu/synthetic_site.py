@@ -83,8 +83,14 @@ class Site:
         r = np.stack([right, down, fwd])
         p = k @ np.column_stack([r, -r @ centre])
         self.camera = CameraModel(p / p[2, 3])
-        self.extent = np.array([s.x_left_m - 0.4, s.x_left_m + s.top_width_m + 0.4,
-                                s.y_section_m - 2.0, s.y_section_m + 2.0])
+        self.extent = np.array(
+            [
+                s.x_left_m - 0.4,
+                s.x_left_m + s.top_width_m + 0.4,
+                s.y_section_m - 2.0,
+                s.y_section_m + 2.0,
+            ]
+        )
 
     def _profile(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.spec
@@ -120,9 +126,15 @@ class Site:
         b = np.linspace(lo, hi, 20001)
         un = self.surface_speed(b, wse) * math.cos(math.radians(self.spec.flow_angle_deg))
         d = self.depth(b, wse)
-        return dict(wse_m=wse, alpha=alpha, area_m2=self.section.wetted_area(wse),
-                    discharge_m3s=float(alpha * np.trapezoid(un * d, b)), left_edge_m=lo,
-                    right_edge_m=hi, wetted_width_m=hi - lo)
+        return dict(
+            wse_m=wse,
+            alpha=alpha,
+            area_m2=self.section.wetted_area(wse),
+            discharge_m3s=float(alpha * np.trapezoid(un * d, b)),
+            left_edge_m=lo,
+            right_edge_m=hi,
+            wetted_width_m=hi - lo,
+        )
 
     def gcps(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Ten GCPs on the banks (two heights) and at the water line; exact pixels."""
@@ -132,11 +144,15 @@ class Site:
         pts = []
         for y in ys:
             pts += [(x0, y, s.bank_elevation_m), (x1, y, s.bank_elevation_m)]
-        pts += [(x0, s.y_section_m + 0.7, s.bank_elevation_m + 1.0),
-                (x1, s.y_section_m - 0.7, s.bank_elevation_m + 1.0)]
+        pts += [
+            (x0, s.y_section_m + 0.7, s.bank_elevation_m + 1.0),
+            (x1, s.y_section_m - 0.7, s.bank_elevation_m + 1.0),
+        ]
         lo, hi = self.section.water_edges(s.wse_m)
-        pts += [(s.x_left_m + lo, s.y_section_m + 1.0, s.wse_m),
-                (s.x_left_m + hi, s.y_section_m - 1.0, s.wse_m)]
+        pts += [
+            (s.x_left_m + lo, s.y_section_m + 1.0, s.wse_m),
+            (s.x_left_m + hi, s.y_section_m - 1.0, s.wse_m),
+        ]
         world = np.array(pts)
         return world, self.camera.project(world), [f"GCP{i + 1}" for i in range(len(pts))]
 
@@ -149,14 +165,19 @@ class Site:
         g = math.radians(s.flow_angle_deg)
         ex, ey = math.sin(g), math.cos(g)  # flow unit vector (X, Y)
         travel = s.u_max * n_frames / s.fps + 1.0
-        cols, rows = np.meshgrid(np.arange(s.width_px, dtype=float),
-                                 np.arange(s.height_px, dtype=float))
+        cols, rows = np.meshgrid(
+            np.arange(s.width_px, dtype=float), np.arange(s.height_px, dtype=float)
+        )
         world = self.camera.back_project(np.stack([cols, rows], -1), wse)
         behind = (world[..., :2] - self.camera.centre[:2]) @ (
-            self.camera.matrix[2, :2] / np.linalg.norm(self.camera.matrix[2, :2])) <= 0
+            self.camera.matrix[2, :2] / np.linalg.norm(self.camera.matrix[2, :2])
+        ) <= 0
         wx, wy = world[..., 0], world[..., 1]
-        visible = ~behind & (np.abs(wx - s.x_left_m - s.top_width_m / 2) < 30) & (
-            np.abs(wy - s.y_section_m) < 30)
+        visible = (
+            ~behind
+            & (np.abs(wx - s.x_left_m - s.top_width_m / 2) < 30)
+            & (np.abs(wy - s.y_section_m) < 30)
+        )
         wx = np.where(visible, wx, s.x_left_m)
         wy = np.where(visible, wy, s.y_section_m)
         tx0, ty0 = wx.min() - travel, wy.min() - travel
@@ -197,8 +218,13 @@ def write_video(path: Path, frames, fps: float, width: int, height: int, crf: in
     return n
 
 
-def make_site(out_dir: str | Path, spec: SiteSpec | None = None, video: bool = True,
-              video_wse: float | None = None, video_name: str = "river.mp4") -> dict:
+def make_site(
+    out_dir: str | Path,
+    spec: SiteSpec | None = None,
+    video: bool = True,
+    video_wse: float | None = None,
+    video_name: str = "river.mp4",
+) -> dict:
     """Write ``site.ivy``, ``river.mp4`` (optional) and ``truth.json`` into ``out_dir``.
 
     Returns the truth dictionary (also written to ``truth.json``).
@@ -211,25 +237,35 @@ def make_site(out_dir: str | Path, spec: SiteSpec | None = None, video: bool = T
     p = solve_camera_matrix(world, pixel)
     w, h = spec.width_px, spec.height_px
     cell = camera_cell_size(site.extent, w, h)
-    params = RectificationParams("camera matrix", camera_matrix=p, extent=site.extent,
-                                 pixel_coords=pixel, world_coords=world,
-                                 calibration_wse_m=spec.wse_m)
+    params = RectificationParams(
+        "camera matrix",
+        camera_matrix=p,
+        extent=site.extent,
+        pixel_coords=pixel,
+        world_coords=world,
+        calibration_wse_m=spec.wse_m,
+    )
     rect = Rectifier(params, spec.wse_m, (w, h))
     lo, hi = site.section.water_edges(spec.wse_m)
-    cx, cy = rect.world_to_pixel(np.array([spec.x_left_m + lo, spec.x_left_m + hi]),
-                                 np.full(2, spec.y_section_m))
+    cx, cy = rect.world_to_pixel(
+        np.array([spec.x_left_m + lo, spec.x_left_m + hi]), np.full(2, spec.y_section_m)
+    )
     line = np.column_stack([cx, cy])
     n_y, n_x = rect.output_shape
-    stored_gsd = 0.5 * ((site.extent[1] - site.extent[0]) / n_x
-                        + (site.extent[3] - site.extent[2]) / n_y)
+    stored_gsd = 0.5 * (
+        (site.extent[1] - site.extent[0]) / n_x + (site.extent[3] - site.extent[2]) / n_y
+    )
     p_px = int(spec.search_line_m / cell)
     p_px += p_px % 2
     project = {
         "rectification_method": "camera matrix",
         "rectification_parameters": {
-            "camera_matrix": p.tolist(), "extent": site.extent.tolist(),
-            "pixel_coords": pixel.tolist(), "world_coords": world.tolist(),
-            "water_surface_elev": spec.wse_m, "homography_matrix": np.eye(3).tolist(),
+            "camera_matrix": p.tolist(),
+            "extent": site.extent.tolist(),
+            "pixel_coords": pixel.tolist(),
+            "world_coords": world.tolist(),
+            "water_surface_elev": spec.wse_m,
+            "homography_matrix": np.eye(3).tolist(),
         },
         "water_surface_elevation": spec.wse_m,
         "pixel_ground_scale_distance_m": stored_gsd,
@@ -240,36 +276,63 @@ def make_site(out_dir: str | Path, spec: SiteSpec | None = None, video: bool = T
         "cross_section_start_bank": "left",
         "number_grid_points_along_xs_line": spec.num_nodes,
         "is_cross_section_grid": True,
-        "stiv_num_pixels": p_px, "stiv_search_line_length_m": p_px * cell,
-        "stiv_phi_origin": spec.flow_angle_deg % 360, "stiv_phi_range": 15.0, "stiv_dphi": 1.0,
-        "stiv_max_vel_threshold_mps": 5.0, "stiv_gaussian_blur_sigma": 0.0,
-        "extraction_timestep_ms": 1000.0 / spec.fps, "extraction_frame_step": 1,
+        "stiv_num_pixels": p_px,
+        "stiv_search_line_length_m": p_px * cell,
+        "stiv_phi_origin": spec.flow_angle_deg % 360,
+        "stiv_phi_range": 15.0,
+        "stiv_dphi": 1.0,
+        "stiv_max_vel_threshold_mps": 5.0,
+        "stiv_gaussian_blur_sigma": 0.0,
+        "extraction_timestep_ms": 1000.0 / spec.fps,
+        "extraction_frame_step": 1,
         "video_frame_rate": spec.fps,
-        "video_metadata": {"width": w, "height": h, "avg_frame_rate": spec.fps,
-                           "duration": spec.duration_s},
+        "video_metadata": {
+            "width": w,
+            "height": h,
+            "avg_frame_rate": spec.fps,
+            "duration": spec.duration_s,
+        },
         "ffmpeg_parameters": {"video_rotation": 0, "video_flip": "none", "calibrate_radial": False},
         "bathymetry_ac3_filename": "synthetic_cross_section_ac3.mat",
         "cross_section_top_width_m": spec.top_width_m,
         "comments": "synthetic site generated by ivy_gpu.synthetic_site",
     }
     ac3 = out / "_cross_section_ac3.mat"
-    write_ac3(ac3, CrossSection(site.section.stations, site.section.elevations,
-                                "English" if spec.display_units == "English" else "Metric",
-                                "synthetic"))
+    write_ac3(
+        ac3,
+        CrossSection(
+            site.section.stations,
+            site.section.elevations,
+            "English" if spec.display_units == "English" else "Metric",
+            "synthetic",
+        ),
+    )
     first = next(site.render(n_frames=1))
     ok, jpg = cv2.imencode(".jpg", first, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    gcp_csv = "# ID,X,Y,Z,X (pixel),Y (pixel),Error X (pixel),Error Y (pixel),Tot. Error (pixel)," \
-              "Use in Rectification,Use in Validation\n" + "".join(
-                  f"{i},{x:.6f},{y:.6f},{z:.6f},{u:.3f},{v:.3f},0,0,0,Yes,No\n"
-                  for i, (x, y, z), (u, v) in zip(ids, world, pixel, strict=True))
-    members = {AC3_MEMBER: ac3.read_bytes(), CALIBRATION_IMAGE: jpg.tobytes(),
-               GCP_MEMBER: gcp_csv.encode()}
+    gcp_csv = (
+        "# ID,X,Y,Z,X (pixel),Y (pixel),Error X (pixel),Error Y (pixel),Tot. Error (pixel),"
+        "Use in Rectification,Use in Validation\n"
+        + "".join(
+            f"{i},{x:.6f},{y:.6f},{z:.6f},{u:.3f},{v:.3f},0,0,0,Yes,No\n"
+            for i, (x, y, z), (u, v) in zip(ids, world, pixel, strict=True)
+        )
+    )
+    members = {
+        AC3_MEMBER: ac3.read_bytes(),
+        CALIBRATION_IMAGE: jpg.tobytes(),
+        GCP_MEMBER: gcp_csv.encode(),
+    }
     ac3.unlink()
     write_scaffold(out / "site.ivy", project, members)
     wse = spec.wse_m if video_wse is None else video_wse
     truth = site.true_discharge(wse)
-    truth.update(spec=asdict(spec), gsd_m=cell, rectified_shape=[n_y, n_x],
-                 section_line_px=line.tolist(), camera_matrix=site.camera.matrix.tolist())
+    truth.update(
+        spec=asdict(spec),
+        gsd_m=cell,
+        rectified_shape=[n_y, n_x],
+        section_line_px=line.tolist(),
+        camera_matrix=site.camera.matrix.tolist(),
+    )
     if video:
         n = write_video(out / video_name, site.render(wse), spec.fps, w, h)
         truth.update(video=video_name, num_frames=n)

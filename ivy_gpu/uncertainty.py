@@ -66,18 +66,24 @@ def iso748(depths, unit_q, inputs: UncertaintyInputs) -> tuple[float, dict]:
         return float("nan"), {}
     w2 = np.sum(q**2) / qs**2
     terms = {
-        "u_so": inputs.u_so**2, "u_sm": inputs.u_sm**2, "u_alpha": inputs.u_alpha**2,
-        "u_rect": inputs.u_rect**2, "u_m": u_m**2,
+        "u_so": inputs.u_so**2,
+        "u_sm": inputs.u_sm**2,
+        "u_alpha": inputs.u_alpha**2,
+        "u_rect": inputs.u_rect**2,
+        "u_m": u_m**2,
         "u_b": w2 * inputs.u_b**2,
         "u_d": float(np.sum(q**2 * np.where(d > 0.3, 0.005, 0.015) ** 2) / qs**2),
-        "u_p": w2 * 0.07**2, "u_v": w2 * 0.08**2, "u_c": w2 * inputs.u_c**2,
+        "u_p": w2 * 0.07**2,
+        "u_v": w2 * 0.08**2,
+        "u_c": w2 * inputs.u_c**2,
     }
     uq2 = sum(terms.values())
     return 2.0 * math.sqrt(uq2), {k: v / uq2 for k, v in terms.items()}
 
 
-def ive(stations, depths, surface_velocity, alpha, unit_q, q_total: float,
-        inputs: UncertaintyInputs) -> tuple[float, dict, str]:
+def ive(
+    stations, depths, surface_velocity, alpha, unit_q, q_total: float, inputs: UncertaintyInputs
+) -> tuple[float, dict, str]:
     """IVE U95 (fraction), contributions and a note (empty when valid)."""
     b = np.asarray(stations, float)
     d = np.asarray(depths, float)
@@ -115,7 +121,13 @@ def ive(stations, depths, surface_velocity, alpha, unit_q, q_total: float,
 def discharge_uncertainty(table, q_total: float, inputs: UncertaintyInputs) -> UncertaintyResult:
     """Both estimates from a mid-section table (:func:`ivy_gpu.discharge.midsection`)."""
     iso_u95, iso_c = iso748(table["Depth"], table["Unit Discharge"], inputs)
-    ive_u95, ive_c, note = ive(table["Station Distance"], table["Depth"],
-                               table["Surface Velocity"], table["α (alpha)"],
-                               table["Unit Discharge"], q_total, inputs)
+    ive_u95, ive_c, note = ive(
+        table["Station Distance"],
+        table["Depth"],
+        table["Surface Velocity"],
+        table["α (alpha)"],
+        table["Unit Discharge"],
+        q_total,
+        inputs,
+    )
     return UncertaintyResult(iso_u95, ive_u95, iso_c, ive_c, note)

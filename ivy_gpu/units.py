@@ -27,8 +27,9 @@ class UnitSystem:
     discharge_label: str
 
 
-ENGLISH = UnitSystem("English", FT_PER_M, FT_PER_M**2, FT_PER_M, FT_PER_M**3,
-                     "ft", "ft²", "ft/s", "cfs")
+ENGLISH = UnitSystem(
+    "English", FT_PER_M, FT_PER_M**2, FT_PER_M, FT_PER_M**3, "ft", "ft²", "ft/s", "cfs"
+)
 METRIC = UnitSystem("Metric", 1.0, 1.0, 1.0, 1.0, "m", "m²", "m/s", "m³/s")
 
 

@@ -92,8 +92,15 @@ def probe(path: str | Path) -> VideoInfo:
             duration = float(st.duration * st.time_base)
         elif container.duration is not None:
             duration = container.duration / 1e6
-        return VideoInfo(str(path), st.codec_context.width, st.codec_context.height,
-                         float(rate), duration, st.frames or None, st.codec_context.name)
+        return VideoInfo(
+            str(path),
+            st.codec_context.width,
+            st.codec_context.height,
+            float(rate),
+            duration,
+            st.frames or None,
+            st.codec_context.name,
+        )
 
 
 def _luma(frame) -> np.ndarray:
@@ -122,8 +129,15 @@ class FrameReader:
         Decoded frames buffered ahead of the consumer.
     """
 
-    def __init__(self, path: str | Path, start: float | None = None, end: float | None = None,
-                 step: int = 1, max_frames: int | None = None, queue_size: int = 16) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        start: float | None = None,
+        end: float | None = None,
+        step: int = 1,
+        max_frames: int | None = None,
+        queue_size: int = 16,
+    ) -> None:
         self.path = Path(path)
         if step < 1:
             raise ValueError(f"frame_step: must be >= 1, got {step}")
@@ -195,8 +209,9 @@ class FrameReader:
             worker.join()
 
 
-def frame_interval(times: np.ndarray, step: int, fps: float,
-                   tolerance: float = 0.01) -> tuple[float, str | None]:
+def frame_interval(
+    times: np.ndarray, step: int, fps: float, tolerance: float = 0.01
+) -> tuple[float, str | None]:
     """Time between kept frames, checked against ``step / fps``.
 
     Returns ``(dt, warning)``: the timestamps' mean interval when it differs from
@@ -208,6 +223,8 @@ def frame_interval(times: np.ndarray, step: int, fps: float,
         return nominal, None
     measured = float((times[-1] - times[0]) / (len(times) - 1))
     if measured > 0 and abs(measured / nominal - 1) > tolerance:
-        return measured, (f"frame timestamps give {measured:.5f} s between kept frames but "
-                          f"step/fps gives {nominal:.5f} s; using the timestamps")
+        return measured, (
+            f"frame timestamps give {measured:.5f} s between kept frames but "
+            f"step/fps gives {nominal:.5f} s; using the timestamps"
+        )
     return nominal, None

@@ -58,11 +58,15 @@ class CrossSection:
         """
         b, z = self.stations, self.elevations
         if wse <= z.min():
-            raise ValueError(f"{self.source}: water-surface elevation {wse:.3f} m is at or below "
-                             f"the lowest bed point ({z.min():.3f} m)")
+            raise ValueError(
+                f"{self.source}: water-surface elevation {wse:.3f} m is at or below "
+                f"the lowest bed point ({z.min():.3f} m)"
+            )
         if wse >= min(z[0], z[-1]):
-            raise ValueError(f"{self.source}: water-surface elevation {wse:.3f} m is above a bank "
-                             f"(banks at {z[0]:.3f} m and {z[-1]:.3f} m)")
+            raise ValueError(
+                f"{self.source}: water-surface elevation {wse:.3f} m is above a bank "
+                f"(banks at {z[0]:.3f} m and {z[-1]:.3f} m)"
+            )
         eps = min(self.tolerance, 0.5 * (min(z[0], z[-1]) - wse), 0.5 * (wse - z.min()))
         hi, lo = z > wse + eps, z < wse - eps
         near = ~hi & ~lo
@@ -99,8 +103,13 @@ class CrossSection:
         inner = (self.stations > lo) & (self.stations < hi)
         b = np.concatenate([[lo], self.stations[inner], [hi]])
         # edge depths resolve vertical walls to their wetted side (0 on a sloping bank)
-        z = np.concatenate([self.bed_at([lo], 0.5 * (lo + hi)), self.elevations[inner],
-                            self.bed_at([hi], 0.5 * (lo + hi))])
+        z = np.concatenate(
+            [
+                self.bed_at([lo], 0.5 * (lo + hi)),
+                self.elevations[inner],
+                self.bed_at([hi], 0.5 * (lo + hi)),
+            ]
+        )
         d = np.maximum(wse - z, 0.0)
         return float(np.trapezoid(d, b))
 
@@ -166,11 +175,24 @@ def write_ac3(path: str | Path, section: CrossSection, survey_name: str = "surve
     factor = 1.0 / M_PER_FT if section.units == "English" else 1.0
     b, z = section.stations * factor, section.elevations * factor
     survey = {
-        "stage": 0.0, "stationOffset": 0.0, "file_id": survey_name, "survey_type": "CSV",
-        "csv_survey": np.column_stack([b, z, z]), "start_edge": "LEW",
+        "stage": 0.0,
+        "stationOffset": 0.0,
+        "file_id": survey_name,
+        "survey_type": "CSV",
+        "csv_survey": np.column_stack([b, z, z]),
+        "start_edge": "LEW",
     }
-    scipy.io.savemat(str(path), {
-        "version": "AreaComp 1.3.4 (ivy_gpu)", "units": section.units,
-        "maxStage": float(z.max()), "minStage": float(z.min()), "increment": 0.1,
-        "survey_names": survey_name, survey_name: survey, "subsection": [b.min(), b.max()],
-    }, do_compression=False)
+    scipy.io.savemat(
+        str(path),
+        {
+            "version": "AreaComp 1.3.4 (ivy_gpu)",
+            "units": section.units,
+            "maxStage": float(z.max()),
+            "minStage": float(z.min()),
+            "increment": 0.1,
+            "survey_names": survey_name,
+            survey_name: survey,
+            "subsection": [b.min(), b.max()],
+        },
+        do_compression=False,
+    )

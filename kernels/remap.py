@@ -17,18 +17,26 @@ import numpy as np
 INTERPOLATIONS = {"linear": (cv2.INTER_LINEAR, 1), "nearest": (cv2.INTER_NEAREST, 0)}
 
 
-def remap_cv2(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
-              interpolation: str = "linear") -> np.ndarray:
+def remap_cv2(
+    frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: str = "linear"
+) -> np.ndarray:
     """Rectify one frame (gray or colour) with float32 tables of source (column, row)."""
     flag, _ = INTERPOLATIONS[interpolation]
     return cv2.remap(frame, map_x, map_y, flag, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def remap_xp(frame: Any, map_x: Any, map_y: Any, xp: ModuleType, ndimage: ModuleType,
-             interpolation: str = "linear") -> Any:
+def remap_xp(
+    frame: Any,
+    map_x: Any,
+    map_y: Any,
+    xp: ModuleType,
+    ndimage: ModuleType,
+    interpolation: str = "linear",
+) -> Any:
     """Rectify one grayscale frame on ``xp`` arrays; returns float32."""
     _, order = INTERPOLATIONS[interpolation]
     coords = xp.stack([map_y, map_x])
-    out = ndimage.map_coordinates(frame.astype(xp.float32), coords, order=order, mode="constant",
-                                  cval=0.0)
+    out = ndimage.map_coordinates(
+        frame.astype(xp.float32), coords, order=order, mode="constant", cval=0.0
+    )
     return out.astype(xp.float32)

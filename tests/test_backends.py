@@ -29,10 +29,12 @@ def _same(a, b, rtol=2e-4):
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
 def test_numba_matches_numpy(scene, refine, interpolation, small_chunks):
     stack, x, y = scene
-    ref = stiv_exhaustive(stack, x, y, refine=refine, interpolation=interpolation, backend="numpy",
-                          **KW)
-    got = stiv_exhaustive(stack, x, y, refine=refine, interpolation=interpolation, backend="numba",
-                          **KW)
+    ref = stiv_exhaustive(
+        stack, x, y, refine=refine, interpolation=interpolation, backend="numpy", **KW
+    )
+    got = stiv_exhaustive(
+        stack, x, y, refine=refine, interpolation=interpolation, backend="numba", **KW
+    )
     assert got.backend == "numba" and ref.backend == "numpy"
     _same(ref, got)
     assert np.isnan(ref.magnitude[4])  # node in the corner: lines leave the image
@@ -75,8 +77,9 @@ def test_acf_shortcut_equals_reference_window():
         import scipy.fft
 
         fast_np = acf.acf_window_xp(z, op.lx_max, op.lt_lo, op.lt_hi, np, scipy.fft)
-        fast_nb = acf.acf_window_xp(z, op.lx_max, op.lt_lo, op.lt_hi, np, scipy.fft,
-                                    acf.cross_spectra_numba)
+        fast_nb = acf.acf_window_xp(
+            z, op.lx_max, op.lt_lo, op.lt_hi, np, scipy.fft, acf.cross_spectra_numba
+        )
         assert np.allclose(fast_np, want, atol=2e-6)
         assert np.allclose(fast_nb, want, atol=2e-6)
         # and the folded ray operator reproduces the reference ray integrals

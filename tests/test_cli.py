@@ -14,9 +14,23 @@ runner = CliRunner()
 
 def test_process_command(video_site, tmp_path):
     d, truth = video_site
-    res = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
-                              str(truth["wse_m"]), "-o", str(tmp_path), "-q", "--backend",
-                              "numba", "--max-frames", "60"])
+    res = runner.invoke(
+        app,
+        [
+            "process",
+            str(d / "site.ivy"),
+            str(d / truth["video"]),
+            "--wse",
+            str(truth["wse_m"]),
+            "-o",
+            str(tmp_path),
+            "-q",
+            "--backend",
+            "numba",
+            "--max-frames",
+            "60",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "completed river.mp4: Q =" in res.output
     assert (tmp_path / "river" / "results.json").exists()
@@ -26,13 +40,17 @@ def test_corrupt_scaffold_exits_2_naming_it(tmp_path, video_site):
     d, truth = video_site
     bad = tmp_path / "broken.ivy"
     bad.write_text("not a zip")
-    for cmd in (["info", str(bad)], ["validate", str(bad)],
-                ["process", str(bad), str(d / truth["video"]), "--wse", "1", "-q"]):
+    for cmd in (
+        ["info", str(bad)],
+        ["validate", str(bad)],
+        ["process", str(bad), str(d / truth["video"]), "--wse", "1", "-q"],
+    ):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 2, cmd
         assert f"{bad}: not a ZIP archive" in res.output
-    res = runner.invoke(app, ["process", str(d / "site.ivy"), str(tmp_path / "none.mp4"),
-                              "--wse", "1", "-q"])
+    res = runner.invoke(
+        app, ["process", str(d / "site.ivy"), str(tmp_path / "none.mp4"), "--wse", "1", "-q"]
+    )
     assert res.exit_code == 2 and "none.mp4: video file not found" in res.output
 
 
@@ -42,7 +60,8 @@ def test_validate_and_info(video_site, tmp_path):
         "video_path,water_surface_elevation\n"
         f"{d / truth['video']},{truth['wse_m']}\n"
         f"{d / truth['video']},120\n"
-        "nothing.mp4,100\n")
+        "nothing.mp4,100\n"
+    )
     res = runner.invoke(app, ["validate", str(d / "site.ivy"), str(tmp_path / "b.csv")])
     assert res.exit_code == 1
     assert "row 2: ok" in res.output and "is above a bank" in res.output
@@ -61,9 +80,21 @@ def test_demo_prints_measured_and_true_discharge(tmp_path):
 
 def test_bad_backend_is_a_one_line_error_exit_2(video_site, tmp_path):
     d, truth = video_site
-    res = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
-                              str(truth["wse_m"]), "-q", "--backend", "opencl", "-o",
-                              str(tmp_path)])
+    res = runner.invoke(
+        app,
+        [
+            "process",
+            str(d / "site.ivy"),
+            str(d / truth["video"]),
+            "--wse",
+            str(truth["wse_m"]),
+            "-q",
+            "--backend",
+            "opencl",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 1 and "backend: unknown backend 'opencl'" in res.output
 
 

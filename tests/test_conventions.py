@@ -40,8 +40,9 @@ def test_search_line_is_one_sided_and_even():
 
 
 def test_nearest_taps_round_half_down():
-    x0, y0, fx, fy = sti.bilinear_taps(np.array([2.5, 2.51, 9.0]), np.array([0.5, 0.0, 9.0]),
-                                       10, 10, "nearest")
+    x0, y0, fx, fy = sti.bilinear_taps(
+        np.array([2.5, 2.51, 9.0]), np.array([0.5, 0.0, 9.0]), 10, 10, "nearest"
+    )
     assert list(x0 + fx) == [2, 3, 9] and list(y0 + fy) == [0, 0, 9]
 
 
@@ -85,8 +86,18 @@ def test_rays_on_a_linear_acf_match_the_analytic_integral():
 
 def test_speed_is_tan_theta_times_gsd_over_dt(texture_factory):
     stack = texture_factory((80, 64, 64), 1.2, 90.0)
-    r = stiv_exhaustive(stack, [20.0], [32.0], num_pixels=16, phi_origin=90, d_phi=1, phi_range=3,
-                        pixel_gsd=0.05, d_t=0.2, backend="numpy")
+    r = stiv_exhaustive(
+        stack,
+        [20.0],
+        [32.0],
+        num_pixels=16,
+        phi_origin=90,
+        d_phi=1,
+        phi_range=3,
+        pixel_gsd=0.05,
+        d_t=0.2,
+        backend="numpy",
+    )
     assert np.isclose(r.magnitude[0], np.tan(np.deg2rad(r.theta[0])) * 0.05 / 0.2)
     assert r.theta[0] % 0.5 == 0  # refine=False stays on the reference grid
 
@@ -94,8 +105,19 @@ def test_speed_is_tan_theta_times_gsd_over_dt(texture_factory):
 def test_lines_leaving_the_image_give_nan_not_zero(texture_factory):
     stack = texture_factory((40, 48, 48), 1.0, 90.0)
     # node at the right edge, fan pointing right: every line leaves the image
-    r = stiv_exhaustive(stack, [46.0, 10.0], [24.0, 24.0], num_pixels=16, phi_origin=90, d_phi=1,
-                        phi_range=10, pixel_gsd=0.1, d_t=0.1, backend="numpy", return_sti=True)
+    r = stiv_exhaustive(
+        stack,
+        [46.0, 10.0],
+        [24.0, 24.0],
+        num_pixels=16,
+        phi_origin=90,
+        d_phi=1,
+        phi_range=10,
+        pixel_gsd=0.1,
+        d_t=0.1,
+        backend="numpy",
+        return_sti=True,
+    )
     assert np.isnan(r.magnitude[0]) and np.isnan(r.direction[0]) and np.isnan(r.score[0])
     assert np.all(np.isnan(r.sti[0]))
     assert np.isfinite(r.magnitude[1]) and np.all(np.isfinite(r.sti[1]))
@@ -105,8 +127,18 @@ def test_constant_no_data_gives_nan(texture_factory):
     stack = texture_factory((40, 48, 48), 1.0, 90.0)
     stack[:, :, 30:] = 0  # no-data strip (constant in time)
     for backend in ("numpy", "numba"):
-        r = stiv_exhaustive(stack, [20.0, 2.0], [24.0, 24.0], num_pixels=16, phi_origin=90,
-                            d_phi=1, phi_range=10, pixel_gsd=0.1, d_t=0.1, backend=backend)
+        r = stiv_exhaustive(
+            stack,
+            [20.0, 2.0],
+            [24.0, 24.0],
+            num_pixels=16,
+            phi_origin=90,
+            d_phi=1,
+            phi_range=10,
+            pixel_gsd=0.1,
+            d_t=0.1,
+            backend=backend,
+        )
         assert np.isnan(r.magnitude[0]) and np.isnan(r.direction[0])  # lines reach the strip
         assert np.isfinite(r.magnitude[1])
 
@@ -115,8 +147,19 @@ def test_negative_streak_turns_direction(texture_factory):
     # flow to the left (geo 270) searched with a fan around geo 90: the best line points
     # right and sees a negative streak, so the direction turns by 180 and speed is positive
     stack = texture_factory((200, 96, 112), 1.5, 270.0)
-    r = stiv_exhaustive(stack, [40.0, 50.0, 60.0], [40.0, 48.0, 56.0], num_pixels=40, phi_origin=90,
-                        d_phi=1, phi_range=10, pixel_gsd=0.1, d_t=0.1, backend="numba", refine=True)
+    r = stiv_exhaustive(
+        stack,
+        [40.0, 50.0, 60.0],
+        [40.0, 48.0, 56.0],
+        num_pixels=40,
+        phi_origin=90,
+        d_phi=1,
+        phi_range=10,
+        pixel_gsd=0.1,
+        d_t=0.1,
+        backend="numba",
+        refine=True,
+    )
     assert np.all(r.theta > 90)
     assert np.allclose(r.direction, 270.0, atol=1.5) and np.allclose(r.phi, 90.0, atol=1.5)
     assert np.allclose(r.magnitude, 1.5, rtol=0.02)
@@ -124,8 +167,19 @@ def test_negative_streak_turns_direction(texture_factory):
 
 def test_velocity_threshold(texture_factory):
     stack = texture_factory((80, 64, 64), 2.0, 90.0)
-    r = stiv_exhaustive(stack, [16.0], [32.0], num_pixels=16, phi_origin=90, d_phi=1, phi_range=3,
-                        pixel_gsd=0.1, d_t=0.1, max_vel_threshold=1.0, backend="numba")
+    r = stiv_exhaustive(
+        stack,
+        [16.0],
+        [32.0],
+        num_pixels=16,
+        phi_origin=90,
+        d_phi=1,
+        phi_range=3,
+        pixel_gsd=0.1,
+        d_t=0.1,
+        max_vel_threshold=1.0,
+        backend="numba",
+    )
     assert np.isnan(r.magnitude[0]) and np.isfinite(r.direction[0])
 
 
@@ -133,8 +187,9 @@ def test_sigma_is_a_spatial_blur_of_that_sigma(texture_factory):
     import scipy.ndimage
 
     stack = texture_factory((60, 64, 64), 1.0, 90.0)
-    kw = dict(num_pixels=16, phi_origin=90, d_phi=1, phi_range=5, pixel_gsd=0.1, d_t=0.1,
-              backend="numpy")
+    kw = dict(
+        num_pixels=16, phi_origin=90, d_phi=1, phi_range=5, pixel_gsd=0.1, d_t=0.1, backend="numpy"
+    )
     blurred = scipy.ndimage.gaussian_filter(stack.astype(np.float32), sigma=(0, 1.7, 1.7))
     a = stiv_exhaustive(stack, [12.0, 30.0], [20.0, 40.0], sigma=1.7, **kw)
     b = stiv_exhaustive(blurred, [12.0, 30.0], [20.0, 40.0], sigma=0.0, **kw)
@@ -155,16 +210,31 @@ def test_gather_samples_the_stack(interp):
         assert np.allclose(got[0, 1], stack[:, 4, 2])  # 2.25 -> 2, 4.5 -> 4 (half down)
     else:
         s = stack.astype(float)
-        want = 0.75 * 0.5 * s[:, 4, 2] + 0.25 * 0.5 * s[:, 4, 3] + 0.75 * 0.5 * s[:, 5, 2] \
+        want = (
+            0.75 * 0.5 * s[:, 4, 2]
+            + 0.25 * 0.5 * s[:, 4, 3]
+            + 0.75 * 0.5 * s[:, 5, 2]
             + 0.25 * 0.5 * s[:, 5, 3]
+        )
         assert np.allclose(got[0, 1], want, rtol=1e-6)
 
 
 def test_no_valid_line_anywhere_gives_all_nan(texture_factory):
     stack = texture_factory((20, 24, 24), 1.0, 90.0)
     for method in ("acf", "gradient"):
-        r = stiv_exhaustive(stack, [22.0, 23.0], [12.0, 3.0], num_pixels=16, phi_origin=90,
-                            d_phi=1, phi_range=5, pixel_gsd=0.1, d_t=0.1, backend="numba",
-                            method=method, return_sti=True)
+        r = stiv_exhaustive(
+            stack,
+            [22.0, 23.0],
+            [12.0, 3.0],
+            num_pixels=16,
+            phi_origin=90,
+            d_phi=1,
+            phi_range=5,
+            pixel_gsd=0.1,
+            d_t=0.1,
+            backend="numba",
+            method=method,
+            return_sti=True,
+        )
         assert np.all(np.isnan(r.magnitude)) and np.all(np.isnan(r.direction))
         assert np.all(np.isnan(r.sti))

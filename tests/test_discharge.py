@@ -56,8 +56,18 @@ def test_iso748_by_hand():
     qs = 1.0
     sq = 0.01 + 0.09 + 0.16 + 0.04  # sum q^2 = 0.30
     u_d2 = (0.01 * 0.015**2 + (0.09 + 0.16 + 0.04) * 0.005**2) / qs**2  # d=0.2 -> 0.015
-    terms = [0.01**2, 0.01**2, 0.03**2, (0.05 / 5.0) ** 2, 0.069**2, sq * 0.005**2, u_d2,
-             sq * 0.07**2, sq * 0.08**2, 0.0]
+    terms = [
+        0.01**2,
+        0.01**2,
+        0.03**2,
+        (0.05 / 5.0) ** 2,
+        0.069**2,
+        sq * 0.005**2,
+        u_d2,
+        sq * 0.07**2,
+        sq * 0.08**2,
+        0.0,
+    ]
     assert u95 == pytest.approx(2 * math.sqrt(sum(terms)), rel=1e-12)
     assert sum(contrib.values()) == pytest.approx(1.0)
     assert contrib["u_rect"] == pytest.approx((0.05 / 5.0) ** 2 / sum(terms))  # its own term

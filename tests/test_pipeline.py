@@ -13,8 +13,14 @@ from ivy_gpu.discharge import TABLE_COLUMNS
 def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
     d, truth = video_site
     stages = []
-    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path,
-                      backend="numba", progress=lambda s, f, m: stages.append(s))
+    r = process_video(
+        d / "site.ivy",
+        d / truth["video"],
+        truth["wse_m"],
+        tmp_path,
+        backend="numba",
+        progress=lambda s, f, m: stages.append(s),
+    )
     assert isinstance(r, ProcessingResult) and r.success, r.error_message
     assert r.total_discharge == pytest.approx(truth["discharge_m3s"], rel=0.03)
     assert r.total_area == pytest.approx(truth["area_m2"], rel=0.01)
@@ -30,8 +36,16 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
     assert tuple(table.columns) == TABLE_COLUMNS
     assert table["Unit Discharge"].sum() == pytest.approx(r.total_discharge)
     stiv = pd.read_csv(out / "stiv_results.csv")
-    assert list(stiv.columns) == ["x_px", "y_px", "station_m", "speed_ms", "direction_deg",
-                                  "normal_velocity_ms", "theta_deg", "score"]
+    assert list(stiv.columns) == [
+        "x_px",
+        "y_px",
+        "station_m",
+        "speed_ms",
+        "direction_deg",
+        "normal_velocity_ms",
+        "theta_deg",
+        "score",
+    ]
     assert len(stiv) == 25
     for png in ("rectified_vectors.png", "best_stis.png", "section.png"):
         assert (out / png).stat().st_size > 1000
@@ -40,19 +54,30 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
 
 def test_time_window_and_keep_frames(video_site, tmp_path):
     d, truth = video_site
-    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path,
-                      start_time="00:00:01", end_time=2.5, frame_step=2, backend="numba",
-                      keep_frames=True)
+    r = process_video(
+        d / "site.ivy",
+        d / truth["video"],
+        truth["wse_m"],
+        tmp_path,
+        start_time="00:00:01",
+        end_time=2.5,
+        frame_step=2,
+        backend="numba",
+        keep_frames=True,
+    )
     assert r.success and r.num_frames == 23 and r.timestep_seconds == pytest.approx(2 / 30)
     assert len(list((tmp_path / "river" / "frames").glob("t*.png"))) == 23
 
 
-@pytest.mark.parametrize("case,stage,match", [
-    ("short", "read", "only 3 frames in the selected time range"),
-    ("missing", "read", "video file not found"),
-    ("wse_high", "grid", "is above a bank"),
-    ("size", "rectify", "frame size 640x360 differs from the calibration image size 1280x720"),
-])
+@pytest.mark.parametrize(
+    "case,stage,match",
+    [
+        ("short", "read", "only 3 frames in the selected time range"),
+        ("missing", "read", "video file not found"),
+        ("wse_high", "grid", "is above a bank"),
+        ("size", "rectify", "frame size 640x360 differs from the calibration image size 1280x720"),
+    ],
+)
 def test_failures_are_recorded_with_their_stage(video_site, tmp_path, case, stage, match):
     d, truth = video_site
     video, wse, kw = d / truth["video"], truth["wse_m"], {}
@@ -81,10 +106,12 @@ def test_failures_are_recorded_with_their_stage(video_site, tmp_path, case, stag
 
 def test_all_backends_agree_end_to_end(video_site):
     d, truth = video_site
-    a = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba",
-                      max_frames=40)
-    b = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numpy",
-                      max_frames=40)
+    a = process_video(
+        d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba", max_frames=40
+    )
+    b = process_video(
+        d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numpy", max_frames=40
+    )
     assert a.success and b.success
     assert np.allclose(a.stiv_magnitudes, b.stiv_magnitudes, rtol=2e-4, equal_nan=True)
     assert a.total_discharge == pytest.approx(b.total_discharge, rel=1e-4)
@@ -95,8 +122,7 @@ def test_gpu_pipeline_matches_cpu(video_site, tmp_path):
     """Device stack (GPU rectification) through the cupy STIV engine."""
     d, truth = video_site
     a = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba")
-    b = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path,
-                      backend="cupy")
+    b = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path, backend="cupy")
     assert b.success and b.backend == "cupy", b.error_message
     # GPU rectification uses exact bilinear weights, OpenCV 1/32-pixel ones: small differences
     assert b.total_discharge == pytest.approx(a.total_discharge, rel=0.01)

@@ -20,8 +20,16 @@ def test_boneyard_frames_give_finite_in_range_results(data_dir):
     stack = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
     x = np.linspace(130, 200, 6)  # across the water surface
     y = np.full(6, 120.0)
-    kw = dict(num_pixels=20, phi_origin=190, d_phi=2, phi_range=30, pixel_gsd=1.0, d_t=1.0,
-              max_vel_threshold=8.0, return_sti=True)
+    kw = dict(
+        num_pixels=20,
+        phi_origin=190,
+        d_phi=2,
+        phi_range=30,
+        pixel_gsd=1.0,
+        d_t=1.0,
+        max_vel_threshold=8.0,
+        return_sti=True,
+    )
     ref = stiv_exhaustive(stack, x, y, backend="numpy", **kw)
     fast = stiv_exhaustive(stack, x, y, backend="numba", **kw)
     assert np.all(np.isfinite(ref.score)) and np.all(ref.score > 0)

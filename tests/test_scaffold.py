@@ -47,8 +47,15 @@ def test_round_trip(site_dir, tmp_path):
     cfg = load_scaffold(site_dir / "site.ivy")
     save_scaffold(cfg, tmp_path / "copy.ivy")
     back = load_scaffold(tmp_path / "copy.ivy")
-    for name in ("display_units", "pixel_gsd_m", "calibration_size", "start_bank",
-                 "num_grid_points", "stiv", "rectification_rmse_m"):
+    for name in (
+        "display_units",
+        "pixel_gsd_m",
+        "calibration_size",
+        "start_bank",
+        "num_grid_points",
+        "stiv",
+        "rectification_rmse_m",
+    ):
         assert getattr(back, name) == getattr(cfg, name), name
     assert np.array_equal(back.cross_section_line, cfg.cross_section_line)
     assert np.array_equal(back.rectification.camera_matrix, cfg.rectification.camera_matrix)

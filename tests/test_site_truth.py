@@ -14,8 +14,9 @@ from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
 
 def _section_inputs(cfg, rect, wse):
     nodes = place_nodes(cfg.cross_section_line, cfg.num_grid_points, rect.output_shape)
-    ns = node_stations(nodes, cfg.cross_section_line, cfg.cross_section, wse, rect.gsd,
-                       cfg.start_bank)
+    ns = node_stations(
+        nodes, cfg.cross_section_line, cfg.cross_section, wse, rect.gsd, cfg.start_bank
+    )
     st = np.concatenate([[ns.left_edge], ns.stations, [ns.right_edge]])
     return nodes, ns, st, cfg.cross_section.depth_at(st, wse)
 
@@ -59,9 +60,19 @@ def test_rectified_synthetic_video_through_stiv_gives_discharge(tmp_path):
     assert stack.shape[0] == truth["num_frames"] == 120
     nodes, ns, st, depth = _section_inputs(cfg, rect, spec.wse_m)
     s = cfg.stiv
-    r = stiv_exhaustive(stack, nodes[:, 0], nodes[:, 1], num_pixels=s.num_pixels,
-                        phi_origin=s.phi_origin, d_phi=s.d_phi, phi_range=s.phi_range,
-                        pixel_gsd=rect.gsd, d_t=1 / spec.fps, refine=True, backend="numba")
+    r = stiv_exhaustive(
+        stack,
+        nodes[:, 0],
+        nodes[:, 1],
+        num_pixels=s.num_pixels,
+        phi_origin=s.phi_origin,
+        d_phi=s.d_phi,
+        phi_range=s.phi_range,
+        pixel_gsd=rect.gsd,
+        d_t=1 / spec.fps,
+        refine=True,
+        backend="numba",
+    )
     vn = normal_component(r.magnitude, r.direction, cfg.cross_section_line)
     q = midsection(st, depth, np.concatenate([[0.0], vn, [0.0]]), spec.alpha)
     assert q.discharge == pytest.approx(truth["discharge_m3s"], rel=0.03)

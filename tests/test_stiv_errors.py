@@ -6,8 +6,9 @@ import pytest
 from ivy_gpu.stiv import stiv_exhaustive
 
 STACK = np.zeros((10, 20, 20), dtype=np.uint8)
-GOOD = dict(num_pixels=8, phi_origin=90, d_phi=1, phi_range=10, pixel_gsd=0.1, d_t=0.1,
-            backend="numpy")
+GOOD = dict(
+    num_pixels=8, phi_origin=90, d_phi=1, phi_range=10, pixel_gsd=0.1, d_t=0.1, backend="numpy"
+)
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,19 @@ def test_refined_speed_within_2_percent_direction_within_1_degree(
 ):
     stack = texture_factory((300, 180, 180), speed_px, direction, seed=11)
     gsd, dt = 0.03, 1 / 30
-    r = stiv_exhaustive(stack, XS, YS, num_pixels=48, phi_origin=direction + offset, d_phi=1,
-                        phi_range=20, pixel_gsd=gsd, d_t=dt, refine=True, backend="numba")
+    r = stiv_exhaustive(
+        stack,
+        XS,
+        YS,
+        num_pixels=48,
+        phi_origin=direction + offset,
+        d_phi=1,
+        phi_range=20,
+        pixel_gsd=gsd,
+        d_t=dt,
+        refine=True,
+        backend="numba",
+    )
     truth = speed_px * gsd / dt
     assert np.all(np.abs(r.magnitude / truth - 1) < 0.02), r.magnitude / truth
     err = (r.direction - direction + 180) % 360 - 180
@@ -40,8 +51,19 @@ def test_refined_speed_within_2_percent_direction_within_1_degree(
 def test_flow_against_the_fan_reports_the_true_direction(texture_factory):
     # fan centred on geo 90, flow towards geo 270: negative streaks turned by 180 deg
     stack = texture_factory((300, 180, 180), 1.5, 270.0, seed=5)
-    r = stiv_exhaustive(stack, XS, YS, num_pixels=48, phi_origin=90, d_phi=1, phi_range=15,
-                        pixel_gsd=0.03, d_t=1 / 30, refine=True, backend="numba")
+    r = stiv_exhaustive(
+        stack,
+        XS,
+        YS,
+        num_pixels=48,
+        phi_origin=90,
+        d_phi=1,
+        phi_range=15,
+        pixel_gsd=0.03,
+        d_t=1 / 30,
+        refine=True,
+        backend="numba",
+    )
     assert np.all(np.abs(r.magnitude / (1.5 * 0.9) - 1) < 0.02)
     assert np.all(np.abs((r.direction - 270 + 180) % 360 - 180) < 2.0)
 
@@ -51,9 +73,19 @@ def test_refine_reduces_the_speed_error(texture_factory):
     for k, (speed_px, direction, offset) in enumerate(OFF_GRID):
         stack = texture_factory((200, 160, 160), speed_px, direction, seed=20 + k)
         for refine in (False, True):
-            r = stiv_exhaustive(stack, XS - 10, YS - 10, num_pixels=40,
-                                phi_origin=direction + offset, d_phi=1, phi_range=20,
-                                pixel_gsd=1.0, d_t=1.0, refine=refine, backend="numba")
+            r = stiv_exhaustive(
+                stack,
+                XS - 10,
+                YS - 10,
+                num_pixels=40,
+                phi_origin=direction + offset,
+                d_phi=1,
+                phi_range=20,
+                pixel_gsd=1.0,
+                d_t=1.0,
+                refine=refine,
+                backend="numba",
+            )
             errors[refine].extend(np.abs(r.magnitude / speed_px - 1))
     assert np.mean(errors[True]) < 0.8 * np.mean(errors[False]), errors
 
@@ -61,9 +93,20 @@ def test_refine_reduces_the_speed_error(texture_factory):
 def test_gradient_method_finds_slow_flow(texture_factory):
     # the structure tensor is accurate while streaks move less than a grain per frame
     stack = texture_factory((300, 180, 180), 0.6, 80.0, seed=2, grain=2.5)
-    r = stiv_exhaustive(stack, XS, YS, num_pixels=48, phi_origin=85, d_phi=1, phi_range=15,
-                        pixel_gsd=0.03, d_t=1 / 30, method="gradient", refine=True,
-                        backend="numba")
+    r = stiv_exhaustive(
+        stack,
+        XS,
+        YS,
+        num_pixels=48,
+        phi_origin=85,
+        d_phi=1,
+        phi_range=15,
+        pixel_gsd=0.03,
+        d_t=1 / 30,
+        method="gradient",
+        refine=True,
+        backend="numba",
+    )
     truth = 0.6 * 0.9
     assert np.all(np.abs(r.magnitude / truth - 1) < 0.05), r.magnitude / truth
     assert np.all(np.abs(r.direction - 80.0) < 3.0), r.direction

@@ -6,8 +6,17 @@ import pytest
 from ivy_gpu.video import FrameReader, frame_interval, parse_time, probe
 
 
-@pytest.mark.parametrize("text,seconds", [("12.5", 12.5), ("01:30", 90.0), ("00:00:15", 15.0),
-                                          ("1:02:03.250", 3723.25), (" 7 ", 7.0), (4, 4.0)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("12.5", 12.5),
+        ("01:30", 90.0),
+        ("00:00:15", 15.0),
+        ("1:02:03.250", 3723.25),
+        (" 7 ", 7.0),
+        (4, 4.0),
+    ],
+)
 def test_parse_time(text, seconds):
     assert parse_time(text) == seconds
 

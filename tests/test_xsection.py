@@ -24,8 +24,11 @@ def test_boneyard_ac3_is_a_6m_rectangle(data_dir):
 
 def test_wse_outside_the_section_is_a_clear_error(data_dir):
     cs = read_ac3(data_dir / "boneyard" / "Cross-Section_AC3_meters.mat")
-    with pytest.raises(ValueError, match=r"Cross-Section_AC3_meters.mat: water-surface elevation "
-                                         r"101.000 m is above a bank"):
+    with pytest.raises(
+        ValueError,
+        match=r"Cross-Section_AC3_meters.mat: water-surface elevation "
+        r"101.000 m is above a bank",
+    ):
         cs.water_edges(101.0)
     with pytest.raises(ValueError, match="at or below the lowest bed point"):
         cs.water_edges(90.0)
