@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ivy_gpu.kernels.remap import remap_cv2
+from ivy_gpu.prefilter import PreFilters
 
 METHODS = ("camera matrix", "homography", "scale")
 
@@ -34,6 +35,7 @@ class RectificationParams:
     pad_y: float = 0.0
     flip_x: bool = False
     flip_y: bool = False
+    prefilters: PreFilters = PreFilters()
 
 
 def camera_cell_size(extent: np.ndarray, width: int, height: int) -> float:
@@ -82,6 +84,8 @@ class Rectifier:
                 f"rectification_method: unknown method {params.method!r}; "
                 f"expected one of {', '.join(METHODS)}"
             )
+        if not params.prefilters.identity:  # tables then point into the raw decoded frame
+            map_x, map_y = params.prefilters.source_coordinates(map_x, map_y, w, h)
         if params.flip_y:
             map_x, map_y = map_x[::-1], map_y[::-1]
         if params.flip_x:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ivy_gpu.camera import CameraModel
 from ivy_gpu.fileio import atomic_output
+from ivy_gpu.prefilter import PreFilters
 from ivy_gpu.rectify import METHODS, RectificationParams
 from ivy_gpu.units import unit_system
 from ivy_gpu.xsection import CrossSection, read_ac3
@@ -158,6 +159,7 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         pad_y=float(rp.get("pad_y", 0) or 0),
         flip_x=bool(project.get("is_ortho_flip_x", False)),
         flip_y=bool(project.get("is_ortho_flip_y", False)),
+        prefilters=PreFilters.from_ffmpeg_parameters(project.get("ffmpeg_parameters"), source),
     )
     if method == "camera matrix":
         if params.camera_matrix is None or params.camera_matrix.shape != (3, 4):
@@ -355,6 +357,12 @@ def describe(config: ScaffoldConfig) -> str:
         f"rectification: {r.method}, flips x={r.flip_x} y={r.flip_y}, "
         f"calibration WSE {r.calibration_wse_m} m\n"
     )
+    pf = r.prefilters
+    if not pf.identity:
+        out.write(
+            f"frame pre-filters (FFmpeg, folded into the tables): rotation {pf.rotation_deg} "
+            f"deg, flips {list(pf.flips)}, lens (cx, cy, k1, k2) {pf.lens}\n"
+        )
     out.write(f"GSD: {config.pixel_gsd_m:.5f} m/px; calibration frame: {config.calibration_size}\n")
     if config.rectification_rmse_m is not None:
         out.write(f"rectification RMSE: {config.rectification_rmse_m:.4f} m\n")
