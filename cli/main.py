@@ -124,6 +124,12 @@ def batch(
     output: Path = typer.Option(Path("batch_results"), "--output", "-o", help="Output folder."),
     resume: bool = typer.Option(False, help="Skip videos whose results are complete."),
     stop_on_error: bool = typer.Option(False, help="Stop at the first failed video."),
+    workers: int = typer.Option(
+        0, help="Run the videos on a local Dask cluster of this many worker processes."
+    ),
+    scheduler: str = typer.Option(
+        None, help="Run the videos on the Dask cluster at this scheduler address."
+    ),
     backend: str = BACKEND,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
@@ -136,19 +142,48 @@ def batch(
         rows = read_batch_csv(csv_file, cfg.display_units)
     except ValueError as exc:
         _fail(exc, debug)
+    client = None
+    if workers or scheduler:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            _fail(
+                RuntimeError(
+                    "--workers/--scheduler need dask.distributed: pip install 'ivy_gpu[dist]'"
+                ),
+                debug,
+            )
+        try:
+            client = (
+                Client(scheduler)
+                if scheduler
+                else Client(
+                    LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+                )
+            )
+        except OSError as exc:
+            _fail(RuntimeError(f"cannot reach the Dask scheduler {scheduler}: {exc}"), debug)
     with _progress(quiet) as bar:
         task = bar.add_task("batch", total=len(rows), msg="")
+        count = [0]
 
         def on_video(k: int, total: int, r) -> None:
-            bar.update(task, completed=k + 1, msg=f"{k + 1}/{total}")
+            count[0] += 1
+            bar.update(task, completed=count[0], msg=f"{count[0]}/{total}")
             bar.console.print(_result_line(r), highlight=False)
 
         try:
             b = BatchOrchestrator(
-                cfg, output, backend, stop_on_error, resume, progress=on_video
+                cfg, output, backend, stop_on_error, resume, progress=on_video, client=client
             ).run(rows, csv_file)
         except (ValueError, RuntimeError) as exc:
             _fail(exc, debug)
+        finally:
+            if client is not None:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None and not scheduler:
+                    cluster.close()
     s = b.get_discharge_summary()
     console.print(
         f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "

@@ -253,6 +253,13 @@ class BatchOrchestrator:
         ``progress(index, total, result)`` after every video.
     stage_progress : callable, optional
         ``(stage, fraction, message)`` within each video.
+    refine : bool
+        Sub-step STIV refinement.
+    client : dask.distributed.Client, optional
+        Run each video as a task on a Dask cluster. Videos and the output folder must
+        be on a file system the workers share; the scaffold is sent to every worker
+        once. Results come back as they finish and the summary is rewritten, in CSV
+        order, after each.
     """
 
     def __init__(
@@ -266,6 +273,7 @@ class BatchOrchestrator:
         progress: BatchProgress | None = None,
         stage_progress=None,
         refine: bool = True,
+        client=None,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
@@ -276,6 +284,7 @@ class BatchOrchestrator:
         self.progress = progress
         self.stage_progress = stage_progress
         self.refine = refine
+        self.client = client
 
     def run(self, rows: list[BatchRow], csv_path: Path | None = None) -> BatchResult:
         """Process every row in order; returns one result per row."""
@@ -292,6 +301,8 @@ class BatchOrchestrator:
                 for r, n in zip(rows, names, strict=True)
             ]
         todo = [k for k, r in enumerate(rows) if r.config is not None and done[k] is None]
+        if self.client is not None:
+            return self._run_distributed(rows, names, done, todo, name, csv_path, t0)
         pool = ThreadPoolExecutor(max_workers=1) if self.prefetch else None
         pending: dict[int, Future] = {}
 
@@ -332,6 +343,75 @@ class BatchOrchestrator:
                 f.cancel()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        return BatchResult(results, self.out, csv_path, time.perf_counter() - t0)
+
+    def _run_distributed(self, rows, names, done, todo, backend, csv_path, t0) -> BatchResult:
+        from distributed import as_completed
+
+        results: list[ProcessingResult | None] = list(done)
+        for k, row in enumerate(rows):
+            if row.config is None:
+                results[k] = ProcessingResult(
+                    video_path=row.video_path, error_stage="read", error_message=row.error
+                )
+        scaffold = self.client.scatter(self.scaffold, broadcast=True)
+        futures = {
+            self.client.submit(
+                run_video,
+                scaffold,
+                rows[k].config,
+                self.out,
+                backend,
+                None,
+                None,
+                False,
+                self.refine,
+                names[k],
+                pure=False,
+            ): k
+            for k in todo
+        }
+
+        def flush() -> None:
+            lines = [
+                summary_row(rows[k], r, self.scaffold.display_units)
+                for k, r in enumerate(results)
+                if r is not None
+            ]
+            write_summary(self.out / "batch_summary.csv", lines)
+
+        flush()
+        stopped = False
+        for future in as_completed(list(futures)):
+            k = futures[future]
+            if future.cancelled():
+                continue
+            try:
+                res = future.result()
+            except Exception as exc:  # the task could not run (a worker died, ...)
+                res = ProcessingResult(
+                    video_path=rows[k].video_path,
+                    error_stage="read",
+                    error_message=f"{rows[k].video_path}: the cluster could not process it "
+                    f"({type(exc).__name__}: {exc})",
+                )
+            results[k] = res
+            flush()
+            if self.progress:
+                self.progress(k, len(rows), res)
+            if self.stop_on_error and not res.success and not stopped:
+                stopped = True
+                for f in futures:
+                    if f is not future:
+                        f.cancel()
+        for k, r in enumerate(results):
+            if r is None:  # cancelled after a failure (stop on error)
+                results[k] = ProcessingResult(
+                    video_path=rows[k].video_path,
+                    error_message="not processed: the batch stopped at an earlier failure "
+                    "(stop on error)",
+                )
+        flush()
         return BatchResult(results, self.out, csv_path, time.perf_counter() - t0)
 
     def _one(
@@ -385,8 +465,12 @@ def process_batch(
     stop_on_error: bool = False,
     resume: bool = False,
     progress: BatchProgress | None = None,
+    client=None,
 ) -> BatchResult:
-    """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold."""
+    """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
+
+    ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster.
+    """
     scaffold = (
         scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
     )
@@ -396,7 +480,7 @@ def process_batch(
         for i, v in enumerate(videos)
     ]
     return BatchOrchestrator(
-        scaffold, output_directory, backend, stop_on_error, resume, progress=progress
+        scaffold, output_directory, backend, stop_on_error, resume, progress=progress, client=client
     ).run(rows)
 
 
@@ -408,12 +492,16 @@ def process_batch_csv(
     stop_on_error: bool = False,
     resume: bool = False,
     progress: BatchProgress | None = None,
+    client=None,
 ) -> BatchResult:
-    """Process every row of a batch CSV (WSE in the scaffold's display units)."""
+    """Process every row of a batch CSV (WSE in the scaffold's display units).
+
+    ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster.
+    """
     scaffold = (
         scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
     )
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
     return BatchOrchestrator(
-        scaffold, output_directory, backend, stop_on_error, resume, progress=progress
+        scaffold, output_directory, backend, stop_on_error, resume, progress=progress, client=client
     ).run(rows, Path(batch_csv_path))
