@@ -1,6 +1,7 @@
 """The ``numba`` engine: parallel CPU kernels and the lag-limited ACF shortcut.
 
-Gather and z-scoring are Numba kernels; the per-row temporal FFTs run in SciPy's
+The gather, z-scoring and zero padding are one Numba kernel over a time-last copy of
+the cropped stack; the per-row temporal FFTs run in SciPy's
 multi-threaded pocketfft; the cross-spectra are a Numba kernel; the ray integral
 is one BLAS matrix product over the few lags the rays need.
 """
@@ -38,28 +39,29 @@ class NumbaEngine:
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
     def prepare(self, stack: np.ndarray) -> np.ndarray:
-        """Return the stack handle used by the other methods (the array itself)."""
-        return stack
+        """Time-last copy of the (cropped) stack, read by the fused gather kernel."""
+        return sti.time_last(stack)
 
-    def gather(self, stack: np.ndarray, taps: Taps) -> np.ndarray:
+    def gather(self, stack_hwt: np.ndarray, taps: Taps) -> np.ndarray:
         """Raw STIs, shape (n, P, T) float32."""
-        return sti.gather_numba(stack, *taps)
+        return sti.gather_numba(stack_hwt, *taps)[0]
 
-    def acf_scores(self, stack: np.ndarray, taps: Taps, plan: rays.AcfPlan):
+    def acf_scores(self, stack_hwt: np.ndarray, taps: Taps, plan: rays.AcfPlan):
         """Peak ray integral per STI: ``(idx, peak, before, after)``."""
-        z, valid = sti.standardize_numba(self.gather(stack, taps))
-        z[~valid] = 0.0
         op = plan.operator
+        t = stack_hwt.shape[2]
+        n_fft = acf.padded_length(t, op.lt_lo, op.lt_hi)
+        z, valid = sti.gather_numba(stack_hwt, *taps, n_out=n_fft, standardize=True)
         win = acf.acf_window_xp(
-            z, op.lx_max, op.lt_lo, op.lt_hi, np, _threaded_fft(), acf.cross_spectra_numba
+            z, op.lx_max, op.lt_lo, op.lt_hi, np, _threaded_fft(), acf.cross_spectra_numba, t
         )
         f = win.reshape(win.shape[0], -1) @ op.weights
         f[~valid] = np.nan
         return rays.peaks_xp(f, np)
 
-    def gradient_scores(self, stack: np.ndarray, taps: Taps):
+    def gradient_scores(self, stack_hwt: np.ndarray, taps: Taps):
         """Structure-tensor ``(slope px/frame, coherence)`` per STI."""
-        raw = self.gather(stack, taps)
+        raw = self.gather(stack_hwt, taps)
         slope, coherence = structure_tensor.orientation_xp(raw, np)
-        _, valid = sti.standardize_numba(raw)
+        _, valid = sti.standardize_numpy(raw)
         return slope, np.where(valid, coherence, np.nan)

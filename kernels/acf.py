@@ -106,6 +106,7 @@ def acf_window_xp(
     xp: ModuleType,
     fft: Any,
     cross_spectra: Any = None,
+    n_frames: int | None = None,
 ) -> Any:
     """Normalized autocorrelation on the lag window the rays need.
 
@@ -121,12 +122,14 @@ def acf_window_xp(
         FFT namespace with ``rfft`` / ``irfft`` (``scipy.fft`` or ``cupy.fft``).
     cross_spectra : callable, optional
         ``(zf, lx_max) -> C``; defaults to :func:`cross_spectra_xp`.
+    n_frames : int, optional
+        Frames T when ``z`` is already zero-padded along time (default: its length).
 
     Returns
     -------
     array, shape (n, lx_max + 1, lt_hi - lt_lo + 1), float32
     """
-    t = z.shape[-1]
+    t = n_frames or z.shape[-1]
     n_fft = padded_length(t, lt_lo, lt_hi)
     zf = fft.rfft(z, n=n_fft, axis=-1)
     if cross_spectra is None:

@@ -8,8 +8,9 @@ sampling is expressed with 0/1 weights, so one gather serves both.
 
 Twins
 -----
-``gather_numpy`` / ``gather_numba`` / ``gather_cuda`` and
-``standardize_numpy`` / ``standardize_numba`` / ``standardize_cuda``.
+``gather_numpy`` / ``gather_numba`` / ``gather_cuda`` and ``standardize_numpy`` /
+``standardize_cuda``; ``gather_numba`` fuses the z-scoring and the FFT zero padding and
+reads a time-last copy of the stack (:func:`time_last`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from types import ModuleType
 import numpy as np
 from numba import cuda, njit, prange
 
-#: Rows whose temporal standard deviation is below this are "constant" (no data).
-CONSTANT_ROW_STD = 1e-6
-
-#: Frames handled per block by the Numba CPU gather (keeps writes cache-line sized).
-GATHER_FRAME_BLOCK = 16
+#: A row is "constant" (no data) when its temporal standard deviation is below
+#: ``CONSTANT_ROW_STD * (1 + |mean|)``: above float32 rounding noise (an ulp of 120 is ~8e-6,
+#: and vectorized and scalar code round differently), far below any real texture.
+CONSTANT_ROW_STD = 1e-5
 
 
 def bilinear_taps(
@@ -101,79 +101,107 @@ def standardize_numpy(sti, xp: ModuleType = np):
     """
     mean = sti.mean(axis=-1, dtype=xp.float64, keepdims=True)
     std = sti.std(axis=-1, ddof=1, dtype=xp.float64, keepdims=True)
-    const = std < CONSTANT_ROW_STD
+    const = std < CONSTANT_ROW_STD * (1.0 + xp.abs(mean))
     with np.errstate(invalid="ignore", divide="ignore"):
         z = ((sti - mean) / xp.where(const, xp.nan, std)).astype(xp.float32)
     return z, ~const[..., 0].any(axis=-1)
 
 
+def time_last(stack: np.ndarray) -> np.ndarray:
+    """Copy a ``(T, H, W)`` stack (or crop) to the ``(H, W, T)`` layout of :func:`gather_numba`.
+
+    With time last, each bilinear tap of a search-line sample is one contiguous run of
+    ``T`` values, so the gather streams through memory instead of jumping a frame per
+    value. Done once per STIV call on the cropped region.
+    """
+    return np.ascontiguousarray(np.moveaxis(stack, 0, -1))
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _gather_numba(stack, x0, y0, fx, fy, out, block):  # pragma: no cover - compiled
-    n_frames = stack.shape[0]
+def _gather_numba(stack, x0, y0, fx, fy, out, valid, min_std, standardize):  # pragma: no cover
     n, p = x0.shape
-    n_blocks = (n_frames + block - 1) // block
-    for b in prange(n_blocks):
-        t_lo = b * block
-        t_hi = min(n_frames, t_lo + block)
-        for s in range(n):
-            for i in range(p):
-                xa = x0[s, i]
-                ya = y0[s, i]
-                gx = fx[s, i]
-                gy = fy[s, i]
-                w00 = (1 - gx) * (1 - gy)
-                w10 = gx * (1 - gy)
-                w01 = (1 - gx) * gy
-                w11 = gx * gy
-                for t in range(t_lo, t_hi):
-                    out[s, i, t] = (
-                        w00 * np.float32(stack[t, ya, xa])
-                        + w10 * np.float32(stack[t, ya, xa + 1])
-                        + w01 * np.float32(stack[t, ya + 1, xa])
-                        + w11 * np.float32(stack[t, ya + 1, xa + 1])
-                    )
-
-
-def gather_numba(
-    stack: np.ndarray, x0: np.ndarray, y0: np.ndarray, fx: np.ndarray, fy: np.ndarray
-) -> np.ndarray:
-    """Parallel CPU twin of :func:`gather_numpy` (frame blocks across threads)."""
-    out = np.empty((x0.shape[0], x0.shape[1], stack.shape[0]), dtype=np.float32)
-    _gather_numba(stack, x0, y0, fx, fy, out, GATHER_FRAME_BLOCK)
-    return out
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _standardize_numba(sti, valid, min_std):  # pragma: no cover - compiled
-    n, p, t_len = sti.shape
+    t_len = stack.shape[2]
+    n_out = out.shape[2]
     for s in prange(n):
         ok = True
         for i in range(p):
+            xa = x0[s, i]
+            ya = y0[s, i]
+            gx = fx[s, i]
+            gy = fy[s, i]
+            w00 = (1 - gx) * (1 - gy)
+            w10 = gx * (1 - gy)
+            w01 = (1 - gx) * gy
+            w11 = gx * gy
+            a = stack[ya, xa]
+            b = stack[ya, xa + 1]
+            c = stack[ya + 1, xa]
+            d = stack[ya + 1, xa + 1]
+            row = out[s, i]
             m = 0.0
             for t in range(t_len):
-                m += sti[s, i, t]
-            m /= t_len
-            ss = 0.0
-            for t in range(t_len):
-                d = sti[s, i, t] - m
-                ss += d * d
-            sd = math.sqrt(ss / (t_len - 1))
-            if sd < min_std:
-                ok = False
+                v = (
+                    w00 * np.float32(a[t])
+                    + w10 * np.float32(b[t])
+                    + w01 * np.float32(c[t])
+                    + w11 * np.float32(d[t])
+                )
+                row[t] = v
+                m += v
+            if standardize:
+                m /= t_len
+                ss = 0.0
                 for t in range(t_len):
-                    sti[s, i, t] = np.nan
-            else:
-                inv = 1.0 / sd
-                for t in range(t_len):
-                    sti[s, i, t] = (sti[s, i, t] - m) * inv
+                    dl = row[t] - m
+                    ss += dl * dl
+                sd = math.sqrt(ss / (t_len - 1))
+                if sd < min_std * (1.0 + abs(m)):
+                    ok = False
+                    for t in range(t_len):
+                        row[t] = 0.0
+                else:
+                    inv = 1.0 / sd
+                    for t in range(t_len):
+                        row[t] = (row[t] - m) * inv
+            for t in range(t_len, n_out):
+                row[t] = 0.0
         valid[s] = ok
 
 
-def standardize_numba(sti: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Parallel CPU twin of :func:`standardize_numpy` (works in place on ``sti``)."""
-    valid = np.empty(sti.shape[0], dtype=np.bool_)
-    _standardize_numba(sti, valid, CONSTANT_ROW_STD)
-    return sti, valid
+def gather_numba(
+    stack_hwt: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    fx: np.ndarray,
+    fy: np.ndarray,
+    n_out: int | None = None,
+    standardize: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel CPU twin of :func:`gather_numpy` (+ :func:`standardize_numpy`), fused.
+
+    Parameters
+    ----------
+    stack_hwt : ndarray, shape (H, W, T)
+        The stack in time-last layout (:func:`time_last`).
+    x0, y0, fx, fy : ndarray, shape (n, P)
+        Taps from :func:`bilinear_taps`.
+    n_out : int, optional
+        Length of the time axis of the output (>= T); the extra samples are zero, ready
+        for a zero-padded FFT.
+    standardize : bool
+        Z-score every row (sample std); rows constant in time become 0 and clear
+        ``valid``.
+
+    Returns
+    -------
+    out : ndarray of float32, shape (n, P, n_out or T)
+    valid : ndarray of bool, shape (n,)
+    """
+    t_len = stack_hwt.shape[2]
+    out = np.empty((x0.shape[0], x0.shape[1], max(n_out or t_len, t_len)), dtype=np.float32)
+    valid = np.empty(x0.shape[0], dtype=np.bool_)
+    _gather_numba(stack_hwt, x0, y0, fx, fy, out, valid, CONSTANT_ROW_STD, standardize)
+    return out, valid
 
 
 @cuda.jit
@@ -214,7 +242,7 @@ def _standardize_cuda_kernel(sti, valid, min_std):  # pragma: no cover - device 
             d = sti[s, i, t] - m
             ss += d * d
         sd = math.sqrt(ss / (t_len - 1))
-        if sd < min_std:
+        if sd < min_std * (1.0 + abs(m)):
             valid[s] = 0
             for t in range(t_len):
                 sti[s, i, t] = math.nan
