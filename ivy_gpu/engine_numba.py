@@ -63,5 +63,5 @@ class NumbaEngine:
         """Structure-tensor ``(slope px/frame, coherence)`` per STI."""
         raw = self.gather(stack_hwt, taps)
         slope, coherence = structure_tensor.orientation_xp(raw, np)
-        _, valid = sti.standardize_numpy(raw)
+        _, valid = sti.gather_numba(stack_hwt, *taps, standardize=True)  # ~10 us: cheaper than std
         return slope, np.where(valid, coherence, np.nan)
