@@ -24,7 +24,7 @@ from ivy_gpu import backends
 from ivy_gpu.fileio import atomic_write_text
 from ivy_gpu.pipeline import StageError, load_stack, run_video
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
-from ivy_gpu.scaffold import ScaffoldConfig, load_scaffold
+from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.units import unit_system
 from ivy_gpu.video import parse_time
 
@@ -471,9 +471,7 @@ def process_batch(
 
     ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster.
     """
-    scaffold = (
-        scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
-    )
+    scaffold = as_scaffold(scaffold_path)
     u = unit_system(scaffold.display_units)
     rows = [
         BatchRow(i + 2, v.video_path, f"{v.water_surface_elevation * u.length:.6g}", v)
@@ -498,9 +496,7 @@ def process_batch_csv(
 
     ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster.
     """
-    scaffold = (
-        scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
-    )
+    scaffold = as_scaffold(scaffold_path)
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
     return BatchOrchestrator(
         scaffold, output_directory, backend, stop_on_error, resume, progress=progress, client=client

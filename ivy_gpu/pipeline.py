@@ -26,7 +26,7 @@ from ivy_gpu.fileio import atomic_write_text
 from ivy_gpu.grid import node_stations, place_nodes
 from ivy_gpu.rectify import Rectifier
 from ivy_gpu.results import ProcessingResult, VideoConfig
-from ivy_gpu.scaffold import ScaffoldConfig, load_scaffold
+from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.stiv import stiv_exhaustive
 from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty
 from ivy_gpu.units import unit_system
@@ -497,9 +497,7 @@ def process_video(
     """
     from ivy_gpu.video import parse_time
 
-    scaffold = (
-        scaffold_path if isinstance(scaffold_path, ScaffoldConfig) else load_scaffold(scaffold_path)
-    )
+    scaffold = as_scaffold(scaffold_path)
     video = VideoConfig(
         Path(video_path),
         float(water_surface_elevation),

@@ -286,6 +286,11 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     )
 
 
+def as_scaffold(scaffold: str | Path | ScaffoldConfig) -> ScaffoldConfig:
+    """A :class:`ScaffoldConfig` as given, or loaded from a path."""
+    return scaffold if isinstance(scaffold, ScaffoldConfig) else load_scaffold(scaffold)
+
+
 def write_scaffold(path: str | Path, project: dict, members: dict[str, bytes]) -> None:
     """Write a scaffold ZIP atomically (temporary file, then rename)."""
     with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
