@@ -207,6 +207,7 @@ def validate(
 ) -> None:
     """Check a scaffold (and every row of a batch CSV) without processing anything."""
     from ivy_gpu.batch import read_batch_csv
+    from ivy_gpu.rectify import check_frame_size
     from ivy_gpu.video import probe
 
     cfg = _load(scaffold, debug)
@@ -227,11 +228,9 @@ def validate(
         if problem is None:
             try:
                 info = probe(row.video_path)
-                if cfg.calibration_size and (info.width, info.height) != cfg.calibration_size:
-                    w, h = cfg.calibration_size
-                    raise ValueError(
-                        f"{row.video_path}: frame size {info.width}x{info.height} "
-                        f"differs from the calibration image size {w}x{h}"
+                if cfg.calibration_size:
+                    check_frame_size(
+                        (info.width, info.height), cfg.calibration_size, str(row.video_path)
                     )
                 cfg.cross_section.water_edges(row.config.water_surface_elevation)
                 start = row.config.start_time or 0.0

@@ -233,6 +233,19 @@ def write_summary(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
+def _bad_row(row: BatchRow) -> ProcessingResult:
+    """The failed result of a CSV row that could not be parsed."""
+    return ProcessingResult(video_path=row.video_path, error_stage="read", error_message=row.error)
+
+
+def _not_processed(row: BatchRow) -> ProcessingResult:
+    """The result of a row skipped because an earlier video failed (stop on error)."""
+    return ProcessingResult(
+        video_path=row.video_path,
+        error_message="not processed: the batch stopped at an earlier failure (stop on error)",
+    )
+
+
 class BatchOrchestrator:
     """Runs a batch of videos against one scaffold.
 
@@ -314,16 +327,9 @@ class BatchOrchestrator:
         try:
             for k, row in enumerate(rows):
                 if stopped:
-                    res = ProcessingResult(
-                        video_path=row.video_path,
-                        error_message=(
-                            "not processed: the batch stopped at an earlier failure (stop on error)"
-                        ),
-                    )
+                    res = _not_processed(row)
                 elif row.config is None:
-                    res = ProcessingResult(
-                        video_path=row.video_path, error_stage="read", error_message=row.error
-                    )
+                    res = _bad_row(row)
                 elif done[k] is not None:
                     res = done[k]
                 else:
@@ -351,9 +357,7 @@ class BatchOrchestrator:
         results: list[ProcessingResult | None] = list(done)
         for k, row in enumerate(rows):
             if row.config is None:
-                results[k] = ProcessingResult(
-                    video_path=row.video_path, error_stage="read", error_message=row.error
-                )
+                results[k] = _bad_row(row)
         scaffold = self.client.scatter(self.scaffold, broadcast=True)
         futures = {
             self.client.submit(
@@ -406,11 +410,7 @@ class BatchOrchestrator:
                         f.cancel()
         for k, r in enumerate(results):
             if r is None:  # cancelled after a failure (stop on error)
-                results[k] = ProcessingResult(
-                    video_path=rows[k].video_path,
-                    error_message="not processed: the batch stopped at an earlier failure "
-                    "(stop on error)",
-                )
+                results[k] = _not_processed(rows[k])
         flush()
         return BatchResult(results, self.out, csv_path, time.perf_counter() - t0)
 

@@ -48,7 +48,7 @@ class XpEngine:
 
             use_cuda_kernels = xp is not np and cuda.is_available()
         self.use_cuda_kernels = use_cuda_kernels
-        self._weights: dict[int, Any] = {}
+        self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
 
     def chunk_pairs(self, p: int, t: int) -> int:
         """(node, angle) pairs per chunk within the GPU budget."""
@@ -89,11 +89,10 @@ class XpEngine:
         z, valid = self._standardize(self._gather_device(stack, taps))
         z = xp.where(valid[:, None, None], z, xp.float32(0.0))
         op = plan.operator
-        key = id(plan)
-        if key not in self._weights:
-            self._weights = {key: xp.asarray(op.weights)}
+        if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
+            self._weights = (plan, xp.asarray(op.weights))
         win = acf.acf_window_xp(z, op.lx_max, op.lt_lo, op.lt_hi, xp, self.fft)
-        f = win.reshape(win.shape[0], -1) @ self._weights[key]
+        f = win.reshape(win.shape[0], -1) @ self._weights[1]
         f = xp.where(valid[:, None], f, xp.float32(np.nan))
         return tuple(to_host(a) for a in rays.peaks_xp(f, xp))
 

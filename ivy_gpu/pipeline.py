@@ -24,8 +24,8 @@ from ivy_gpu import backends
 from ivy_gpu.discharge import midsection, normal_component
 from ivy_gpu.fileio import atomic_write_text
 from ivy_gpu.grid import node_stations, place_nodes
-from ivy_gpu.rectify import Rectifier
-from ivy_gpu.results import ProcessingResult, VideoConfig
+from ivy_gpu.rectify import Rectifier, check_frame_size
+from ivy_gpu.results import ERROR_STAGES, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.stiv import stiv_exhaustive
 from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty
@@ -39,6 +39,8 @@ class StageError(Exception):
     """A failure inside one pipeline stage."""
 
     def __init__(self, stage: str, message: str) -> None:
+        if stage not in ERROR_STAGES:
+            raise ValueError(f"unknown pipeline stage {stage!r}")
         super().__init__(message)
         self.stage = stage
 
@@ -129,13 +131,10 @@ def load_stack(
         rect = rectifier_for(scaffold, video.water_surface_elevation)
     except ValueError as exc:
         raise StageError("rectify", str(exc)) from None
-    if (reader.info.width, reader.info.height) != rect.frame_size:
-        raise StageError(
-            "rectify",
-            f"{path}: frame size {reader.info.width}x{reader.info.height} "
-            f"differs from the calibration image size "
-            f"{rect.frame_size[0]}x{rect.frame_size[1]}",
-        )
+    try:
+        check_frame_size((reader.info.width, reader.info.height), rect.frame_size, str(path))
+    except ValueError as exc:
+        raise StageError("rectify", str(exc)) from None
     rows, cols = rect.output_shape
     capacity = reader.expected_frames()
     gpu = backend == "cupy"

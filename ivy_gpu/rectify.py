@@ -38,6 +38,15 @@ class RectificationParams:
     prefilters: PreFilters = PreFilters()
 
 
+def check_frame_size(size: tuple[int, int], calibration_size: tuple[int, int], source: str) -> None:
+    """Raise ``ValueError`` naming ``source`` if ``(width, height)`` is not the calibration size."""
+    if tuple(size) != tuple(calibration_size):
+        raise ValueError(
+            f"{source}: frame size {size[0]}x{size[1]} differs from the calibration image "
+            f"size {calibration_size[0]}x{calibration_size[1]}"
+        )
+
+
 def camera_cell_size(extent: np.ndarray, width: int, height: int) -> float:
     """Cell size s (m/px) giving the top view about as many pixels as the source frame."""
     x0, x1, y0, y1 = extent
@@ -147,11 +156,7 @@ class Rectifier:
     def check_frame(self, frame: np.ndarray, source: str = "frame") -> None:
         """Raise ``ValueError`` if the frame size differs from the calibration size."""
         h, w = frame.shape[:2]
-        if (w, h) != self.frame_size:
-            raise ValueError(
-                f"{source}: frame size {w}x{h} differs from the calibration image "
-                f"size {self.frame_size[0]}x{self.frame_size[1]}"
-            )
+        check_frame_size((w, h), self.frame_size, source)
 
     def rectify(self, frame: np.ndarray) -> np.ndarray:
         """Rectify one frame (gray or colour, any dtype OpenCV accepts)."""

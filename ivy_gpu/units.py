@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 FT_PER_M = 1.0 / 0.3048
 M_PER_FT = 0.3048
-DISPLAY_UNITS = ("English", "Metric")
 
 
 @dataclass(frozen=True)
