@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean gpu-check wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,32 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules ivy_gpu
+
+# On a lent GPU machine (no registry): install the carried wheels (`make wheels` here) with
+# --no-deps over its python3, then run every check with its own time limit; the report
+# goes to $OUT/gpu_check.md. GPU_CHECK_SIM=1 rehearses it here with the CUDA simulator.
+GPU_PY   ?= python3
+GPU_SITE ?= /tmp/ivy_gpu_site
+GPU_OUT  ?= $(if $(OUT),$(OUT),$(CURDIR)/gpu_check_output)
+gpu-check:
+ifeq ($(GPU_CHECK_SIM),1)
+	$(MAKE) $(VENV)/.installed
+	$(PY) -m ivy_gpu.benchmarks.gpu_check --sim --repo $(CURDIR) --out $(GPU_OUT)
+else
+	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+		--target $(GPU_SITE) .whl/*.whl
+	cd /tmp && PYTHONPATH=$(GPU_SITE) $(GPU_PY) -m ivy_gpu.benchmarks.gpu_check \
+		--repo $(CURDIR) --out $(GPU_OUT)
+endif
+
+# Wheels a GPU machine without a registry needs: ivy_gpu itself and PyAV (cp312, x86-64).
+wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip wheel -q --no-deps . -w .whl
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl av
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -27,4 +53,4 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/ivy-gpu bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_output bench_output
+	rm -rf $(VENV) build *.egg-info demo_output bench_output gpu_check_output

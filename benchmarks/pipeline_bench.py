@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ivy_gpu import backends
+from ivy_gpu.benchmarks.suite import gpu_backends
 
 
 def _rss_mb() -> float:
@@ -31,9 +32,10 @@ def run(
 ) -> list[dict]:
     """Return rows ``{case, backend, seconds, detail}``."""
     from ivy_gpu.batch import BatchOrchestrator, BatchRow
-    from ivy_gpu.pipeline import load_stack, process_video
+    from ivy_gpu.pipeline import process_video
     from ivy_gpu.results import VideoConfig
     from ivy_gpu.scaffold import load_scaffold
+    from ivy_gpu.stack import load_stack
     from ivy_gpu.synthetic_site import SiteSpec, make_site
     from ivy_gpu.video import FrameReader
 
@@ -57,10 +59,10 @@ def run(
             )
         )
         cfg = VideoConfig(video, truth["wse_m"])
-        names = [b for b in ("numba", "cupy") if b != "cupy" or backends.gpu_status()[0]]
+        names = ["numba", *gpu_backends()]
         for name in names:
             t0 = time.perf_counter()
-            loaded = load_stack(scaffold, cfg, name)
+            loaded = load_stack(scaffold, cfg, backends.get_engine(name))
             rows.append(
                 dict(
                     case="decode + gray + rectify into the stack",
@@ -84,6 +86,8 @@ def run(
                     f"peak RSS {_rss_mb():.0f} MB",
                 )
             )
+        if not batch_videos:
+            return rows
         small = make_site(
             tmp / "small", SiteSpec(width_px=1280, height_px=720, duration_s=batch_seconds, seed=6)
         )
@@ -104,7 +108,7 @@ def run(
             for overlap in (False, True):
                 t0 = time.perf_counter()
                 b = BatchOrchestrator(
-                    sc, tmp / f"batch_{name}_{overlap}", name, prefetch=overlap
+                    sc, tmp / f"batch_{name}_{overlap}", backend=name, prefetch=overlap
                 ).run(batch_rows)
                 total = time.perf_counter() - t0
                 per = sum(r.processing_time_seconds for r in b.video_results)

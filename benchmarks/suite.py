@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ivy_gpu import backends
+from ivy_gpu.engine import Engine
 from ivy_gpu.stiv import stiv_exhaustive
 from ivy_gpu.synthetic import advected_texture
 
@@ -58,35 +59,45 @@ def streaming_stack(frames: int, height: int, width: int, speed_px: int = 2, see
     return stack
 
 
-def _sync(backend: str) -> None:
-    if backend == "cupy":
-        import cupy
+def node_layout(layout: str, height: int, width: int, p: int, seed: int = 0) -> np.ndarray:
+    """Node positions (x, y) of a benchmark layout on a ``height x width`` frame.
 
-        cupy.cuda.Device().synchronize()
+    ``grid``: 575 nodes (23 x 25) over the whole frame, as a site with several sections;
+    ``scattered``: 57 random nodes over the frame; ``row``: 575 nodes along the middle row
+    (the original benchmark, the kindest case for one bounding-box crop).
+    """
+    m = p + 3
+    if layout == "grid":
+        gx, gy = np.meshgrid(np.linspace(m, width - m, 25), np.linspace(m, height - m, 23))
+        return np.column_stack([gx.ravel(), gy.ravel()])
+    if layout == "scattered":
+        rng = np.random.default_rng(seed)
+        return np.column_stack([rng.uniform(m, width - m, 57), rng.uniform(m, height - m, 57)])
+    if layout == "row":
+        return np.column_stack([np.linspace(m, width - m, 575), np.full(575, height / 2)])
+    raise ValueError(f"layout: unknown layout {layout!r}; choose grid, scattered or row")
 
 
-def _measure(fn: Callable[[], object], backend: str, repeats: int) -> tuple[float, float]:
+def _measure(fn: Callable[[], object], engine: Engine, repeats: int) -> tuple[float, float]:
+    """Median seconds (device synchronized) and peak working memory in MB."""
     fn()  # warm-up: JIT, FFT plans, device transfer of constants
-    _sync(backend)
+    engine.synchronize()
+    host = engine.xp is np
+    pool = None if host else engine.xp.get_default_memory_pool()
     times = []
     peak = 0.0
     for _ in range(repeats):
-        if backend == "cupy":
-            import cupy
-
-            pool = cupy.get_default_memory_pool()
-            pool.free_all_blocks()
-        else:
+        if host:
             tracemalloc.start()
         t0 = time.perf_counter()
         fn()
-        _sync(backend)
+        engine.synchronize()
         times.append(time.perf_counter() - t0)
-        if backend == "cupy":
-            peak = max(peak, pool.total_bytes() / 2**20)
-        else:
+        if host:
             peak = max(peak, tracemalloc.get_traced_memory()[1] / 2**20)
             tracemalloc.stop()
+        else:
+            peak = max(peak, pool.total_bytes() / 2**20)
     return float(np.median(times)), peak
 
 
@@ -94,16 +105,20 @@ def time_stiv(
     case: str,
     backend: str,
     stack: np.ndarray,
-    nodes: int,
+    nodes: int | np.ndarray,
     angles: int,
     p: int,
     repeats: int = 2,
     method: str = "acf",
 ) -> Row:
-    """Time one ``stiv_exhaustive`` call on ``nodes`` nodes along the middle row."""
+    """Time one ``stiv_exhaustive`` call; ``nodes`` is a count along the middle row or (n, 2)."""
+    engine = backends.get_engine(backend)
     t, h, w = stack.shape
-    x = np.linspace(p + 2, w - p - 3, nodes)
-    y = np.full(nodes, h / 2)
+    if np.ndim(nodes) == 0:
+        x = np.linspace(p + 2, w - p - 3, int(nodes))
+        y = np.full(int(nodes), h / 2)
+    else:
+        x, y = np.asarray(nodes, float).T
     kw = dict(
         num_pixels=p,
         phi_origin=90.0,
@@ -114,15 +129,15 @@ def time_stiv(
         backend=backend,
         method=method,
     )
-    seconds, peak = _measure(lambda: stiv_exhaustive(stack, x, y, **kw), backend, repeats)
-    pairs = nodes * angles
+    seconds, peak = _measure(lambda: stiv_exhaustive(stack, x, y, **kw), engine, repeats)
+    pairs = x.size * angles
     return Row(
         case,
         backend,
         t,
         h,
         w,
-        nodes,
+        int(x.size),
         angles,
         p,
         seconds,
@@ -130,6 +145,24 @@ def time_stiv(
         pairs / seconds,
         peak,
     )
+
+
+def _usable(name: str) -> bool:
+    return backends.ENGINES[name][1]()[0]
+
+
+def gpu_backends() -> list[str]:
+    """The usable registered engines whose arrays are not NumPy's (the GPU ones)."""
+    return [n for n in backends.ENGINES if _usable(n) and backends.get_engine(n).xp is not np]
+
+
+def device_name() -> str:
+    """Name of the GPU the cupy engine runs on."""
+    engine = backends.get_engine("auto")
+    try:
+        return engine.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    except AttributeError:
+        return "none"
 
 
 def rectify_rows(repeats: int = 20) -> list[dict]:
@@ -168,23 +201,19 @@ def rectify_rows(repeats: int = 20) -> list[dict]:
                 ms=(time.perf_counter() - t0) / repeats * 1e3,
             )
         )
-    if backends.gpu_status()[0]:
-        import cupy
-        import cupyx.scipy.ndimage as cnd
-
-        from ivy_gpu.kernels.remap import remap_xp
-
-        mx, my, f = cupy.asarray(rect.map_x), cupy.asarray(rect.map_y), cupy.asarray(frame)
-        remap_xp(f, mx, my, cupy, cnd)
-        cupy.cuda.Device().synchronize()
+    for name in gpu_backends():
+        engine = backends.get_engine(name)
+        out = engine.empty(rect.output_shape, np.uint8)
+        engine.remap(frame, rect, out)
+        engine.synchronize()
         t0 = time.perf_counter()
         for _ in range(repeats):
-            remap_xp(f, mx, my, cupy, cnd)
-        cupy.cuda.Device().synchronize()
+            engine.remap(frame, rect, out)
+        engine.synchronize()
         rows.append(
             dict(
-                stage="rectify 1080p gray frame (linear)",
-                backend="cupy",
+                stage="upload + rectify 1080p gray frame into the uint8 stack (linear)",
+                backend=name,
                 ms=(time.perf_counter() - t0) / repeats * 1e3,
             )
         )
@@ -238,7 +267,7 @@ def run_suite(
     out_dir: Path | None = None,
 ) -> tuple[list[Row], list[dict]]:
     """Run the suite; ``quick`` uses small workloads (for smoke tests)."""
-    available = [b for b in backends_wanted if b != "cupy" or backends.gpu_status()[0]]
+    available = [b for b in backends_wanted if _usable(b)]
     rows: list[Row] = []
     if quick:
         stack = streaming_stack(60, 120, 240)
@@ -249,6 +278,10 @@ def run_suite(
     for b in available:
         nodes = 40 if b == "numpy" else 575  # the reference is slow: a subset, per pair
         rows.append(time_stiv("1080p-575x31", b, big, nodes, 31, 32))
+        if b != "numpy":
+            for layout in ("grid", "scattered"):
+                xy = node_layout(layout, 1080, 1920, 32)
+                rows.append(time_stiv(f"1080p-{layout}-{len(xy)}x31", b, big, xy, 31, 32))
         if b != "numpy":
             rows.append(
                 time_stiv("1080p-575x31-gradient", b, big, nodes, 31, 32, method="gradient")
@@ -283,11 +316,7 @@ def environment() -> dict:
     except OSError:
         commit = "unknown"
     usable, why = backends.gpu_status()
-    gpu = "none"
-    if usable:
-        import cupy
-
-        gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    gpu = device_name() if usable else "none"
     import os
 
     return dict(

@@ -8,10 +8,12 @@ are one line naming the file; ``--debug`` shows tracebacks.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +25,40 @@ app = typer.Typer(
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
-BACKEND = typer.Option("auto", "--backend", "-b", help="auto | numpy | numba | cupy")
+
+class Backend(str, Enum):
+    """``--backend`` choices."""
+
+    auto = "auto"
+    numpy = "numpy"
+    numba = "numba"
+    cupy = "cupy"
+
+
+class Method(str, Enum):
+    """``--method`` choices."""
+
+    acf = "acf"
+    gradient = "gradient"
+
+
+class Interpolation(str, Enum):
+    """``--interpolation`` choices."""
+
+    bilinear = "bilinear"
+    nearest = "nearest"
+
+
+BACKEND = typer.Option(
+    Backend.auto, "--backend", "-b", help="Compute backend (auto: the GPU when one is usable)."
+)
+METHOD = typer.Option(None, "--method", help="STIV method (default: the scaffold's, else acf).")
+INTERPOLATION = typer.Option(
+    None, "--interpolation", help="Sampling along the search lines (nearest is IVyTools' own)."
+)
+REFINE = typer.Option(None, "--refine/--no-refine", help="Sub-step angle refinement (default: on).")
+D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
+D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
@@ -31,8 +66,20 @@ DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 def _fail(exc: Exception, debug: bool, code: int = 2) -> None:
     if debug:
         raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _engine_and_stiv(backend: Backend, cfg, debug: bool, **overrides):
+    """Resolve the backend and the STIV settings before any decoding (exit 2 if unusable)."""
+    from ivy_gpu.backends import resolve_backend
+    from ivy_gpu.pipeline import stiv_params_for
+
+    plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in overrides.items()}
+    try:
+        return resolve_backend(Backend(backend).value), stiv_params_for(cfg, plain)
+    except ValueError as exc:
+        _fail(exc, debug)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -57,13 +104,14 @@ def _load(scaffold: Path, debug: bool):
 
 
 def _result_line(r) -> str:
+    name = escape(r.video_path.name)
     if r.success:
         return (
-            f"[green]completed[/green] {r.video_path.name}: Q = {r.total_discharge:.4f} m³/s, "
+            f"[green]completed[/green] {name}: Q = {r.total_discharge:.4f} m³/s, "
             f"A = {r.total_area:.4f} m², {r.num_frames} frames, "
             f"{r.processing_time_seconds:.1f} s"
         )
-    return f"[red]failed[/red] {r.video_path.name} at {r.error_stage}: {r.error_message}"
+    return f"[red]failed[/red] {name} at {r.error_stage}: {escape(str(r.error_message))}"
 
 
 @app.command()
@@ -78,7 +126,12 @@ def process(
     frame_step: int = typer.Option(1, help="Keep every k-th frame."),
     max_frames: int = typer.Option(None, help="Stop after this many frames."),
     keep_frames: bool = typer.Option(False, help="Also write the rectified frames (PNG)."),
-    backend: str = BACKEND,
+    backend: Backend = BACKEND,
+    method: Method = METHOD,
+    interpolation: Interpolation = INTERPOLATION,
+    refine: bool = REFINE,
+    d_rho: float = D_RHO,
+    d_theta: float = D_THETA,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
 ) -> None:
@@ -86,6 +139,16 @@ def process(
     from ivy_gpu.pipeline import process_video
 
     cfg = _load(scaffold, debug)
+    backend, stiv = _engine_and_stiv(
+        backend,
+        cfg,
+        debug,
+        method=method,
+        interpolation=interpolation,
+        refine=refine,
+        d_rho=d_rho,
+        d_theta=d_theta,
+    )
     if not video.is_file():
         _fail(ValueError(f"{video}: video file not found"), debug)
     with _progress(quiet) as bar:
@@ -100,20 +163,21 @@ def process(
                 video,
                 wse,
                 output,
-                alpha,
-                start,
-                end,
-                frame_step,
-                max_frames,
-                backend,
-                on_stage,
-                keep_frames,
+                alpha=alpha,
+                start_time=start,
+                end_time=end,
+                frame_step=frame_step,
+                max_frames=max_frames,
+                backend=backend,
+                progress=on_stage,
+                keep_frames=keep_frames,
+                stiv=stiv,
             )
-        except (ValueError, RuntimeError) as exc:
+        except ValueError as exc:
             _fail(exc, debug)
     console.print(_result_line(r), highlight=False)
     for w in r.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     raise typer.Exit(0 if r.success else 1)
 
 
@@ -130,7 +194,12 @@ def batch(
     scheduler: str = typer.Option(
         None, help="Run the videos on the Dask cluster at this scheduler address."
     ),
-    backend: str = BACKEND,
+    backend: Backend = BACKEND,
+    method: Method = METHOD,
+    interpolation: Interpolation = INTERPOLATION,
+    refine: bool = REFINE,
+    d_rho: float = D_RHO,
+    d_theta: float = D_THETA,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
 ) -> None:
@@ -138,6 +207,16 @@ def batch(
     from ivy_gpu.batch import BatchOrchestrator, read_batch_csv
 
     cfg = _load(scaffold, debug)
+    backend, stiv = _engine_and_stiv(
+        backend,
+        cfg,
+        debug,
+        method=method,
+        interpolation=interpolation,
+        refine=refine,
+        d_rho=d_rho,
+        d_theta=d_theta,
+    )
     try:
         rows = read_batch_csv(csv_file, cfg.display_units)
     except ValueError as exc:
@@ -174,9 +253,16 @@ def batch(
 
         try:
             b = BatchOrchestrator(
-                cfg, output, backend, stop_on_error, resume, progress=on_video, client=client
+                cfg,
+                output,
+                backend=backend,
+                stop_on_error=stop_on_error,
+                resume=resume,
+                progress=on_video,
+                stiv=stiv,
+                client=client,
             ).run(rows, csv_file)
-        except (ValueError, RuntimeError) as exc:
+        except ValueError as exc:
             _fail(exc, debug)
         finally:
             if client is not None:
@@ -243,9 +329,11 @@ def validate(
                 problem = str(exc)
         if problem:
             bad += 1
-            console.print(f"[red]row {row.line}[/red]: {problem}", highlight=False)
+            console.print(f"[red]row {row.line}[/red]: {escape(problem)}", highlight=False)
         else:
-            console.print(f"[green]row {row.line}[/green]: ok {row.video_path}", highlight=False)
+            console.print(
+                f"[green]row {row.line}[/green]: ok {escape(str(row.video_path))}", highlight=False
+            )
     console.print(f"{len(rows) - bad} of {len(rows)} rows ok", highlight=False)
     raise typer.Exit(0 if bad == 0 else 1)
 
@@ -263,7 +351,7 @@ def info(
 @app.command()
 def demo(
     output: Path = typer.Option(Path("demo_output"), "--output", "-o", help="Work folder."),
-    backend: str = BACKEND,
+    backend: Backend = BACKEND,
     seed: int = typer.Option(2026, help="Seed of the generated site."),
     quiet: bool = QUIET,
     debug: bool = DEBUG,
@@ -290,10 +378,10 @@ def demo(
                 truth["wse_m"],
                 output / "results",
                 spec.alpha,
-                backend=backend,
+                backend=Backend(backend).value,
                 progress=on_stage,
             )
-        except (ValueError, RuntimeError) as exc:
+        except ValueError as exc:
             _fail(exc, debug)
     if not r.success:
         _fail(RuntimeError(f"demo video failed at {r.error_stage}: {r.error_message}"), debug, 1)
@@ -331,12 +419,12 @@ def bench(
 @app.command()
 def backends() -> None:
     """List the compute backends and whether each is usable here."""
-    from ivy_gpu.backends import BACKENDS, gpu_status, resolve_backend
+    from ivy_gpu.backends import ENGINES, resolve_backend
 
-    usable, why = gpu_status()
-    for name in BACKENDS:
-        state = "usable" if name != "cupy" or usable else f"unavailable: {why}"
-        console.print(f"{name:6s} {state}")
+    for name, (_, check) in ENGINES.items():
+        usable, why = check()
+        state = "usable" if usable else "unavailable"
+        console.print(f"{name:6s} {state}: {escape(why)}", highlight=False)
     console.print(f"auto -> {resolve_backend('auto')}")
 
 

@@ -23,7 +23,11 @@ _LAZY = {
     "ProcessingResult": "ivy_gpu.results",
     "BatchResult": "ivy_gpu.results",
     "stiv_exhaustive": "ivy_gpu.stiv",
+    "run_stiv": "ivy_gpu.stiv",
     "StivResult": "ivy_gpu.stiv",
+    "StivParams": "ivy_gpu.params",
+    "Engine": "ivy_gpu.engine",
+    "get_engine": "ivy_gpu.backends",
     "resolve_backend": "ivy_gpu.backends",
     "gpu_status": "ivy_gpu.backends",
 }
@@ -35,3 +39,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ivy_gpu' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

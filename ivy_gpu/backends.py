@@ -1,17 +1,53 @@
-"""The one backend seam: names -> engines.
+"""The one backend seam: the registry of engines.
 
 ``numpy`` is the readable reference and always available; ``numba`` is the
 parallel CPU engine; ``cupy`` runs on a CUDA GPU (CuPy arrays, cuFFT, cuBLAS and
 Numba-CUDA kernels). ``auto`` picks ``cupy`` when a GPU is usable, else ``numba``.
-Importing this module never imports CuPy or initializes CUDA.
+Every engine implements :class:`ivy_gpu.engine.Engine`; a new backend is one module
+and one line in :data:`ENGINES`. Importing this module never imports CuPy or
+initializes CUDA.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
 
-BACKENDS: tuple[str, ...] = ("numpy", "numba", "cupy")
+from ivy_gpu.engine import Engine
+
+
+def _numpy() -> Engine:
+    from ivy_gpu.engine_numpy import NumpyEngine
+
+    return NumpyEngine()
+
+
+def _numba() -> Engine:
+    from ivy_gpu.engine_numba import NumbaEngine
+
+    return NumbaEngine()
+
+
+def _cupy() -> Engine:
+    import cupy
+
+    from ivy_gpu.engine_xp import XpEngine
+
+    return XpEngine(cupy)
+
+
+def _always() -> tuple[bool, str]:
+    return True, "always available"
+
+
+#: name -> (factory, availability check). ``auto`` takes the first usable of AUTO_ORDER.
+ENGINES: dict[str, tuple[Callable[[], Engine], Callable[[], tuple[bool, str]]]] = {
+    "numpy": (_numpy, _always),
+    "numba": (_numba, _always),
+    "cupy": (_cupy, lambda: gpu_status()),
+}
+AUTO_ORDER: tuple[str, ...] = ("cupy", "numba")
+BACKENDS: tuple[str, ...] = tuple(ENGINES)
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,36 +72,25 @@ def resolve_backend(name: str) -> str:
     Raises
     ------
     ValueError
-        Unknown name.
-    RuntimeError
-        ``cupy`` requested without a usable GPU.
+        Unknown name, or a backend that is not usable here (``cupy`` without a GPU).
     """
     if name == "auto":
-        return "cupy" if gpu_status()[0] else "numba"
-    if name not in BACKENDS:
+        return next(n for n in AUTO_ORDER if ENGINES[n][1]()[0])
+    if name not in ENGINES:
         raise ValueError(
-            f"backend: unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}"
+            f"backend: unknown backend {name!r}; choose one of auto, {', '.join(ENGINES)}"
         )
-    if name == "cupy":
-        usable, why = gpu_status()
-        if not usable:
-            raise RuntimeError(f"backend 'cupy' needs a usable CUDA GPU: {why}")
+    usable, why = ENGINES[name][1]()
+    if not usable:
+        raise ValueError(f"backend: {name!r} is not usable here: {why}")
     return name
 
 
-def get_engine(name: str) -> Any:
-    """Return the STIV engine for a backend name (after :func:`resolve_backend`)."""
-    name = resolve_backend(name)
-    if name == "numpy":
-        from ivy_gpu.engine_numpy import NumpyEngine
+@functools.lru_cache(maxsize=8)
+def _engine(name: str) -> Engine:
+    return ENGINES[name][0]()
 
-        return NumpyEngine()
-    if name == "numba":
-        from ivy_gpu.engine_numba import NumbaEngine
 
-        return NumbaEngine()
-    import cupy
-
-    from ivy_gpu.engine_xp import XpEngine
-
-    return XpEngine(cupy)
+def get_engine(name: str) -> Engine:
+    """The engine of a backend name (``auto`` resolved); one instance per name and process."""
+    return _engine(resolve_backend(name))

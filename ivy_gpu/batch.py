@@ -9,228 +9,42 @@ everything finished, and ``resume`` skips videos whose results are complete.
 
 from __future__ import annotations
 
-import csv
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-import numpy as np
-import pandas as pd
-
-from ivy_gpu import backends
-from ivy_gpu.fileio import atomic_write_text
-from ivy_gpu.pipeline import StageError, load_stack, run_video
+from ivy_gpu import backends, config
+from ivy_gpu.batch_csv import (
+    SUMMARY_COLUMNS,
+    BatchProgress,
+    BatchRow,
+    output_names,
+    read_batch_csv,
+    summary_row,
+    write_summary,
+)
+from ivy_gpu.outputs import read_result
+from ivy_gpu.params import StivParams
+from ivy_gpu.pipeline import run_video, stiv_params_for
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
+from ivy_gpu.stack import load_stack
 from ivy_gpu.units import unit_system
-from ivy_gpu.video import parse_time
 
-REQUIRED_COLUMNS = ("video_path", "water_surface_elevation")
-SUMMARY_COLUMNS = (
-    "video_path",
-    "status",
-    "water_surface_elevation",
-    "alpha",
-    "discharge_m3s",
-    "discharge",
-    "area_m2",
-    "mean_velocity_ms",
-    "uncertainty_iso_95",
-    "uncertainty_ive_95",
-    "num_frames",
-    "processing_time_s",
-    "error_stage",
-    "error_message",
-)
-
-BatchProgress = Callable[[int, int, ProcessingResult], None]
-
-
-@dataclass(frozen=True)
-class BatchRow:
-    """One CSV row: a video to process, or the reason the row is unusable."""
-
-    line: int
-    video_path: Path
-    wse_display: str
-    config: VideoConfig | None
-    error: str | None = None
-
-
-def _opt_int(value: str, name: str, minimum: int) -> int | None:
-    if value is None or not str(value).strip():
-        return None
-    try:
-        v = int(float(value))
-    except ValueError:
-        raise ValueError(f"{name}: {value!r} is not an integer") from None
-    if v != float(value) or v < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return v
-
-
-def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[BatchRow]:
-    """Parse a batch CSV (domain specification, section 3.1).
-
-    Required columns ``video_path`` and ``water_surface_elevation`` (in the scaffold's
-    display units); optional ``start_time``, ``end_time`` (seconds, ``MM:SS`` or
-    ``HH:MM:SS[.fff]``), ``alpha`` (0.85), ``frame_step`` (1), ``max_frames``,
-    ``measurement_number``, ``measurement_date``, ``comments``. Unknown columns are
-    ignored; relative video paths resolve against the CSV's folder.
-
-    Raises
-    ------
-    ValueError
-        Unreadable file, missing required columns, or no data rows. A bad *row* is
-        not an error here: it comes back with ``error`` set.
-    """
-    path = Path(path)
-    to_m = 1.0 / unit_system(display_units).length
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = list(reader)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read batch CSV ({exc.strerror})") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing required columns: {', '.join(missing)}")
-    out: list[BatchRow] = []
-    for k, raw in enumerate(rows):
-        row = {
-            (key or "").strip(): (val or "").strip()
-            for key, val in raw.items()
-            if isinstance(val, str) or val is None
-        }
-        if not any(row.values()):
-            continue
-        line = k + 2
-        video = row.get("video_path", "")
-        vpath = Path(video) if Path(video).is_absolute() else path.parent / video
-        wse_text = row.get("water_surface_elevation", "")
-        try:
-            if not video:
-                raise ValueError("video_path: empty")
-            try:
-                wse = float(wse_text)
-            except ValueError:
-                raise ValueError(f"water_surface_elevation: {wse_text!r} is not a number") from None
-            alpha_text = row.get("alpha", "")
-            try:
-                alpha = float(alpha_text) if alpha_text else 0.85
-            except ValueError:
-                raise ValueError(f"alpha: {alpha_text!r} is not a number") from None
-            cfg = VideoConfig(
-                vpath,
-                wse * to_m,
-                alpha,
-                parse_time(row.get("start_time"), "start_time"),
-                parse_time(row.get("end_time"), "end_time"),
-                _opt_int(row.get("frame_step"), "frame_step", 1) or 1,
-                _opt_int(row.get("max_frames"), "max_frames", 2),
-                _opt_int(row.get("measurement_number"), "measurement_number", 0),
-                row.get("measurement_date") or None,
-                row.get("comments") or None,
-            )
-            out.append(BatchRow(line, vpath, wse_text, cfg))
-        except ValueError as exc:
-            out.append(BatchRow(line, vpath, wse_text, None, f"{path}: row {line}: {exc}"))
-    if not out:
-        raise ValueError(f"{path}: batch CSV has no data rows")
-    return out
-
-
-def output_names(rows: list[BatchRow]) -> list[str]:
-    """Per-video folder names: the video stem, made unique with the CSV line if repeated."""
-    seen: set[str] = set()
-    names = []
-    for row in rows:
-        name = row.video_path.stem or f"row{row.line}"
-        if name in seen:
-            name = f"{name}_line{row.line}"
-        seen.add(name)
-        names.append(name)
-    return names
-
-
-def _completed(folder: Path, cfg: VideoConfig) -> ProcessingResult | None:
-    """A finished result from a previous run (for ``resume``), or None."""
-    try:
-        data = json.loads((folder / "results.json").read_text())
-        table = pd.read_csv(folder / "discharge_table.csv")
-    except (OSError, ValueError):
-        return None
-    inputs = data.get("inputs") or {}
-    if (
-        data.get("status") != "completed"
-        or not np.isclose(
-            inputs.get("water_surface_elevation_m", np.nan), cfg.water_surface_elevation
-        )
-        or not np.isclose(inputs.get("alpha", np.nan), cfg.alpha)
-    ):
-        return None
-    return ProcessingResult(
-        video_path=cfg.video_path,
-        success=True,
-        water_surface_elevation=cfg.water_surface_elevation,
-        alpha=cfg.alpha,
-        num_frames=data.get("num_frames") or 0,
-        timestep_seconds=data.get("timestep_s"),
-        pixel_gsd=data.get("pixel_gsd_m"),
-        backend=data.get("backend"),
-        total_discharge=data.get("discharge_m3s"),
-        total_area=data.get("area_m2"),
-        mean_velocity=data.get("mean_velocity_ms"),
-        discharge_dataframe=table,
-        discharge_uncertainty={
-            "iso_u95": data.get("uncertainty_iso_95"),
-            "ive_u95": data.get("uncertainty_ive_95"),
-        },
-        warnings=list(data.get("warnings") or []),
-        output_directory=folder,
-        processing_time_seconds=data.get("processing_time_s") or 0.0,
-    )
-
-
-def _fmt(v: float | None, digits: int = 6) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return ""
-    return f"{v:.{digits}g}"
-
-
-def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> dict:
-    """One line of ``batch_summary.csv``."""
-    u = unit_system(display_units)
-    q = result.total_discharge if result.success else None
-    unc = result.discharge_uncertainty or {}
-    return {
-        "video_path": str(row.video_path),
-        "status": "completed" if result.success else "failed",
-        "water_surface_elevation": row.wse_display,
-        "alpha": "" if row.config is None else _fmt(row.config.alpha),
-        "discharge_m3s": _fmt(q),
-        "discharge": _fmt(None if q is None else q * u.discharge),
-        "area_m2": _fmt(result.total_area if result.success else None),
-        "mean_velocity_ms": _fmt(result.mean_velocity if result.success else None),
-        "uncertainty_iso_95": _fmt(unc.get("iso_u95") if result.success else None, 4),
-        "uncertainty_ive_95": _fmt(unc.get("ive_u95") if result.success else None, 4),
-        "num_frames": str(result.num_frames) if result.num_frames else "",
-        "processing_time_s": f"{result.processing_time_seconds:.2f}",
-        "error_stage": result.error_stage or "",
-        "error_message": result.error_message or "",
-    }
-
-
-def write_summary(path: Path, rows: list[dict]) -> None:
-    """Rewrite ``batch_summary.csv`` atomically."""
-    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    atomic_write_text(path, frame.to_csv(index=False))
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "BatchOrchestrator",
+    "BatchRow",
+    "DaskExecutor",
+    "LocalExecutor",
+    "VideoRunner",
+    "process_batch",
+    "process_batch_csv",
+    "read_batch_csv",
+]
 
 
 def _bad_row(row: BatchRow) -> ProcessingResult:
@@ -249,6 +63,11 @@ def _not_processed(row: BatchRow) -> ProcessingResult:
 class BatchOrchestrator:
     """Runs a batch of videos against one scaffold.
 
+    The orchestrator owns everything a batch does once: bad rows, resume, the summary
+    (rewritten in CSV order after every video), progress and stop-on-error. An
+    executor only runs videos: :class:`LocalExecutor` (with the prefetch overlap) or
+    :class:`DaskExecutor` (a cluster).
+
     Parameters
     ----------
     scaffold : ScaffoldConfig
@@ -261,200 +80,203 @@ class BatchOrchestrator:
     resume : bool
         Skip videos whose results from an earlier run are complete.
     prefetch : bool
-        Decode and rectify the next video while the current one is analysed.
+        Decode and rectify the next video while the current one is analysed (local).
     progress : callable, optional
         ``progress(index, total, result)`` after every video.
     stage_progress : callable, optional
-        ``(stage, fraction, message)`` within each video.
-    refine : bool
-        Sub-step STIV refinement.
+        ``(stage, fraction, message)`` within each video (local).
+    stiv : StivParams or mapping, optional
+        STIV settings or overrides of the scaffold's.
     client : dask.distributed.Client, optional
         Run each video as a task on a Dask cluster. Videos and the output folder must
         be on a file system the workers share; the scaffold is sent to every worker
-        once. Results come back as they finish and the summary is rewritten, in CSV
-        order, after each.
+        once.
     """
 
     def __init__(
         self,
         scaffold: ScaffoldConfig,
         output_directory: str | Path,
+        *,
         backend: str = "auto",
         stop_on_error: bool = False,
         resume: bool = False,
         prefetch: bool = True,
         progress: BatchProgress | None = None,
-        stage_progress=None,
-        refine: bool = True,
-        client=None,
+        stage_progress: Callable[[str, float, str], None] | None = None,
+        stiv: StivParams | Mapping[str, Any] | None = None,
+        client: Any = None,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
-        self.backend = backend
+        self.runner = VideoRunner(
+            scaffold, self.out, backends.resolve_backend(backend), stiv_params_for(scaffold, stiv)
+        )
         self.stop_on_error = stop_on_error
         self.resume = resume
-        self.prefetch = prefetch
         self.progress = progress
-        self.stage_progress = stage_progress
-        self.refine = refine
-        self.client = client
+        if client is not None:
+            self.executor: Executor = DaskExecutor(client)
+        else:
+            self.executor = LocalExecutor(prefetch=prefetch, stage_progress=stage_progress)
 
     def run(self, rows: list[BatchRow], csv_path: Path | None = None) -> BatchResult:
-        """Process every row in order; returns one result per row."""
+        """Process every row; returns one result per row, in CSV order."""
         t0 = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         names = output_names(rows)
-        name = backends.resolve_backend(self.backend)
-        results: list[ProcessingResult] = []
-        summary: list[dict] = []
-        done = [None] * len(rows)
-        if self.resume:
-            done = [
-                None if r.config is None else _completed(self.out / n, r.config)
-                for r, n in zip(rows, names, strict=True)
-            ]
-        todo = [k for k, r in enumerate(rows) if r.config is not None and done[k] is None]
-        if self.client is not None:
-            return self._run_distributed(rows, names, done, todo, name, csv_path, t0)
-        pool = ThreadPoolExecutor(max_workers=1) if self.prefetch else None
+        results: list[ProcessingResult | None] = [None] * len(rows)
+        for k, row in enumerate(rows):
+            if row.config is None:
+                results[k] = _bad_row(row)
+            elif self.resume:
+                results[k] = read_result(self.out / names[k])
+        jobs = [Job(k, row.config, names[k]) for k, row in enumerate(rows) if results[k] is None]
+        self._flush(rows, results)
+        for k, res in self.executor.run(self.runner, jobs):
+            results[k] = res
+            self._flush(rows, results)
+            if self.progress:
+                self.progress(k, len(rows), res)
+            if self.stop_on_error and not res.success:
+                self.executor.stop()
+        final = [r if r is not None else _not_processed(rows[k]) for k, r in enumerate(results)]
+        self._flush(rows, final)
+        return BatchResult(final, self.out, csv_path, time.perf_counter() - t0)
+
+    def _flush(self, rows: list[BatchRow], results: list[ProcessingResult | None]) -> None:
+        lines = [
+            summary_row(rows[k], r, self.scaffold.display_units)
+            for k, r in enumerate(results)
+            if r is not None
+        ]
+        write_summary(self.out / "batch_summary.csv", lines)
+
+
+@dataclass(frozen=True)
+class VideoRunner:
+    """Runs one video of a batch; small and picklable, so cluster workers get it once."""
+
+    scaffold: ScaffoldConfig
+    out: Path
+    backend: str
+    stiv: StivParams
+
+    def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
+        """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
+        return run_video(
+            self.scaffold,
+            job.config,
+            output_directory=self.out,
+            backend=self.backend,
+            stiv=self.stiv,
+            progress=stage_progress,
+            preload=preload,
+            output_name=job.folder,
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to run: its row index, its configuration and its output folder name."""
+
+    index: int
+    config: VideoConfig
+    folder: str
+
+
+class Executor(Protocol):
+    """Runs the jobs of a batch and yields ``(row index, result)`` as videos finish."""
+
+    def run(self, runner: VideoRunner, jobs: list[Job]) -> Iterator[tuple[int, ProcessingResult]]:
+        """Yield a result per job (fewer after :meth:`stop`)."""
+        ...
+
+    def stop(self) -> None:
+        """Start no further job (stop on error)."""
+        ...
+
+
+class LocalExecutor:
+    """Videos one after another in this process; the next decodes while this one runs."""
+
+    def __init__(self, prefetch: bool = True, stage_progress=None) -> None:
+        self.prefetch = prefetch
+        self.stage_progress = stage_progress
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Start no further video."""
+        self._stopped = True
+
+    def run(self, runner: VideoRunner, jobs: list[Job]):
+        """Yield ``(index, result)`` in CSV order."""
+        self._stopped = False
+        depth = config.PREFETCH_VIDEOS if self.prefetch else 0
+        pool = ThreadPoolExecutor(max_workers=1) if depth else None
+        engine = backends.get_engine(runner.backend)
         pending: dict[int, Future] = {}
-
-        def submit(k: int) -> None:
-            if pool is not None and k not in pending:
-                pending[k] = pool.submit(load_stack, self.scaffold, rows[k].config, name)
-
-        stopped = False
         try:
-            for k, row in enumerate(rows):
-                if stopped:
-                    res = _not_processed(row)
-                elif row.config is None:
-                    res = _bad_row(row)
-                elif done[k] is not None:
-                    res = done[k]
-                else:
-                    later = [j for j in todo if j > k]
-                    if later:
-                        submit(later[0])  # overlap: the next video decodes while this one runs
-                    res = self._one(k, row, names[k], name, pending.pop(k, None))
-                results.append(res)
-                summary.append(summary_row(row, res, self.scaffold.display_units))
-                write_summary(self.out / "batch_summary.csv", summary)
-                if self.progress:
-                    self.progress(k, len(rows), res)
-                if self.stop_on_error and not res.success and not stopped:
-                    stopped = True
+            for i, job in enumerate(jobs):
+                if self._stopped:
+                    break
+                for nxt in jobs[i + 1 : i + 1 + depth]:  # overlap: the next videos decode now
+                    if nxt.index not in pending:
+                        pending[nxt.index] = pool.submit(
+                            load_stack, runner.scaffold, nxt.config, engine
+                        )
+                future = pending.pop(job.index, None)
+                preload = None if future is None else future.result
+                yield job.index, runner(job, preload, self.stage_progress)
         finally:
             for f in pending.values():
                 f.cancel()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        return BatchResult(results, self.out, csv_path, time.perf_counter() - t0)
 
-    def _run_distributed(self, rows, names, done, todo, backend, csv_path, t0) -> BatchResult:
+
+class DaskExecutor:
+    """Each video a task on a Dask cluster; results come back as they finish."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._futures: list[Any] = []
+
+    def stop(self) -> None:
+        """Cancel the tasks not yet finished."""
+        for f in self._futures:
+            if not f.done():
+                f.cancel()
+
+    def run(self, runner: VideoRunner, jobs: list[Job]):
+        """Yield ``(index, result)`` as tasks complete; a task that died is recorded."""
         from distributed import as_completed
 
-        results: list[ProcessingResult | None] = list(done)
-        for k, row in enumerate(rows):
-            if row.config is None:
-                results[k] = _bad_row(row)
-        scaffold = self.client.scatter(self.scaffold, broadcast=True)
-        futures = {
-            self.client.submit(
-                run_video,
-                scaffold,
-                rows[k].config,
-                self.out,
-                backend,
-                None,
-                None,
-                False,
-                self.refine,
-                names[k],
-                pure=False,
-            ): k
-            for k in todo
-        }
-
-        def flush() -> None:
-            lines = [
-                summary_row(rows[k], r, self.scaffold.display_units)
-                for k, r in enumerate(results)
-                if r is not None
-            ]
-            write_summary(self.out / "batch_summary.csv", lines)
-
-        flush()
-        stopped = False
-        for future in as_completed(list(futures)):
-            k = futures[future]
+        if not jobs:
+            return
+        remote = self.client.scatter(runner, broadcast=True)
+        futures = {self.client.submit(_run_remote, remote, job, pure=False): job for job in jobs}
+        self._futures = list(futures)
+        for future in as_completed(self._futures):
+            job = futures[future]
             if future.cancelled():
                 continue
             try:
                 res = future.result()
-            except Exception as exc:  # the task could not run (a worker died, ...)
+            except Exception as exc:  # the task could not run: a worker died, ...
                 res = ProcessingResult(
-                    video_path=rows[k].video_path,
-                    error_stage="read",
-                    error_message=f"{rows[k].video_path}: the cluster could not process it "
-                    f"({type(exc).__name__}: {exc})",
+                    video_path=job.config.video_path,
+                    error_stage="worker",
+                    error_message=f"{job.config.video_path}: the cluster worker running it "
+                    f"failed ({type(exc).__name__}: {exc})",
+                    water_surface_elevation=job.config.water_surface_elevation,
+                    alpha=job.config.alpha,
                 )
-            results[k] = res
-            flush()
-            if self.progress:
-                self.progress(k, len(rows), res)
-            if self.stop_on_error and not res.success and not stopped:
-                stopped = True
-                for f in futures:
-                    if f is not future:
-                        f.cancel()
-        for k, r in enumerate(results):
-            if r is None:  # cancelled after a failure (stop on error)
-                results[k] = _not_processed(rows[k])
-        flush()
-        return BatchResult(results, self.out, csv_path, time.perf_counter() - t0)
+            yield job.index, res
 
-    def _one(
-        self, k: int, row: BatchRow, folder: str, backend: str, future: Future | None
-    ) -> ProcessingResult:
-        cfg = row.config
-        t0 = time.perf_counter()
-        loaded = None
-        if future is not None:
-            try:
-                loaded = future.result()
-            except Exception as exc:  # StageError, or anything unexpected while loading
-                stage = getattr(exc, "stage", "read")
-                msg = (
-                    str(exc)
-                    if isinstance(exc, StageError)
-                    else (f"{cfg.video_path}: unexpected {type(exc).__name__} while reading: {exc}")
-                )
-                res = ProcessingResult(
-                    video_path=cfg.video_path,
-                    error_stage=stage,
-                    error_message=msg,
-                    water_surface_elevation=cfg.water_surface_elevation,
-                    alpha=cfg.alpha,
-                )
-                res.processing_time_seconds = time.perf_counter() - t0
-                from ivy_gpu.pipeline import finalize_result_json
 
-                finalize_result_json(self.out / folder, res, self.scaffold)
-                return res
-        res = run_video(
-            self.scaffold,
-            cfg,
-            self.out,
-            backend,
-            self.stage_progress,
-            loaded=loaded,
-            refine=self.refine,
-            output_name=folder,
-        )
-        if loaded is not None:
-            res.processing_time_seconds += loaded.seconds
-        return res
+def _run_remote(runner: VideoRunner, job: Job) -> ProcessingResult:
+    return runner(job)
 
 
 def process_batch(
@@ -465,7 +287,8 @@ def process_batch(
     stop_on_error: bool = False,
     resume: bool = False,
     progress: BatchProgress | None = None,
-    client=None,
+    client: Any = None,
+    stiv: StivParams | Mapping[str, Any] | None = None,
 ) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
 
@@ -478,7 +301,14 @@ def process_batch(
         for i, v in enumerate(videos)
     ]
     return BatchOrchestrator(
-        scaffold, output_directory, backend, stop_on_error, resume, progress=progress, client=client
+        scaffold,
+        output_directory,
+        backend=backend,
+        stop_on_error=stop_on_error,
+        resume=resume,
+        progress=progress,
+        stiv=stiv,
+        client=client,
     ).run(rows)
 
 
@@ -490,7 +320,8 @@ def process_batch_csv(
     stop_on_error: bool = False,
     resume: bool = False,
     progress: BatchProgress | None = None,
-    client=None,
+    client: Any = None,
+    stiv: StivParams | Mapping[str, Any] | None = None,
 ) -> BatchResult:
     """Process every row of a batch CSV (WSE in the scaffold's display units).
 
@@ -499,5 +330,12 @@ def process_batch_csv(
     scaffold = as_scaffold(scaffold_path)
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
     return BatchOrchestrator(
-        scaffold, output_directory, backend, stop_on_error, resume, progress=progress, client=client
+        scaffold,
+        output_directory,
+        backend=backend,
+        stop_on_error=stop_on_error,
+        resume=resume,
+        progress=progress,
+        stiv=stiv,
+        client=client,
     ).run(rows, Path(batch_csv_path))

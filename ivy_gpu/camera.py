@@ -100,14 +100,6 @@ class CameraModel:
         return float(np.sqrt(np.mean(np.sum((xy - world[:, :2]) ** 2, axis=-1))))
 
 
-def homography_gsd(world: np.ndarray, width: int) -> float:
-    """Ground size of a homography canvas pixel, 1/s_f with s_f = W / (max X - min X)."""
-    span = float(np.ptp(world[:, 0]))
-    if span <= 0:
-        raise ValueError("GCPs: homography needs GCPs spread in X")
-    return span / width
-
-
 def scale_gsd(world: np.ndarray, pixel: np.ndarray) -> float:
     """Ground distance over pixel distance of the two GCPs of the scale method."""
     if world.shape[0] != 2:

@@ -1,4 +1,4 @@
-"""Tunables in one place: chunk budgets, FFT threads, GPU launch shapes.
+"""Tunables in one place: chunk budgets, FFT threads, GPU launch shapes, queue and cache sizes.
 
 Tests shrink these (monkeypatch) so chunk boundaries are exercised on tiny inputs.
 """
@@ -18,3 +18,27 @@ MAX_CHUNK_PAIRS: int = 65536
 
 #: Threads used by SciPy's FFT on the CPU backends.
 FFT_WORKERS: int = os.cpu_count() or 1
+
+#: Threads per block of the 1-D grid-stride CUDA kernels.
+CUDA_BLOCK: int = 256
+
+#: Most blocks in one CUDA launch; the kernels loop over the rest (no launch limit is hit).
+CUDA_MAX_BLOCKS: int = 65535
+
+#: Use the Numba-CUDA kernels on the GPU: "auto" (when a probe kernel compiles and runs),
+#: "on" (fail if they cannot) or "off" (array-namespace code only). Environment:
+#: ``IVY_GPU_CUDA_KERNELS``.
+CUDA_KERNELS: str = os.environ.get("IVY_GPU_CUDA_KERNELS", "auto")
+
+#: Frames preallocated for the stack before it grows by doubling (never the whole clip up
+#: front: a container without a duration would otherwise reserve hours of frames).
+STACK_INITIAL_FRAMES: int = 512
+
+#: Decoded frames queued between the decoder thread and the rectifier.
+DECODE_QUEUE_FRAMES: int = 16
+
+#: Remap tables kept in memory, one per (scaffold, WSE).
+RECTIFIER_CACHE_SIZE: int = 8
+
+#: Videos decoded ahead of the one being analysed in a local batch.
+PREFETCH_VIDEOS: int = 1

@@ -14,9 +14,8 @@ import numpy as np
 import scipy.fft
 
 from ivy_gpu import config
+from ivy_gpu.engine import HostMemory, Taps, Window
 from ivy_gpu.kernels import acf, rays, sti, structure_tensor
-
-Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _threaded_fft() -> SimpleNamespace:
@@ -27,7 +26,7 @@ def _threaded_fft() -> SimpleNamespace:
     )
 
 
-class NumbaEngine:
+class NumbaEngine(HostMemory):
     """Parallel CPU engine."""
 
     name = "numba"
@@ -38,9 +37,9 @@ class NumbaEngine:
         per_pair = 4 * p * t + 8 * p * (n_fft // 2 + 1) * 3 + 4 * (p // 2 + 3) * n_fft * 4
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
-    def prepare(self, stack: np.ndarray) -> np.ndarray:
-        """Time-last copy of the (cropped) stack, read by the fused gather kernel."""
-        return sti.time_last(stack)
+    def prepare(self, stack: np.ndarray, window: Window, sigma: float) -> np.ndarray:
+        """Time-last copy of the cropped, blurred region, read by the fused gather kernel."""
+        return sti.time_last(self.crop(stack, window, sigma))
 
     def gather(self, stack_hwt: np.ndarray, taps: Taps) -> np.ndarray:
         """Raw STIs, shape (n, P, T) float32."""

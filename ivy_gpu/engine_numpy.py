@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ivy_gpu import config
+from ivy_gpu.engine import HostMemory, Taps, Window
 from ivy_gpu.kernels import acf, rays, sti, structure_tensor
 
-Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-
-class NumpyEngine:
+class NumpyEngine(HostMemory):
     """Reference engine on NumPy / SciPy."""
 
     name = "numpy"
@@ -25,9 +24,9 @@ class NumpyEngine:
         per_pair = 8 * (2 * p) * (2 * t) * 6
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
-    def prepare(self, stack: np.ndarray) -> np.ndarray:
-        """Return the stack handle used by the other methods (the array itself)."""
-        return stack
+    def prepare(self, stack: np.ndarray, window: Window, sigma: float) -> np.ndarray:
+        """The cropped, blurred region itself."""
+        return self.crop(stack, window, sigma)
 
     def gather(self, stack: np.ndarray, taps: Taps) -> np.ndarray:
         """Raw STIs, shape (n, P, T) float32."""

@@ -1,24 +1,30 @@
-"""PNG figures of a measurement (matplotlib, Agg backend, written atomically)."""
+"""PNG figures of a measurement (matplotlib, written atomically).
+
+Figures are drawn on their own Agg canvas (``matplotlib.figure.Figure``), never through
+``pyplot``: importing this module does not change the user's matplotlib backend (a
+notebook keeps its own), and no figure is left open in pyplot's registry.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ivy_gpu.fileio import atomic_output  # noqa: E402
+from ivy_gpu.fileio import atomic_output
 
 
-def _save(fig, path: Path) -> Path:
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return Path(path)
 
 
@@ -45,7 +51,8 @@ def rectified_vectors(
     title: str = "",
 ) -> Path:
     """Rectified frame with the section line, nodes and surface velocity vectors."""
-    fig, ax = plt.subplots(figsize=(8, 8 * rectified.shape[0] / rectified.shape[1] + 0.6))
+    fig = _figure(8, 8 * rectified.shape[0] / rectified.shape[1] + 0.6)
+    ax = fig.subplots()
     _show(ax, rectified)
     ax.plot(line[:, 0], line[:, 1], "-", color="orange", lw=1.5, label="cross-section")
     a = np.deg2rad(90.0 - np.asarray(direction_geo))
@@ -73,7 +80,8 @@ def rectified_vectors(
 def best_stis(path: Path, stis: np.ndarray, node_ids: list[int], theta: np.ndarray) -> Path:
     """The best space-time image of a few nodes, with the detected streak direction."""
     k = len(node_ids)
-    fig, axes = plt.subplots(1, k, figsize=(3 * k, 3.2), squeeze=False)
+    fig = _figure(3 * k, 3.2)
+    axes = fig.subplots(1, k, squeeze=False)
     for ax, i in zip(axes[0], node_ids, strict=True):
         img = stis[i]
         ax.imshow(img, cmap="gray", aspect="auto", interpolation="nearest")
@@ -98,7 +106,8 @@ def section_profile(
     v_factor: float = 1.0,
 ) -> Path:
     """Depths (bed below the water surface) and normal surface velocity across the section."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig = _figure(8, 3.8)
+    ax = fig.subplots()
     s = stations * factor
     ax.fill_between(s, -depths * factor, 0, color="#9cc3e6", label="water")
     ax.plot(s, -depths * factor, "k-", lw=1.2, label="bed")
@@ -109,41 +118,4 @@ def section_profile(
     ax2.set_ylabel(f"velocity ({v_label})", color="crimson")
     ax.set_title("cross-section")
     fig.legend(loc="lower center", ncol=3, fontsize=8)
-    return _save(fig, path)
-
-
-def site_overview(
-    path: Path,
-    camera_frame: np.ndarray,
-    rectified: np.ndarray,
-    nodes: np.ndarray,
-    line: np.ndarray,
-    gcp_pixels: np.ndarray,
-    stations: np.ndarray,
-    bed: np.ndarray,
-    wse: float,
-) -> Path:
-    """Camera view with GCPs, plan view with section and nodes, and the surveyed section."""
-    fig = plt.figure(figsize=(13, 8))
-    ax1 = fig.add_subplot(2, 2, 1)
-    _show(ax1, camera_frame)
-    ax1.plot(gcp_pixels[:, 0], gcp_pixels[:, 1], "y+", ms=10, mew=2, label="GCPs")
-    ax1.set_title("camera view")
-    ax1.legend(fontsize=8)
-    ax1.set_axis_off()
-    ax2 = fig.add_subplot(2, 2, 2)
-    _show(ax2, rectified)
-    ax2.plot(line[:, 0], line[:, 1], "-", color="orange", lw=1.5, label="cross-section line")
-    ax2.plot(nodes[:, 0], nodes[:, 1], "c.", ms=5, label="STIV nodes")
-    ax2.set_title("plan view at the water surface (north up)")
-    ax2.legend(fontsize=8)
-    ax2.set_axis_off()
-    ax3 = fig.add_subplot(2, 1, 2)
-    ax3.plot(stations, bed, "k-", label="surveyed bed")
-    ax3.axhline(wse, color="tab:blue", label=f"WSE {wse:.2f} m")
-    ax3.fill_between(stations, bed, wse, where=bed < wse, color="#9cc3e6")
-    ax3.set_xlabel("station from left bank (m)")
-    ax3.set_ylabel("elevation (m)")
-    ax3.legend(fontsize=8)
-    ax3.set_title("cross-section survey")
     return _save(fig, path)

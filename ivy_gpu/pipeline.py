@@ -1,200 +1,59 @@
-"""One video to discharge: stream, rectify, STIV, discharge, uncertainty, outputs.
+"""One video to discharge: load the stack, grid, STIV, discharge, uncertainty, outputs.
 
 Stages (``ProcessingResult.error_stage``): ``read`` (open and decode), ``rectify``
 (tables and frames), ``grid`` (nodes and stations at this WSE), ``stiv``,
-``discharge`` and ``save``. Decoded frames go straight through the remap tables
-into a preallocated stack (device memory on the GPU backend); nothing is written
-to disk unless ``keep_frames`` is set. Every output file is written atomically.
+``discharge`` and ``save``. :func:`run_video` is the only place where a failure
+becomes a result: a :class:`~ivy_gpu.results.StageError` keeps its stage, anything
+unexpected is recorded against the stage in progress. ``results.json`` is written
+once, at the end, with the final status and the real processing time.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ivy_gpu import backends
 from ivy_gpu.discharge import midsection, normal_component
-from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.engine import Engine
 from ivy_gpu.grid import node_stations, place_nodes
-from ivy_gpu.rectify import Rectifier, check_frame_size
-from ivy_gpu.results import ERROR_STAGES, ProcessingResult, VideoConfig
+from ivy_gpu.outputs import OutputContext, write_outputs, write_result_json
+from ivy_gpu.params import StivParams
+from ivy_gpu.results import ProcessingResult, StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stack import LoadedVideo, load_stack
+from ivy_gpu.stiv import StivResult, run_stiv
 from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty
-from ivy_gpu.units import unit_system
-from ivy_gpu.video import FrameReader, frame_interval
 
 Progress = Callable[[str, float, str], None]
 
-
-class StageError(Exception):
-    """A failure inside one pipeline stage."""
-
-    def __init__(self, stage: str, message: str) -> None:
-        if stage not in ERROR_STAGES:
-            raise ValueError(f"unknown pipeline stage {stage!r}")
-        super().__init__(message)
-        self.stage = stage
+__all__ = ["StageError", "analyse", "process_video", "run_video", "stiv_params_for"]
 
 
-# --------------------------------------------------------------------------- files
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
+def stiv_params_for(
+    scaffold: ScaffoldConfig, stiv: StivParams | Mapping[str, Any] | None = None
+) -> StivParams:
+    """The scaffold's STIV settings, replaced by ``stiv`` (a StivParams or some overrides)."""
+    if isinstance(stiv, StivParams):
+        return stiv
+    return scaffold.stiv.replace(**dict(stiv or {}))
 
 
-def _clean(o: Any) -> Any:
-    """NaN/inf -> None so results.json is strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-# --------------------------------------------------------------------------- stack
-@dataclass
-class LoadedVideo:
-    """A rectified stack ready for STIV."""
-
-    stack: Any
-    times: np.ndarray
-    dt: float
-    rectifier: Rectifier
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-_RECTIFIERS: dict[tuple, tuple[ScaffoldConfig, Rectifier]] = {}
-
-
-def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
-    """Remap tables for (scaffold, WSE), cached so a batch at one WSE builds them once.
-
-    The cache holds the scaffold itself, so its ``id`` cannot be reused while cached.
-    """
-    if scaffold.calibration_size is None:
-        raise StageError(
-            "rectify",
-            f"{scaffold.path}: the scaffold records no calibration frame "
-            "size (video_metadata or calibration image)",
-        )
-    key = (id(scaffold), round(float(wse_m), 6))
-    entry = _RECTIFIERS.get(key)
-    if entry is None or entry[0] is not scaffold:
-        if len(_RECTIFIERS) > 8:
-            _RECTIFIERS.clear()
-        entry = (scaffold, Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size))
-        _RECTIFIERS[key] = entry
-    return entry[1]
-
-
-def load_stack(
-    scaffold: ScaffoldConfig,
-    video: VideoConfig,
-    backend: str = "numba",
-    keep_frames: Path | None = None,
-    progress: Progress | None = None,
-) -> LoadedVideo:
-    """Decode, convert to gray and rectify the selected frames into one stack.
-
-    Raises
-    ------
-    StageError
-        ``read`` for a missing, corrupt or too short video; ``rectify`` for a frame
-        size that differs from the calibration image.
-    """
-    t0 = time.perf_counter()
-    path = video.video_path
-    try:
-        reader = FrameReader(
-            path, video.start_time, video.end_time, video.frame_step, video.max_frames
-        )
-    except ValueError as exc:
-        raise StageError("read", str(exc)) from None
-    try:
-        rect = rectifier_for(scaffold, video.water_surface_elevation)
-    except ValueError as exc:
-        raise StageError("rectify", str(exc)) from None
-    try:
-        check_frame_size((reader.info.width, reader.info.height), rect.frame_size, str(path))
-    except ValueError as exc:
-        raise StageError("rectify", str(exc)) from None
-    rows, cols = rect.output_shape
-    capacity = reader.expected_frames()
-    gpu = backend == "cupy"
-    if gpu:
-        import cupy
-        import cupyx.scipy.ndimage as cnd
-
-        from ivy_gpu.kernels.remap import remap_xp
-
-        xp = cupy
-        map_x, map_y = cupy.asarray(rect.map_x), cupy.asarray(rect.map_y)
-    else:
-        xp = np
-    stack = xp.empty((capacity, rows, cols), dtype=np.uint8)
-    times = []
-    try:
-        for i, t, luma in reader:
-            if i >= stack.shape[0]:
-                grown = xp.empty((2 * stack.shape[0], rows, cols), dtype=np.uint8)
-                grown[: stack.shape[0]] = stack
-                stack = grown
-            if gpu:
-                out = remap_xp(cupy.asarray(luma), map_x, map_y, cupy, cnd, rect.interpolation)
-                stack[i] = cupy.clip(cupy.rint(out), 0, 255).astype(np.uint8)
-            else:
-                stack[i] = rect.rectify(luma)
-            times.append(t)
-            if keep_frames is not None:
-                import cv2
-
-                keep_frames.mkdir(parents=True, exist_ok=True)
-                frame = stack[i].get() if gpu else stack[i]
-                cv2.imwrite(str(keep_frames / f"t{i:05d}.png"), frame)
-            if progress and i % 10 == 0:
-                progress("read", min(1.0, (i + 1) / capacity), f"frame {i + 1}")
-    except ValueError as exc:
-        raise StageError("read", str(exc)) from None
-    n = len(times)
-    if n < 4:
-        raise StageError(
-            "read", f"{path}: only {n} frames in the selected time range (STIV needs at least 4)"
-        )
-    stack = stack[:n]
-    times_arr = np.asarray(times)
-    dt, warn = frame_interval(times_arr, video.frame_step, reader.info.fps)
-    return LoadedVideo(stack, times_arr, dt, rect, [warn] if warn else [], time.perf_counter() - t0)
-
-
-# --------------------------------------------------------------------------- analysis
 def analyse(
     scaffold: ScaffoldConfig,
     video: VideoConfig,
     loaded: LoadedVideo,
-    backend: str,
-    output_directory: Path | None,
+    engine: Engine,
+    params: StivParams,
     result: ProcessingResult,
     progress: Progress | None = None,
-    refine: bool = True,
-) -> ProcessingResult:
-    """Grid, STIV, discharge, uncertainty and outputs for a loaded stack (fills ``result``)."""
+    return_sti: bool = False,
+) -> StivResult:
+    """Grid, STIV, discharge and uncertainty for a loaded stack; fills ``result``."""
     rect = loaded.rectifier
     wse = float(video.water_surface_elevation)
     result.num_frames = int(loaded.stack.shape[0])
@@ -231,26 +90,19 @@ def analyse(
 
     t = time.perf_counter()
     result.error_stage = "stiv"
-    s = scaffold.stiv
     try:
-        sr = stiv_exhaustive(
+        sr = run_stiv(
             loaded.stack,
             nodes[:, 0],
             nodes[:, 1],
-            num_pixels=s.num_pixels,
-            phi_origin=s.phi_origin,
-            d_phi=s.d_phi,
-            phi_range=s.phi_range,
+            params,
             pixel_gsd=rect.gsd,
             d_t=loaded.dt,
-            sigma=s.sigma,
-            max_vel_threshold=s.max_vel_threshold,
-            refine=refine,
-            backend=backend,
-            return_sti=output_directory is not None,
+            backend=engine,
+            return_sti=return_sti,
         )
-    except (ValueError, RuntimeError) as exc:
-        raise StageError("stiv", str(exc)) from None
+    except ValueError as exc:
+        raise StageError("stiv", f"{video.video_path}: {exc}") from None
     result.backend = sr.backend
     result.stiv_magnitudes, result.stiv_directions = sr.magnitude, sr.direction
     result.stage_seconds["stiv"] = time.perf_counter() - t
@@ -269,7 +121,7 @@ def analyse(
         )
         unc = discharge_uncertainty(q.table, q.discharge, inputs)
     except ValueError as exc:
-        raise StageError("discharge", str(exc)) from None
+        raise StageError("discharge", f"{video.video_path}: {exc}") from None
     result.stiv_normal_velocities = vn
     result.filled_nodes = q.filled_nodes
     if q.filled_nodes:
@@ -288,118 +140,26 @@ def analyse(
         "ive_note": unc.ive_note,
     }
     result.stage_seconds["discharge"] = time.perf_counter() - t
-    result.success = True
-    result.error_stage = None
-
-    if output_directory is not None:
-        t = time.perf_counter()
-        result.error_stage = "save"
-        try:
-            write_outputs(output_directory, scaffold, loaded, result, sr, q.table)
-        except OSError as exc:
-            result.success = False
-            raise StageError("save", f"{output_directory}: cannot write results ({exc})") from None
-        result.error_stage = None
-        result.stage_seconds["save"] = time.perf_counter() - t
-    return result
+    return sr
 
 
-def write_outputs(
-    out: Path,
-    scaffold: ScaffoldConfig,
-    loaded: LoadedVideo,
-    result: ProcessingResult,
-    sr,
-    table: pd.DataFrame,
-) -> None:
-    """Per-video files; ``results.json`` last, so its presence marks a complete video."""
-    from ivy_gpu import figures
-
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "discharge_table.csv", table.to_csv(index=False))
-    nodes = result.node_positions
-    stiv_table = pd.DataFrame(
-        {
-            "x_px": nodes[:, 0],
-            "y_px": nodes[:, 1],
-            "station_m": result.node_stations,
-            "speed_ms": sr.magnitude,
-            "direction_deg": sr.direction,
-            "normal_velocity_ms": result.stiv_normal_velocities,
-            "theta_deg": sr.theta,
-            "score": sr.score,
-        }
-    )
-    atomic_write_text(out / "stiv_results.csv", stiv_table.to_csv(index=False, float_format="%.5f"))
-    stack = loaded.stack
-    first = stack[0].get() if hasattr(stack, "get") else np.asarray(stack[0])
-    figures.rectified_vectors(
-        out / "rectified_vectors.png",
-        first,
-        nodes,
-        scaffold.cross_section_line,
-        sr.magnitude,
-        sr.direction,
-        f"{result.video_path.name}: Q = {result.total_discharge:.3f} m³/s",
-    )
-    if sr.sti is not None:
-        ids = sorted({int(k) for k in np.linspace(0, len(nodes) - 1, 4).round()})
-        figures.best_stis(out / "best_stis.png", sr.sti, ids, sr.theta)
-    u = unit_system(scaffold.display_units)
-    figures.section_profile(
-        out / "section.png",
-        table["Station Distance"].to_numpy(),
-        table["Depth"].to_numpy(),
-        table["Surface Velocity"].to_numpy(),
-        u.length_label,
-        u.length,
-        u.velocity_label,
-        u.velocity,
-    )
-    finalize_result_json(out, result, scaffold)
-
-
-def finalize_result_json(
-    out: Path,
-    result: ProcessingResult,
-    scaffold: ScaffoldConfig | None,
-    video: VideoConfig | None = None,
-) -> None:
-    """Write ``results.json`` (every scalar, units in the key names, display values added)."""
-    data = result.scalars()
-    if scaffold is not None:
-        u = unit_system(scaffold.display_units)
-        data["display_units"] = u.name
-        if result.success:
-            data["discharge_display"] = result.total_discharge * u.discharge
-            data["discharge_display_units"] = u.discharge_label
-            data["area_display"] = result.total_area * u.area
-            data["area_display_units"] = u.area_label
-    if video is not None or result.alpha is not None:
-        data["inputs"] = {
-            "water_surface_elevation_m": result.water_surface_elevation,
-            "alpha": result.alpha,
-        }
-    atomic_write_text(
-        out / "results.json", json.dumps(_clean(data), indent=1, default=_json_default)
-    )
-
-
-# --------------------------------------------------------------------------- public
 def run_video(
     scaffold: ScaffoldConfig,
     video: VideoConfig,
-    output_directory: Path | None,
+    *,
+    output_directory: Path | None = None,
     backend: str = "auto",
+    stiv: StivParams | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
-    loaded: LoadedVideo | None = None,
+    preload: Callable[[], LoadedVideo] | None = None,
     keep_frames: bool = False,
-    refine: bool = True,
     output_name: str | None = None,
 ) -> ProcessingResult:
     """Process one video; failures are recorded in the result (never raised).
 
-    Results go to ``<output_directory>/<output_name or video stem>/``.
+    Results go to ``<output_directory>/<output_name or video stem>/``. ``preload``
+    returns the stack when it was loaded elsewhere (a batch's prefetch); its
+    exceptions are recorded like those of loading here.
     """
     t0 = time.perf_counter()
     result = ProcessingResult(
@@ -411,32 +171,47 @@ def run_video(
     if output_directory is not None:
         out = Path(output_directory) / (output_name or video.video_path.stem)
         result.output_directory = out
+    loaded_elsewhere = 0.0
     try:
-        name = backends.resolve_backend(backend)
-        if loaded is None:
-            loaded = load_stack(
-                scaffold, video, name, out / "frames" if keep_frames and out else None, progress
-            )
-        analyse(scaffold, video, loaded, name, out, result, progress, refine)
+        result.error_stage = "read"
+        engine = backends.get_engine(backend)
+        params = stiv_params_for(scaffold, stiv)
+        if preload is not None:
+            loaded = preload()
+            loaded_elsewhere = loaded.seconds
+        else:
+            frames = out / "frames" if keep_frames and out is not None else None
+            loaded = load_stack(scaffold, video, engine, frames, progress)
+        sr = analyse(
+            scaffold, video, loaded, engine, params, result, progress, return_sti=out is not None
+        )
+        if out is not None:
+            t = time.perf_counter()
+            result.error_stage = "save"
+            write_outputs(OutputContext(out, scaffold, result, sr, loaded.first_frame))
+            result.stage_seconds["save"] = time.perf_counter() - t
+        result.success, result.error_stage = True, None
     except StageError as exc:
-        result.success = False
         result.error_stage, result.error_message = exc.stage, str(exc)
-    except (ValueError, RuntimeError) as exc:  # backend resolution
-        result.success = False
-        result.error_stage, result.error_message = "stiv", str(exc)
+    except OSError as exc:  # files: the video while reading, the folder while saving
+        where = out if result.error_stage == "save" else video.video_path
+        reason = exc.strerror or str(exc)
+        result.error_message = f"{where}: {reason} (in the {result.error_stage} stage)"
     except Exception as exc:  # unexpected: recorded against the stage in progress
-        result.success = False
-        result.error_stage = result.error_stage or "read"
         result.error_message = (
             f"{video.video_path}: unexpected {type(exc).__name__} in the "
             f"{result.error_stage} stage: {exc}"
         )
-    result.processing_time_seconds = time.perf_counter() - t0
-    if out is not None and not result.success:
+    if not result.success and result.error_stage is None:
+        result.error_stage = "read"
+    result.processing_time_seconds = time.perf_counter() - t0 + loaded_elsewhere
+    if out is not None:
         try:
-            finalize_result_json(out, result, scaffold)
-        except OSError:
-            pass
+            write_result_json(out, result, scaffold)
+        except OSError as exc:
+            if result.success:
+                result.success, result.error_stage = False, "save"
+                result.error_message = f"{out}: cannot write results ({exc})"
     if progress:
         progress("done", 1.0, "completed" if result.success else f"failed: {result.error_stage}")
     return result
@@ -455,7 +230,8 @@ def process_video(
     backend: str = "auto",
     progress: Progress | None = None,
     keep_frames: bool = False,
-    refine: bool = True,
+    refine: bool | None = None,
+    stiv: StivParams | Mapping[str, Any] | None = None,
 ) -> ProcessingResult:
     """Turn one video into discharge.
 
@@ -481,8 +257,10 @@ def process_video(
         ``progress(stage, fraction, message)``.
     keep_frames : bool
         Also write the rectified frames as PNG under ``frames/``.
-    refine : bool
-        Sub-step STIV refinement (default on).
+    refine : bool, optional
+        Sub-step STIV refinement (default: the scaffold's setting, on unless it says off).
+    stiv : StivParams or mapping, optional
+        STIV settings, or overrides of the scaffold's (e.g. ``{"method": "gradient"}``).
 
     Returns
     -------
@@ -492,14 +270,19 @@ def process_video(
     Raises
     ------
     ValueError
-        Unreadable scaffold or invalid arguments (before any processing).
+        Unreadable scaffold, invalid arguments or an unusable backend (before any
+        processing).
     """
     from ivy_gpu.video import parse_time
 
     scaffold = as_scaffold(scaffold_path)
+    backends.resolve_backend(backend)
+    params = stiv_params_for(scaffold, stiv)
+    if refine is not None:
+        params = params.replace(refine=refine)
     video = VideoConfig(
         Path(video_path),
-        float(water_surface_elevation),
+        water_surface_elevation,
         alpha,
         parse_time(start_time, "start_time"),
         parse_time(end_time, "end_time"),
@@ -509,9 +292,9 @@ def process_video(
     return run_video(
         scaffold,
         video,
-        None if output_directory is None else Path(output_directory),
-        backend,
-        progress,
+        output_directory=None if output_directory is None else Path(output_directory),
+        backend=backend,
+        stiv=params,
+        progress=progress,
         keep_frames=keep_frames,
-        refine=refine,
     )

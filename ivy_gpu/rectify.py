@@ -178,6 +178,8 @@ class Rectifier:
 
     def world_to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rectified (column, row) of world X, Y (camera-matrix method), with the flips."""
+        if self.params.method != "camera matrix":
+            raise ValueError("world_to_pixel is defined for the camera matrix method")
         n_y, n_x = self.output_shape
         c = (np.asarray(x, float) - self.x0) / self.cell
         r = (self.y_top - np.asarray(y, float)) / self.cell

@@ -9,7 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ERROR_STAGES = ("read", "rectify", "grid", "stiv", "discharge", "save")
+#: Where a video can fail, in pipeline order; ``worker`` is a cluster task that died.
+ERROR_STAGES = ("read", "rectify", "grid", "stiv", "discharge", "save", "worker")
+
+
+class StageError(Exception):
+    """A failure inside one pipeline stage (the message names the file and the problem)."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        if stage not in ERROR_STAGES:
+            raise ValueError(f"unknown pipeline stage {stage!r}")
+        super().__init__(message)
+        self.stage = stage
 
 
 @dataclass(frozen=True)
@@ -42,15 +53,29 @@ class VideoConfig:
     comments: str | None = None
 
     def __post_init__(self) -> None:
+        from ivy_gpu.video import parse_time
+
         object.__setattr__(self, "video_path", Path(self.video_path))
-        if not (0 < float(self.alpha) <= 1):
+        for name in ("water_surface_elevation", "alpha"):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: expected a number, got {value!r}") from None
+            if not np.isfinite(number):
+                raise ValueError(f"{name}: must be a finite number, got {value!r}")
+            object.__setattr__(self, name, number)
+        if not (0 < self.alpha <= 1):
             raise ValueError(f"alpha: must be in (0, 1], got {self.alpha!r}")
-        if not np.isfinite(float(self.water_surface_elevation)):
-            raise ValueError("water_surface_elevation: must be a finite number")
-        if int(self.frame_step) < 1:
-            raise ValueError(f"frame_step: must be >= 1, got {self.frame_step!r}")
-        if self.max_frames is not None and int(self.max_frames) < 2:
-            raise ValueError(f"max_frames: must be >= 2, got {self.max_frames!r}")
+        for name in ("start_time", "end_time"):
+            object.__setattr__(self, name, parse_time(getattr(self, name), name))
+        for name, low in (("frame_step", 1), ("max_frames", 2)):
+            value = getattr(self, name)
+            if value is None and name == "max_frames":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
         if (
             self.start_time is not None
             and self.end_time is not None
@@ -120,6 +145,43 @@ class ProcessingResult:
             "stage_seconds": dict(self.stage_seconds),
             "processing_time_s": self.processing_time_seconds,
         }
+
+    @classmethod
+    def from_scalars(
+        cls,
+        data: dict[str, Any],
+        table: pd.DataFrame | None = None,
+        output_directory: Path | None = None,
+    ) -> ProcessingResult:
+        """The result that :meth:`scalars` wrote (``results.json``), without per-node arrays."""
+        return cls(
+            video_path=Path(data.get("video_path") or ""),
+            success=bool(data.get("success")),
+            error_stage=data.get("error_stage"),
+            error_message=data.get("error_message"),
+            water_surface_elevation=data.get("water_surface_elevation_m"),
+            alpha=data.get("alpha"),
+            num_frames=data.get("num_frames") or 0,
+            timestep_seconds=data.get("timestep_s"),
+            pixel_gsd=data.get("pixel_gsd_m"),
+            backend=data.get("backend"),
+            total_discharge=data.get("discharge_m3s"),
+            total_area=data.get("area_m2"),
+            mean_velocity=data.get("mean_velocity_ms"),
+            filled_nodes=data.get("filled_nodes") or 0,
+            discharge_dataframe=table,
+            discharge_uncertainty={
+                "iso_u95": data.get("uncertainty_iso_95"),
+                "ive_u95": data.get("uncertainty_ive_95"),
+                "iso_contributions": data.get("uncertainty_iso_contributions"),
+                "ive_contributions": data.get("uncertainty_ive_contributions"),
+                "ive_note": data.get("uncertainty_ive_note"),
+            },
+            warnings=list(data.get("warnings") or []),
+            stage_seconds=dict(data.get("stage_seconds") or {}),
+            output_directory=output_directory,
+            processing_time_seconds=data.get("processing_time_s") or 0.0,
+        )
 
 
 @dataclass

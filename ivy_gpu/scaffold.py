@@ -22,6 +22,7 @@ import numpy as np
 
 from ivy_gpu.camera import CameraModel
 from ivy_gpu.fileio import atomic_output
+from ivy_gpu.params import SCAFFOLD_KEYS, StivParams
 from ivy_gpu.prefilter import PreFilters
 from ivy_gpu.rectify import METHODS, RectificationParams
 from ivy_gpu.units import unit_system
@@ -32,18 +33,6 @@ AC3_MEMBER = "5-discharge/cross_section_ac3.mat"
 CALIBRATION_IMAGE = "2-orthorectification/!calibration_image.jpg"
 GCP_MEMBER = "2-orthorectification/ground_control_points.csv"
 REQUIRED_KEYS = ("rectification_method", "rectification_parameters", "cross_section_line")
-
-
-@dataclass(frozen=True)
-class StivSettings:
-    """STIV parameters stored in a scaffold."""
-
-    num_pixels: int = 20
-    phi_origin: float = 90.0
-    phi_range: float = 90.0
-    d_phi: float = 1.0
-    max_vel_threshold: float = 10.0
-    sigma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +58,8 @@ class ScaffoldConfig:
     results_grid : ndarray or None
         The GUI's exact node grid, (n, 2) rectified pixels.
     mask_polygons : tuple of ndarray
-    stiv : StivSettings
+    stiv : StivParams
+        The STIV settings (IVyTools' keys and ivy_gpu's own, see :mod:`ivy_gpu.params`).
     cross_section : CrossSection
     rectification_rmse_m : float or None
         Recomputed from the GCPs when they are stored (each at its own Z), else the
@@ -86,7 +76,7 @@ class ScaffoldConfig:
     num_grid_points: int
     results_grid: np.ndarray | None
     mask_polygons: tuple[np.ndarray, ...]
-    stiv: StivSettings
+    stiv: StivParams
     cross_section: CrossSection
     rectification_rmse_m: float | None
     project: dict = field(default_factory=dict, compare=False, repr=False)
@@ -121,6 +111,30 @@ def _number(project: dict, key: str, default: float, source: str) -> float:
         return float(v)
     except (TypeError, ValueError):
         raise ValueError(f"{source}: key {key!r} is not a number ({v!r})") from None
+
+
+def _stiv_params(project: dict, src: str) -> StivParams:
+    """STIV settings from the scaffold's keys (defaults where absent)."""
+    values: dict[str, object] = {}
+    for name, key in SCAFFOLD_KEYS.items():
+        raw = project.get(key)
+        if raw is None:
+            continue
+        default = getattr(StivParams(), name)
+        if isinstance(default, bool):
+            if not isinstance(raw, bool):
+                raise ValueError(f"{src}: key {key!r} must be true or false ({raw!r})")
+            values[name] = raw
+        elif isinstance(default, str):
+            values[name] = str(raw)
+        else:
+            values[name] = _number(project, key, default, src)
+    p = int(values.get("num_pixels", StivParams().num_pixels))
+    values["num_pixels"] = p + (p % 2)  # even, as the GUI forces it (spec 14.16)
+    try:
+        return StivParams(**values)
+    except ValueError as exc:
+        raise ValueError(f"{src}: STIV settings: {exc}") from None
 
 
 def _find_ac3(names: list[str]) -> str | None:
@@ -255,15 +269,7 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     ):
         rmse = CameraModel(rect.camera_matrix).rmse_m(rect.world_coords, rect.pixel_coords)
 
-    p = int(_number(project, "stiv_num_pixels", 20, src))
-    stiv = StivSettings(
-        num_pixels=p + (p % 2),  # even, as the GUI forces it (spec 14.16)
-        phi_origin=_number(project, "stiv_phi_origin", 90.0, src),
-        phi_range=_number(project, "stiv_phi_range", 90.0, src),
-        d_phi=_number(project, "stiv_dphi", 1.0, src),
-        max_vel_threshold=_number(project, "stiv_max_vel_threshold_mps", 10.0, src),
-        sigma=_number(project, "stiv_gaussian_blur_sigma", 0.0, src),
-    )
+    stiv = _stiv_params(project, src)
     bank = str(project.get("cross_section_start_bank", "left")).lower()
     if bank not in ("left", "right"):
         raise ValueError(f"{src}: cross_section_start_bank must be 'left' or 'right', got {bank!r}")
@@ -305,7 +311,7 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
     The typed fields overwrite their keys in the original project dictionary; every
     other key and archive member is kept as read.
     """
-    project = dict(config.project)
+    project = {k: v for k, v in config.project.items() if k not in SCAFFOLD_KEYS.values()}
     r = config.rectification
     rp = dict(project.get("rectification_parameters") or {})
     for key, value in (
@@ -330,12 +336,7 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
             "cross_section_line": encode_array(config.cross_section_line.reshape(1, 2, 2)),
             "cross_section_start_bank": config.start_bank,
             "number_grid_points_along_xs_line": config.num_grid_points,
-            "stiv_num_pixels": config.stiv.num_pixels,
-            "stiv_phi_origin": config.stiv.phi_origin,
-            "stiv_phi_range": config.stiv.phi_range,
-            "stiv_dphi": config.stiv.d_phi,
-            "stiv_max_vel_threshold_mps": config.stiv.max_vel_threshold,
-            "stiv_gaussian_blur_sigma": config.stiv.sigma,
+            **config.stiv.to_scaffold(),
             "rectification_rmse_m": config.rectification_rmse_m,
             "mask_polygons": [encode_array(m) for m in config.mask_polygons] or None,
         }
@@ -375,11 +376,7 @@ def describe(config: ScaffoldConfig) -> str:
         f"cross-section line: {config.cross_section_line.tolist()} "
         f"(starts on the {config.start_bank} bank), {config.num_grid_points} nodes\n"
     )
-    s = config.stiv
-    out.write(
-        f"STIV: P={s.num_pixels} phi0={s.phi_origin} range={s.phi_range} "
-        f"dphi={s.d_phi} vmax={s.max_vel_threshold} sigma={s.sigma}\n"
-    )
+    out.write(f"STIV: {config.stiv.describe()}\n")
     cs = config.cross_section
     out.write(
         f"survey: {cs.stations.size} points, {cs.stations[-1] - cs.stations[0]:.3f} m wide, "

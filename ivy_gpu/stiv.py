@@ -1,37 +1,44 @@
 """Space-Time Image Velocimetry: exhaustive search over search-line angles.
 
-The public entry point is :func:`stiv_exhaustive`. It follows the conventions of
-the domain specification (section 8) with the fixes of section 14: invalid search
-lines give NaN (never 0), a negative streak turns the direction by 180 degrees,
-and ``sigma`` is a spatial Gaussian blur of that sigma.
+The public entry points are :func:`stiv_exhaustive` (keyword arguments, the
+documented contract) and :func:`run_stiv` (a :class:`~ivy_gpu.params.StivParams`).
+Both follow the conventions of the domain specification (section 8) with the fixes
+of section 14: invalid search lines give NaN (never 0), a negative streak turns the
+direction by 180 degrees, and ``sigma`` is a spatial Gaussian blur of that sigma.
 
-Work is organized as one batch of (node, angle) pairs processed in chunks sized
-to memory; the stack is only read inside the bounding box of the search lines.
+A call reads as the computation does: :func:`line_geometry` places every (node,
+angle) search line and the stack crop they read; the engine prepares that crop once;
+:func:`score_pairs` scores the pairs in memory-sized chunks with the chosen method;
+:func:`reduce_nodes` keeps the best angle of each node and turns it into a velocity.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.ndimage
 
 from ivy_gpu import backends
 from ivy_gpu.angles import ari_to_geo, line_offsets, search_angles
-from ivy_gpu.checks import (
-    check_choice,
-    check_even_int,
-    check_nodes,
-    check_positive,
-    check_range,
-    check_stack,
-)
-from ivy_gpu.kernels.rays import AcfPlan
+from ivy_gpu.checks import check_nodes, check_positive, check_stack
+from ivy_gpu.engine import Engine
 from ivy_gpu.kernels.sti import bilinear_taps
+from ivy_gpu.params import INTERPOLATIONS, METHODS, StivParams
+from ivy_gpu.stiv_methods import METHODS as METHOD_OBJECTS
+from ivy_gpu.stiv_methods import StivMethod, parabola_offset
 
-METHODS = ("acf", "gradient")
-INTERPOLATIONS = ("bilinear", "nearest")
+__all__ = [
+    "INTERPOLATIONS",
+    "METHODS",
+    "SearchLines",
+    "StivResult",
+    "line_geometry",
+    "reduce_nodes",
+    "run_stiv",
+    "score_pairs",
+    "stiv_exhaustive",
+]
 
 
 @dataclass(frozen=True)
@@ -71,32 +78,53 @@ class StivResult:
     method: str
 
 
-def _parabola_offset(before: np.ndarray, peak: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Sub-step offset (in steps, within [-0.5, 0.5]) of a sampled maximum."""
-    denom = before - 2.0 * peak + after
-    with np.errstate(invalid="ignore", divide="ignore"):
-        off = 0.5 * (before - after) / denom
-    ok = np.isfinite(off) & (denom < 0)
-    return np.where(ok, np.clip(off, -0.5, 0.5), 0.0)
+@dataclass(frozen=True)
+class SearchLines:
+    """Sample positions of every (node, angle) search line, in stack pixels.
 
-
-def array_module(a) -> object:
-    """``cupy`` for CuPy arrays, else ``numpy`` (without importing CuPy otherwise)."""
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
-def _crop(stack, sx: np.ndarray, sy: np.ndarray, sigma: float, to_host: bool):
-    """Crop the stack to the search lines' bounding box (plus the blur margin) and blur it.
-
-    A device (CuPy) stack is cropped and blurred on the device, and copied to the host
-    only when ``to_host`` (a CPU engine) asks for it.
+    Attributes
+    ----------
+    phis : ndarray, shape (angles,)
+        Search angles, arithmetic degrees.
+    sx, sy : ndarray, shape (nodes, angles, P)
+        Column and row of each sample.
+    pairs : ndarray of int
+        Flat (node * angles + angle) indices of the lines entirely inside the stack.
+    window : (y_lo, y_hi, x_lo, x_hi)
+        The stack crop those lines read, including the blur margin.
     """
-    xp = array_module(stack)
-    t, h, w = stack.shape
+
+    phis: np.ndarray
+    sx: np.ndarray
+    sy: np.ndarray
+    pairs: np.ndarray
+    window: tuple[int, int, int, int]
+
+
+def line_geometry(nodes: np.ndarray, params: StivParams, width: int, height: int) -> SearchLines:
+    """Search lines of every node and fan angle, which are usable, and the crop they read."""
+    p = params.num_pixels
+    phis = search_angles(params.phi_origin, params.phi_range, params.d_phi)
+    offsets = line_offsets(phis, p)
+    sx = nodes[:, 0, None, None] + offsets[None, :, :, 0]  # (nodes, angles, P)
+    sy = nodes[:, 1, None, None] + offsets[None, :, :, 1]
+    inside = (
+        (sx.min(-1) >= 0)
+        & (sx.max(-1) <= width - 1)
+        & (sy.min(-1) >= 0)
+        & (sy.max(-1) <= height - 1)
+    )
+    pairs = np.flatnonzero(inside.ravel())
+    window = (0, 1, 0, 1)
+    if pairs.size:
+        window = _window(
+            sx.reshape(-1, p)[pairs], sy.reshape(-1, p)[pairs], params.sigma, width, height
+        )
+    return SearchLines(phis, sx, sy, pairs, window)
+
+
+def _window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
+    """Bounding box of the samples plus the blur margin, at least 2 x 2, inside the stack."""
     margin = int(4.0 * sigma + 0.5) + 2 if sigma > 0 else 1
     x_lo = max(0, int(np.floor(sx.min())) - margin)
     x_hi = min(w - 1, int(np.ceil(sx.max())) + margin)
@@ -104,18 +132,142 @@ def _crop(stack, sx: np.ndarray, sy: np.ndarray, sigma: float, to_host: bool):
     y_hi = min(h - 1, int(np.ceil(sy.max())) + margin)
     x_hi, y_hi = max(x_hi, min(w - 1, x_lo + 1)), max(y_hi, min(h - 1, y_lo + 1))
     x_lo, y_lo = min(x_lo, x_hi - 1), min(y_lo, y_hi - 1)
-    region = stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1]
-    if xp is not np and to_host:
-        region, xp = region.get(), np
-    if sigma > 0:
-        if xp is np:
-            ndimage = scipy.ndimage
-        else:
-            import cupyx.scipy.ndimage as ndimage
-        region = ndimage.gaussian_filter(
-            region.astype(np.float32), sigma=(0.0, sigma, sigma), mode="reflect"
-        )
-    return xp.ascontiguousarray(region), x_lo, y_lo
+    return y_lo, y_hi, x_lo, x_hi
+
+
+def _taps(lines: SearchLines, sx: np.ndarray, sy: np.ndarray, interpolation: str):
+    y_lo, y_hi, x_lo, x_hi = lines.window
+    return bilinear_taps(sx - x_lo, sy - y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1, interpolation)
+
+
+def score_pairs(
+    engine: Engine,
+    method: StivMethod,
+    handle: Any,
+    lines: SearchLines,
+    params: StivParams,
+    plan: Any,
+    n_frames: int,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Score every usable (node, angle) pair in memory-sized chunks.
+
+    Returns ``(score, aux)``, each of shape (nodes * angles,), NaN where a line is unusable.
+    """
+    n_total = lines.sx.shape[0] * lines.sx.shape[1]
+    score = np.full(n_total, np.nan)
+    aux = {k: np.full(n_total, np.nan) for k in method.aux_keys}
+    p = params.num_pixels
+    sxp = lines.sx.reshape(-1, p)[lines.pairs]
+    syp = lines.sy.reshape(-1, p)[lines.pairs]
+    chunk = engine.chunk_pairs(p, n_frames)
+    for lo in range(0, lines.pairs.size, chunk):
+        sel = lines.pairs[lo : lo + chunk]
+        taps = _taps(lines, sxp[lo : lo + chunk], syp[lo : lo + chunk], params.interpolation)
+        s, a = method.score(engine, handle, taps, plan)
+        score[sel] = s
+        for k in method.aux_keys:
+            aux[k][sel] = a[k]
+    return score, aux
+
+
+def reduce_nodes(
+    method: StivMethod,
+    score: np.ndarray,
+    aux: dict[str, np.ndarray],
+    lines: SearchLines,
+    params: StivParams,
+    plan: Any,
+    pixel_gsd: float,
+    d_t: float,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Best angle of each node and its velocity.
+
+    Returns
+    -------
+    fields : dict
+        ``magnitude``, ``direction``, ``theta``, ``score``, ``phi`` per node.
+    best : ndarray of int
+        Index of the best search angle of each node.
+    has : ndarray of bool
+        Nodes with at least one valid line.
+    """
+    n_ang = lines.phis.size
+    score = score.reshape(-1, n_ang)
+    n_nodes = score.shape[0]
+    has = np.isfinite(score).any(axis=1)
+    best = np.where(np.isfinite(score), score, -np.inf).argmax(axis=1)
+    rows = np.arange(n_nodes)
+    flat = rows * n_ang + best
+    theta, slope = method.slope(
+        {k: v[flat] for k, v in aux.items()}, score[rows, best], params, plan
+    )
+
+    phi = lines.phis[best].astype(np.float64)
+    if params.refine:
+        before = np.where(best > 0, score[rows, np.maximum(best - 1, 0)], np.nan)
+        after = np.where(best < n_ang - 1, score[rows, np.minimum(best + 1, n_ang - 1)], np.nan)
+        step = params.d_phi * parabola_offset(before, score[rows, best], after)
+        phi = phi + step
+        slope = slope / np.cos(np.deg2rad(step))  # the line at phis[best] saw V cos(step)
+
+    speed = slope * pixel_gsd / d_t
+    direction = ari_to_geo(phi + np.where(speed < 0, 180.0, 0.0))
+    magnitude = np.abs(speed)
+    magnitude[magnitude > params.max_vel_threshold] = np.nan
+    for arr in (magnitude, direction, theta, phi):
+        arr[~has] = np.nan
+    fields = {
+        "magnitude": magnitude,
+        "direction": np.where(has, direction, np.nan),
+        "theta": theta,
+        "score": np.where(has, score[rows, best], np.nan),
+        "phi": np.where(has, ari_to_geo(phi), np.nan),
+    }
+    return fields, best, has
+
+
+def run_stiv(
+    stack: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    params: StivParams,
+    *,
+    pixel_gsd: float,
+    d_t: float,
+    backend: str | Engine = "auto",
+    return_sti: bool = False,
+) -> StivResult:
+    """Measure surface velocity at each node by exhaustive STIV (see :func:`stiv_exhaustive`).
+
+    ``backend`` is a name (resolved through :mod:`ivy_gpu.backends`) or an engine.
+    """
+    check_stack(stack)
+    n_frames, height, width = stack.shape
+    nodes = check_nodes(x, y, width, height)
+    gsd = check_positive("pixel_gsd", pixel_gsd)
+    d_t = check_positive("d_t", d_t)
+    engine = backends.get_engine(backend) if isinstance(backend, str) else backend
+    method = METHOD_OBJECTS[params.method]
+
+    lines = line_geometry(nodes, params, width, height)
+    plan = method.plan(params.num_pixels, n_frames, params)
+    handle = None
+    if lines.pairs.size:
+        handle = engine.prepare(stack, lines.window, params.sigma)
+        score, aux = score_pairs(engine, method, handle, lines, params, plan, n_frames)
+    else:
+        n = lines.sx.shape[0] * lines.sx.shape[1]
+        score, aux = np.full(n, np.nan), {k: np.full(n, np.nan) for k in method.aux_keys}
+    fields, best, has = reduce_nodes(method, score, aux, lines, params, plan, gsd, d_t)
+
+    stis = None
+    if return_sti:
+        stis = np.full((nodes.shape[0], params.num_pixels, n_frames), np.nan, dtype=np.float32)
+        if has.any() and handle is not None:
+            k = np.flatnonzero(has)
+            taps = _taps(lines, lines.sx[k, best[k]], lines.sy[k, best[k]], params.interpolation)
+            stis[k] = engine.gather(handle, taps)
+    return StivResult(sti=stis, backend=engine.name, method=params.method, **fields)
 
 
 def stiv_exhaustive(
@@ -185,7 +337,7 @@ def stiv_exhaustive(
     Raises
     ------
     ValueError
-        Bad argument (named in the message).
+        Bad argument (named in the message), or an unknown backend.
     RuntimeError
         ``backend="cupy"`` without a usable GPU.
 
@@ -198,116 +350,19 @@ def stiv_exhaustive(
     >>> round(float(r.magnitude[0]), 1), round(float(r.direction[0]))
     (1.0, 90)
     """
-    check_stack(stack)
-    n_frames, height, width = stack.shape
-    nodes = check_nodes(x, y, width, height)
-    p = check_even_int("num_pixels", num_pixels, 4)
-    d_phi = check_positive("d_phi", d_phi)
-    phi_range = check_range("phi_range", phi_range, 0.0, 180.0)
-    phi_origin = float(phi_origin)
-    if not math.isfinite(phi_origin):
-        raise ValueError(f"phi_origin: must be finite, got {phi_origin!r}")
-    gsd = check_positive("pixel_gsd", pixel_gsd)
-    d_t = check_positive("d_t", d_t)
-    d_rho = check_positive("d_rho", d_rho)
-    d_theta = check_range("d_theta", d_theta, 1e-3, 90.0)
-    sigma = check_positive("sigma", sigma, allow_zero=True)
-    v_max = check_positive("max_vel_threshold", max_vel_threshold)
-    check_choice("interpolation", interpolation, INTERPOLATIONS)
-    check_choice("method", method, METHODS)
-    engine = backends.get_engine(backend)
-
-    phis = search_angles(phi_origin, phi_range, d_phi)
-    offsets = line_offsets(phis, p)
-    n_nodes, n_ang = nodes.shape[0], phis.size
-    sx = nodes[:, 0, None, None] + offsets[None, :, :, 0]  # (nodes, angles, P)
-    sy = nodes[:, 1, None, None] + offsets[None, :, :, 1]
-    inside = (
-        (sx.min(-1) >= 0)
-        & (sx.max(-1) <= width - 1)
-        & (sy.min(-1) >= 0)
-        & (sy.max(-1) <= height - 1)
-    )
-    pairs = np.flatnonzero(inside.ravel())
-
-    score = np.full(n_nodes * n_ang, np.nan)
-    aux = {k: np.full(n_nodes * n_ang, np.nan) for k in ("idx", "before", "after", "slope")}
-    region = None
-    plan = AcfPlan.build(p, n_frames, d_rho, d_theta) if method == "acf" else None
-    if pairs.size:
-        sxp = sx.reshape(-1, p)[pairs]
-        syp = sy.reshape(-1, p)[pairs]
-        region, x_lo, y_lo = _crop(stack, sxp, syp, sigma, to_host=engine.name != "cupy")
-        handle = engine.prepare(region)
-        rh, rw = region.shape[1:]
-        chunk = engine.chunk_pairs(p, n_frames)
-        for lo in range(0, pairs.size, chunk):
-            sel = pairs[lo : lo + chunk]
-            taps = bilinear_taps(
-                sxp[lo : lo + chunk] - x_lo, syp[lo : lo + chunk] - y_lo, rw, rh, interpolation
-            )
-            if method == "acf":
-                idx, peak, before, after = engine.acf_scores(handle, taps, plan)
-                score[sel], aux["idx"][sel] = peak, idx
-                aux["before"][sel], aux["after"][sel] = before, after
-            else:
-                slope, coherence = engine.gradient_scores(handle, taps)
-                score[sel], aux["slope"][sel] = coherence, slope
-
-    score = score.reshape(n_nodes, n_ang)
-    has = np.isfinite(score).any(axis=1)
-    best = np.where(np.isfinite(score), score, -np.inf).argmax(axis=1)
-    rows = np.arange(n_nodes)
-    flat = rows * n_ang + best
-
-    if method == "acf":
-        theta = plan.theta[np.nan_to_num(aux["idx"][flat]).astype(int)]
-        if refine:
-            theta = theta + d_theta * _parabola_offset(
-                aux["before"][flat], score[rows, best], aux["after"][flat]
-            )
-        slope = np.tan(np.deg2rad(theta))
-    else:
-        slope = aux["slope"][flat]
-        theta = np.mod(np.rad2deg(np.arctan(slope)), 180.0)
-
-    phi = phis[best].astype(np.float64)
-    if refine:
-        before = np.where(best > 0, score[rows, np.maximum(best - 1, 0)], np.nan)
-        after = np.where(best < n_ang - 1, score[rows, np.minimum(best + 1, n_ang - 1)], np.nan)
-        step = d_phi * _parabola_offset(before, score[rows, best], after)
-        phi = phi + step
-        slope = slope / np.cos(np.deg2rad(step))  # the line at phis[best] saw V cos(step)
-
-    speed = slope * gsd / d_t
-    direction = ari_to_geo(phi + np.where(speed < 0, 180.0, 0.0))
-    magnitude = np.abs(speed)
-    magnitude[magnitude > v_max] = np.nan
-    for arr in (magnitude, direction, theta, phi):
-        arr[~has] = np.nan
-    best_score = np.where(has, score[rows, best], np.nan)
-
-    stis = None
-    if return_sti:
-        stis = np.full((n_nodes, p, n_frames), np.nan, dtype=np.float32)
-        if has.any() and region is not None:
-            k = np.flatnonzero(has)
-            taps = bilinear_taps(
-                sx[k, best[k]] - x_lo,
-                sy[k, best[k]] - y_lo,
-                region.shape[2],
-                region.shape[1],
-                interpolation,
-            )
-            stis[k] = engine.gather(handle, taps)
-
-    return StivResult(
-        magnitude=magnitude,
-        direction=np.where(has, direction, np.nan),
-        theta=theta,
-        score=best_score,
-        phi=np.where(has, ari_to_geo(phi), np.nan),
-        sti=stis,
-        backend=engine.name,
+    params = StivParams(
+        num_pixels=num_pixels,
+        phi_origin=phi_origin,
+        phi_range=phi_range,
+        d_phi=d_phi,
+        max_vel_threshold=max_vel_threshold,
+        sigma=sigma,
         method=method,
+        interpolation=interpolation,
+        d_rho=d_rho,
+        d_theta=d_theta,
+        refine=refine,
+    )
+    return run_stiv(
+        stack, x, y, params, pixel_gsd=pixel_gsd, d_t=d_t, backend=backend, return_sti=return_sti
     )

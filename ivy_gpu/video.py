@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ivy_gpu import config
+
 _TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
 
 
@@ -125,8 +127,8 @@ class FrameReader:
         Keep every ``step``-th frame from the first frame at or after ``start``.
     max_frames : int, optional
         Stop after this many kept frames.
-    queue_size : int
-        Decoded frames buffered ahead of the consumer.
+    queue_size : int, optional
+        Decoded frames buffered ahead of the consumer (``config.DECODE_QUEUE_FRAMES``).
     """
 
     def __init__(
@@ -136,7 +138,7 @@ class FrameReader:
         end: float | None = None,
         step: int = 1,
         max_frames: int | None = None,
-        queue_size: int = 16,
+        queue_size: int | None = None,
     ) -> None:
         self.path = Path(path)
         if step < 1:
@@ -147,7 +149,7 @@ class FrameReader:
             raise ValueError(f"end_time: {end} s is not after start_time {start} s")
         self.info = probe(self.path)
         self.start, self.end, self.step, self.max_frames = start, end, step, max_frames
-        self.queue_size = queue_size
+        self.queue_size = queue_size or config.DECODE_QUEUE_FRAMES
 
     def expected_frames(self) -> int:
         """An upper estimate of the number of frames the selection yields."""

@@ -5,7 +5,7 @@ Reference (``acf_full_numpy``): the full 2-D linear autocorrelation
 convolution with its flipped self, ``(2P-1) x (2T-1)``, normalized by its maximum
 (spec section 8.3).
 
-Shortcut (``acf_window_xp`` + ``cross_spectra_numba``): the rays only read pixel
+Shortcut (``acf_window_xp`` + a ``cross_spectra`` twin): the rays only read pixel
 lags ``0 ... lx_max`` and frame lags ``lt_lo ... lt_hi`` (a few dozen values), so
 each row is Fourier transformed once along time (zero padded so circular lags
 equal linear ones), the cross-spectrum of rows ``a`` and ``a - lx`` is summed over
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.signal
-from numba import njit, prange
+from numba import cuda, njit, prange
 
 
 def acf_full_numpy(z: np.ndarray) -> np.ndarray:
@@ -96,6 +96,57 @@ def cross_spectra_numba(zf: np.ndarray, lx_max: int) -> np.ndarray:
     out = np.empty((zf.shape[0], lx_max + 1, zf.shape[2]), dtype=np.complex64)
     _cross_spectra_numba(zf.view(np.float32), lx_max, out.view(np.float32))
     return out
+
+
+def cross_spectra_fft_xp(zf: Any, lx_max: int, xp: ModuleType) -> Any:
+    """:func:`cross_spectra_xp` by FFT along the pixel axis: a few batched launches.
+
+    ``sum_a Zf[a] conj(Zf[a - lx])`` is the circular autocorrelation of each spectrum
+    column along ``a``; zero padding to ``P + lx_max`` makes it linear for the lags
+    kept. Used on the GPU when the CUDA kernel is unavailable (and in CI with NumPy).
+    """
+    p = zf.shape[1]
+    n_a = scipy.fft.next_fast_len(p + lx_max)
+    g = xp.fft.fft(zf, n=n_a, axis=1)
+    g *= xp.conj(g)
+    c = xp.fft.ifft(g, axis=1)[:, : lx_max + 1, :]
+    return xp.ascontiguousarray(c).astype(xp.complex64)
+
+
+@cuda.jit
+def _cross_spectra_cuda_kernel(zf, lx_max, out):  # pragma: no cover - device code
+    # one thread per (STI, lag, frequency), grid-stride; the sum over rows runs in a
+    # fixed order, so results do not depend on the launch shape
+    n, p, nf = zf.shape
+    n_lag = lx_max + 1
+    total = n * n_lag * nf
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, total, stride):
+        s = k // (n_lag * nf)
+        r = k - s * n_lag * nf
+        lx = r // nf
+        f = r - lx * nf
+        acc_r = np.float32(0.0)
+        acc_i = np.float32(0.0)
+        for a in range(lx, p):
+            x = zf[s, a, f]
+            y = zf[s, a - lx, f]
+            acc_r += x.real * y.real + x.imag * y.imag
+            acc_i += x.imag * y.real - x.real * y.imag
+        out[s, lx, f] = complex(acc_r, acc_i)
+
+
+def cross_spectra_cuda(zf: Any, lx_max: int, out: Any, stream: Any = 0) -> None:
+    """CUDA twin of :func:`cross_spectra_xp` into ``out`` (n, lx_max + 1, nf) complex64.
+
+    One launch instead of one multiply and one reduction per lag.
+    """
+    from ivy_gpu import config
+    from ivy_gpu.kernels.sti import launch_shape
+
+    total = zf.shape[0] * (lx_max + 1) * zf.shape[2]
+    grid, block = launch_shape(total, config.CUDA_BLOCK, config.CUDA_MAX_BLOCKS)
+    _cross_spectra_cuda_kernel[grid, block, stream](zf, lx_max, out)
 
 
 def acf_window_xp(

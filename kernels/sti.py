@@ -206,18 +206,23 @@ def gather_numba(
 
 @cuda.jit
 def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - device code
-    t, si = cuda.grid(2)
+    # one thread per output value, frames fastest (coalesced writes); a grid-stride
+    # loop, so the launch shape never depends on the chunk size (1-D grid limits)
     n_frames = stack.shape[0]
     n = x0.shape[0]
     p = x0.shape[1]
-    if t < n_frames and si < n * p:
+    total = n * p * n_frames
+    one = np.float32(1.0)
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, total, stride):
+        si = k // n_frames
+        t = k - si * n_frames
         s = si // p
         i = si - s * p
         xa = x0[s, i]
         ya = y0[s, i]
         gx = fx[s, i]
         gy = fy[s, i]
-        one = np.float32(1.0)
         out[s, i, t] = (
             (one - gx) * (one - gy) * np.float32(stack[t, ya, xa])
             + gx * (one - gy) * np.float32(stack[t, ya, xa + 1])
@@ -228,9 +233,10 @@ def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - devic
 
 @cuda.jit
 def _standardize_cuda_kernel(sti, valid, min_std):  # pragma: no cover - device code
-    row = cuda.grid(1)
+    # one thread per row (grid-stride); sums in float64, sequential in t: deterministic
     n, p, t_len = sti.shape
-    if row < n * p:
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for row in range(start, n * p, stride):
         s = row // p
         i = row - s * p
         m = 0.0
@@ -245,29 +251,42 @@ def _standardize_cuda_kernel(sti, valid, min_std):  # pragma: no cover - device 
         if sd < min_std * (1.0 + abs(m)):
             valid[s] = 0
             for t in range(t_len):
-                sti[s, i, t] = math.nan
+                sti[s, i, t] = 0.0
         else:
             inv = 1.0 / sd
             for t in range(t_len):
                 sti[s, i, t] = (sti[s, i, t] - m) * inv
 
 
-#: Threads per block of the CUDA kernels: (frames, rows) for the gather, rows for z-scoring.
-CUDA_GATHER_BLOCK = (32, 8)
-CUDA_ROWS_BLOCK = 128
+def launch_shape(total: int, block: int, max_blocks: int) -> tuple[int, int]:
+    """``(blocks, threads)`` of a 1-D grid-stride launch over ``total`` items.
+
+    The block count is capped (``config.CUDA_MAX_BLOCKS``), so no chunk size can exceed a
+    launch limit; the kernels loop over what one grid does not cover.
+    """
+    return max(1, min(max_blocks, (total + block - 1) // block)), block
 
 
-def gather_cuda(stack, x0, y0, fx, fy, out) -> None:
-    """Launch the CUDA gather into ``out`` (device arrays, or host arrays under the simulator)."""
-    n_frames = stack.shape[0]
-    rows = x0.shape[0] * x0.shape[1]
-    bx, by = CUDA_GATHER_BLOCK
-    grid = ((n_frames + bx - 1) // bx, (rows + by - 1) // by)
-    _gather_cuda_kernel[grid, (bx, by)](stack, x0, y0, fx, fy, out)
+def gather_cuda(stack, x0, y0, fx, fy, out, stream=0) -> None:
+    """Launch the CUDA gather into ``out`` (device arrays, or host arrays under the simulator).
+
+    ``stream`` is a Numba stream (the engine passes CuPy's current stream); 0 is the default.
+    """
+    from ivy_gpu import config
+
+    total = x0.shape[0] * x0.shape[1] * stack.shape[0]
+    grid, block = launch_shape(total, config.CUDA_BLOCK, config.CUDA_MAX_BLOCKS)
+    _gather_cuda_kernel[grid, block, stream](stack, x0, y0, fx, fy, out)
 
 
-def standardize_cuda(sti, valid) -> None:
-    """Launch the CUDA row z-scoring in place; ``valid`` (uint8, ones) is cleared for bad STIs."""
-    rows = sti.shape[0] * sti.shape[1]
-    grid = (rows + CUDA_ROWS_BLOCK - 1) // CUDA_ROWS_BLOCK
-    _standardize_cuda_kernel[grid, CUDA_ROWS_BLOCK](sti, valid, CONSTANT_ROW_STD)
+def standardize_cuda(sti, valid, stream=0) -> None:
+    """Launch the CUDA row z-scoring in place; ``valid`` (uint8, ones) is cleared for bad STIs.
+
+    Constant rows become 0 (like :func:`gather_numba`), so invalid STIs need no masking.
+    """
+    from ivy_gpu import config
+
+    grid, block = launch_shape(
+        sti.shape[0] * sti.shape[1], config.CUDA_BLOCK, config.CUDA_MAX_BLOCKS
+    )
+    _standardize_cuda_kernel[grid, block, stream](sti, valid, CONSTANT_ROW_STD)

@@ -172,7 +172,7 @@ def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
     import ivy_gpu.pipeline as pipeline_mod
 
     folder, scaffold, truth = batch_dir
-    real = pipeline_mod.stiv_exhaustive
+    real = pipeline_mod.run_stiv
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -181,13 +181,13 @@ def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
             raise MemoryError("out of memory in the test")
         return real(*args, **kw)
 
-    monkeypatch.setattr(pipeline_mod, "stiv_exhaustive", flaky)
+    monkeypatch.setattr(pipeline_mod, "run_stiv", flaky)
     real_load = batch_mod.load_stack
 
-    def flaky_load(scaffold_cfg, cfg, name):
+    def flaky_load(scaffold_cfg, cfg, engine):
         if cfg.video_path.name == "v2.mp4":
-            raise OSError("disk went away")
-        return real_load(scaffold_cfg, cfg, name)
+            raise OSError(5, "disk went away")
+        return real_load(scaffold_cfg, cfg, engine)
 
     monkeypatch.setattr(batch_mod, "load_stack", flaky_load)
     videos = [VideoConfig(folder / "good.mp4", truth["wse_m"], max_frames=30)]
@@ -200,4 +200,4 @@ def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
     assert "unexpected MemoryError in the stiv stage" in first.error_message
     assert second.success
     assert not third.success and third.error_stage == "read"
-    assert "unexpected OSError while reading: disk went away" in third.error_message
+    assert "v2.mp4: disk went away (in the read stage)" in third.error_message

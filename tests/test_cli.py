@@ -95,7 +95,8 @@ def test_bad_backend_is_a_one_line_error_exit_2(video_site, tmp_path):
             str(tmp_path),
         ],
     )
-    assert res.exit_code == 1 and "backend: unknown backend 'opencl'" in res.output
+    assert res.exit_code == 2 and "opencl" in res.output and "--backend" in res.output
+    assert not (tmp_path / "river").exists()  # refused before any decoding
 
 
 def test_backends_lists_numpy_and_numba():

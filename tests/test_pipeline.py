@@ -93,7 +93,7 @@ def test_failures_are_recorded_with_their_stage(video_site, tmp_path, case, stag
         other = make_site(tmp_path / "small", SiteSpec(duration_s=0.5), video=True)
         video = tmp_path / "small" / other["video"]
     if case == "short":
-        with pytest.raises(ValueError, match="max_frames: must be >= 2"):
+        with pytest.raises(ValueError, match="max_frames: must be an integer >= 2"):
             process_video(d / "site.ivy", video, wse, tmp_path, max_frames=1)
         kw = dict(start_time=2.9)
         match = "only 3 frames"

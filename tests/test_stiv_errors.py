@@ -41,9 +41,9 @@ def test_bad_input_names_the_parameter(change, match):
     assert "\n" not in str(info.value)
 
 
-def test_cupy_without_gpu_is_a_runtime_error(monkeypatch):
+def test_cupy_without_gpu_is_a_value_error(monkeypatch):
     import ivy_gpu.backends as backends
 
     monkeypatch.setattr(backends, "gpu_status", lambda: (False, "CuPy is not importable"))
-    with pytest.raises(RuntimeError, match="backend 'cupy' needs a usable CUDA GPU"):
+    with pytest.raises(ValueError, match="backend: 'cupy' is not usable here: CuPy is not"):
         stiv_exhaustive(STACK, [10.0], [10.0], **{**GOOD, "backend": "cupy"})

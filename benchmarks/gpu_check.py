@@ -1,0 +1,359 @@
+"""``make gpu-check``: one prepared command for a lent GPU machine, leaving numbers behind.
+
+Steps, each in its own process with its own time limit (so a hang cannot eat the
+rest), results gathered into ``gpu_check.json`` and one Markdown table
+``gpu_check.md`` in the output folder:
+
+1. ``env``: versions, device, whether the Numba-CUDA kernels compile and run.
+2. ``tests``: ``pytest -m gpu`` (with the simulator: the CUDA-kernel tests).
+3. ``agree``: the GPU engine against the numba engine on the ``grid`` layout.
+4. ``stiv``: STIV timings per layout (``grid``, ``scattered``, ``row``) for the GPU
+   engine with and without its CUDA kernels, and the numba engine on this machine's
+   CPU for comparison.
+5. ``rectify``: one 1080p frame uploaded and rectified into the uint8 stack.
+6. ``e2e``: a generated 1080p 10 s clip, decode alone vs ``process_video``.
+
+``--sim`` rehearses everything on a machine without a GPU: the Numba CUDA simulator,
+NumPy as the GPU engine's namespace, tiny sizes. Run from the repository root::
+
+    python -m ivy_gpu.benchmarks.gpu_check --repo . --out OUT [--sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Each step's time limit, seconds (the whole check stays under 8 minutes).
+LIMITS = {"env": 60, "tests": 110, "agree": 60, "stiv": 110, "rectify": 40, "e2e": 100}
+
+
+def _engines(sim: bool) -> dict[str, Any]:
+    """The GPU engine variants to measure: with and without the Numba-CUDA kernels."""
+    from ivy_gpu.engine_xp import XpEngine
+
+    if sim:
+        return {
+            "gpu-sim+cuda-kernels": XpEngine(np, use_cuda_kernels=True),
+            "gpu-sim array code": XpEngine(np, use_cuda_kernels=False),
+        }
+    import cupy
+
+    from ivy_gpu import backends
+
+    engine = backends.get_engine("cupy")
+    label = "cupy+cuda-kernels" if engine.use_cuda_kernels else "cupy (kernels unusable)"
+    return {label: engine, "cupy array code": XpEngine(cupy, use_cuda_kernels=False)}
+
+
+def _sizes(sim: bool) -> dict[str, int]:
+    if sim:
+        return dict(frames=24, height=120, width=200, p=8, angles=5)
+    return dict(frames=300, height=1080, width=1920, p=32, angles=31)
+
+
+def step_env(sim: bool) -> dict:
+    """Versions, device and the CUDA-kernel probe."""
+    import importlib.metadata as md
+
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    for name in ("numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "av"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    from ivy_gpu import backends
+    from ivy_gpu.benchmarks.suite import device_name
+    from ivy_gpu.engine_xp import cuda_kernel_status
+
+    out["gpu_status"] = backends.gpu_status()[1]
+    out["device"] = "Numba CUDA simulator" if sim else device_name()
+    xp = np
+    if not sim:
+        import cupy as xp
+    out["cuda_kernels"] = cuda_kernel_status(xp)
+    return out
+
+
+def step_tests(sim: bool) -> dict:
+    """``pytest -m gpu`` (simulator: the CUDA-kernel tests)."""
+    repo = Path(os.environ["IVY_GPU_REPO"])
+    args = ["-m", "gpu"] if not sim else ["-k", "cuda or gpu or remap"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(repo),
+        "-c",
+        str(repo / "pyproject.toml"),
+        *args,
+        str(repo / "tests"),
+    ]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    tail = [ln for ln in run.stdout.strip().splitlines() if ln.strip()][-6:]
+    return {"returncode": run.returncode, "summary": tail}
+
+
+def _layout(name: str, sim: bool) -> np.ndarray:
+    """Node positions of a benchmark layout (a few of them under the slow simulator)."""
+    from ivy_gpu.benchmarks.suite import node_layout
+
+    s = _sizes(sim)
+    xy = node_layout(name, s["height"], s["width"], s["p"])
+    return xy[:: max(1, len(xy) // 4)] if sim else xy
+
+
+def _stack(sim: bool) -> np.ndarray:
+    from ivy_gpu.benchmarks.suite import streaming_stack
+
+    s = _sizes(sim)
+    return streaming_stack(s["frames"], s["height"], s["width"])
+
+
+def step_agree(sim: bool) -> dict:
+    """GPU engine vs numba engine on the grid layout: same grid steps, speeds within 1e-4."""
+    from ivy_gpu import backends
+    from ivy_gpu.params import StivParams
+    from ivy_gpu.stiv import run_stiv
+
+    s = _sizes(sim)
+    stack = _stack(sim)
+    xy = _layout("grid", sim)
+    params = StivParams(
+        num_pixels=s["p"], phi_origin=90, phi_range=(s["angles"] - 1) / 2, d_phi=1, refine=True
+    )
+    kw = dict(pixel_gsd=0.01, d_t=1 / 30)
+    ref = run_stiv(stack, xy[:, 0], xy[:, 1], params, backend=backends.get_engine("numba"), **kw)
+    out = {}
+    for label, engine in _engines(sim).items():
+        got = run_stiv(stack, xy[:, 0], xy[:, 1], params, backend=engine, **kw)
+        d_mag = np.abs(got.magnitude - ref.magnitude)
+        out[label] = {
+            "nodes": int(xy.shape[0]),
+            "theta_steps_differing": int(np.sum(np.abs(got.theta - ref.theta) > 0.25)),
+            "max_speed_diff_rel": float(np.nanmax(d_mag / np.maximum(ref.magnitude, 1e-9))),
+            "nan_pattern_equal": bool(
+                np.array_equal(np.isnan(got.magnitude), np.isnan(ref.magnitude))
+            ),
+        }
+    return out
+
+
+def step_stiv(sim: bool) -> dict:
+    """STIV timings per layout and engine (synchronized, median of 3 after a warm-up)."""
+    from ivy_gpu import backends
+    from ivy_gpu.params import StivParams
+    from ivy_gpu.stiv import run_stiv
+
+    s = _sizes(sim)
+    stack = _stack(sim)
+    params = StivParams(
+        num_pixels=s["p"], phi_origin=90, phi_range=(s["angles"] - 1) / 2, d_phi=1, refine=True
+    )
+    engines = dict(_engines(sim))
+    engines["numba (this machine's CPU)"] = backends.get_engine("numba")
+    rows = []
+    for layout in ("grid", "scattered", "row"):
+        xy = _layout(layout, sim)
+        for label, engine in engines.items():
+            device_stack = engine.to_device(stack)
+
+            def call(engine=engine, device_stack=device_stack, xy=xy):
+                run_stiv(
+                    device_stack,
+                    xy[:, 0],
+                    xy[:, 1],
+                    params,
+                    pixel_gsd=0.01,
+                    d_t=1 / 30,
+                    backend=engine,
+                )
+                engine.synchronize()
+
+            t0 = time.perf_counter()
+            call()
+            first = time.perf_counter() - t0
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - t0)
+            sec = float(np.median(times))
+            pairs = xy.shape[0] * s["angles"]
+            rows.append(
+                dict(
+                    layout=layout,
+                    engine=label,
+                    nodes=int(xy.shape[0]),
+                    angles=s["angles"],
+                    seconds=sec,
+                    first_call_s=first,
+                    us_per_pair=sec / pairs * 1e6,
+                    stis_per_s=pairs / sec,
+                )
+            )
+            del device_stack
+    return {"rows": rows, "frames": s["frames"], "P": s["p"]}
+
+
+def step_rectify(sim: bool) -> dict:
+    """Upload + rectify one 1080p frame into the stack (GPU engines) vs OpenCV."""
+    from ivy_gpu import backends
+    from ivy_gpu.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic_site import Site, SiteSpec
+
+    w, h = (320, 180) if sim else (1920, 1080)
+    site = Site(SiteSpec(width_px=w, height_px=h))
+    params = RectificationParams(
+        "camera matrix", camera_matrix=site.camera.matrix, extent=site.extent
+    )
+    rect = Rectifier(params, site.spec.wse_m, (w, h))
+    frame = np.random.default_rng(0).integers(0, 255, (h, w), dtype=np.uint8)
+    engines = {"opencv (numba engine)": backends.get_engine("numba"), **_engines(sim)}
+    out = {"table_shape": list(rect.output_shape)}
+    n = 10 if sim else 100
+    ref = rect.rectify(frame)
+    for label, engine in engines.items():
+        buf = engine.empty((4, *rect.output_shape), np.uint8)
+        engine.remap(frame, rect, buf[0])
+        engine.synchronize()
+        t0 = time.perf_counter()
+        for i in range(n):
+            engine.remap(frame, rect, buf[i % 4])
+        engine.synchronize()
+        diff = np.abs(engine.to_host(buf[0]).astype(int) - ref.astype(int))
+        out[label] = {
+            "ms_per_frame": (time.perf_counter() - t0) / n * 1e3,
+            "max_diff_vs_opencv": int(diff.max()),
+            "mean_diff_vs_opencv": float(diff.mean()),
+        }
+    return out
+
+
+def step_e2e(sim: bool) -> dict:
+    """Decode alone vs process_video on a generated clip (GPU backend and numba)."""
+    from ivy_gpu.benchmarks import pipeline_bench
+
+    if sim:
+        rows = pipeline_bench.run(width=320, height=180, seconds=1.0, batch_videos=0)
+    else:
+        rows = pipeline_bench.run(seconds=10.0, batch_videos=0)
+    return {"rows": rows}
+
+
+STEPS = {
+    "env": step_env,
+    "tests": step_tests,
+    "agree": step_agree,
+    "stiv": step_stiv,
+    "rectify": step_rectify,
+    "e2e": step_e2e,
+}
+
+
+def markdown(results: dict) -> str:
+    """One Markdown report of every step."""
+    env = results.get("env", {})
+    lines = [
+        "# ivy_gpu gpu-check",
+        "",
+        f"- device: {env.get('device')}",
+        "- versions: "
+        + ", ".join(
+            f"{k} {v}" for k, v in env.items() if k not in ("device", "cuda_kernels", "gpu_status")
+        ),
+        f"- Numba-CUDA kernels: {env.get('cuda_kernels')}",
+        "",
+    ]
+    for name in STEPS:
+        r = results.get(name)
+        if r is None:
+            continue
+        if "error" in r:
+            lines += [f"## {name}: FAILED", "", f"    {r['error']}", ""]
+            continue
+        if name == "stiv":
+            lines += [
+                f"## STIV (T={r['frames']}, P={r['P']})",
+                "",
+                "| layout | engine | nodes x angles | s | first call s | us/pair | STIs/s |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {x['layout']} | {x['engine']} | {x['nodes']}x{x['angles']} | "
+                f"{x['seconds']:.4f} | {x['first_call_s']:.2f} | {x['us_per_pair']:.2f} | "
+                f"{x['stis_per_s']:,.0f} |"
+                for x in r["rows"]
+            ]
+            lines.append("")
+        elif name == "e2e":
+            lines += ["## end to end", "", "| case | backend | s | detail |", "|---|---|---|---|"]
+            lines += [
+                f"| {x['case']} | {x['backend']} | {x['seconds']:.2f} | {x['detail']} |"
+                for x in r["rows"]
+            ]
+            lines.append("")
+        else:
+            lines += [f"## {name}", "", "```", json.dumps(r, indent=1, default=str), "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every step in its own process; write gpu_check.json and gpu_check.md."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_output")))
+    ap.add_argument("--sim", action="store_true", help="rehearse without a GPU (simulator)")
+    ap.add_argument("--repo", type=Path, default=Path.cwd(), help="the repository (tests)")
+    ap.add_argument("--step", choices=list(STEPS), help=argparse.SUPPRESS)
+    ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset")
+    args = ap.parse_args(argv)
+    if args.step:  # child: one step, JSON on stdout
+        print(json.dumps(STEPS[args.step](args.sim), default=str))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", IVY_GPU_REPO=str(args.repo.resolve()))
+    if args.sim:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    results: dict[str, Any] = {}
+    for name in args.steps.split(","):
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "ivy_gpu.benchmarks.gpu_check", "--step", name]
+        if args.sim:
+            cmd.append("--sim")
+        try:
+            run = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, timeout=LIMITS[name], check=False
+            )
+            lines = run.stdout.strip().splitlines()
+            if run.returncode == 0 and lines:
+                results[name] = json.loads(lines[-1])
+            else:
+                results[name] = {"error": (run.stderr.strip().splitlines() or ["?"])[-1][:500]}
+            (args.out / f"{name}.log").write_text(run.stdout[-20000:] + run.stderr[-20000:])
+        except subprocess.TimeoutExpired:
+            results[name] = {"error": f"timed out after {LIMITS[name]} s"}
+        print(
+            f"[gpu-check] {name}: {time.perf_counter() - t0:.1f} s "
+            f"{'FAILED ' + results[name]['error'] if 'error' in results[name] else 'ok'}",
+            flush=True,
+        )
+        (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str))
+        (args.out / "gpu_check.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0 if not any("error" in r for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

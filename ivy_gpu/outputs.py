@@ -1,0 +1,163 @@
+"""Per-video output files: a list of writers, then ``results.json`` last.
+
+Each writer takes one :class:`OutputContext` and writes its files atomically. A new
+output format is one function appended to :data:`WRITERS`. ``results.json`` is written
+by :func:`write_result_json` once the video is finished (after the save stage), so its
+presence with ``"status": "completed"`` marks a complete video folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.results import ProcessingResult
+from ivy_gpu.scaffold import ScaffoldConfig
+from ivy_gpu.stiv import StivResult
+from ivy_gpu.units import unit_system
+
+RESULT_JSON = "results.json"
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What the writers read."""
+
+    out: Path
+    scaffold: ScaffoldConfig
+    result: ProcessingResult
+    stiv: StivResult
+    first_frame: np.ndarray
+
+
+def write_tables(ctx: OutputContext) -> None:
+    """``discharge_table.csv`` (IVyTools columns) and ``stiv_results.csv`` (per node)."""
+    r = ctx.result
+    atomic_write_text(ctx.out / "discharge_table.csv", r.discharge_dataframe.to_csv(index=False))
+    nodes = r.node_positions
+    sr = ctx.stiv
+    stiv_table = pd.DataFrame(
+        {
+            "x_px": nodes[:, 0],
+            "y_px": nodes[:, 1],
+            "station_m": r.node_stations,
+            "speed_ms": sr.magnitude,
+            "direction_deg": sr.direction,
+            "normal_velocity_ms": r.stiv_normal_velocities,
+            "theta_deg": sr.theta,
+            "score": sr.score,
+        }
+    )
+    atomic_write_text(
+        ctx.out / "stiv_results.csv", stiv_table.to_csv(index=False, float_format="%.5f")
+    )
+
+
+def write_figures(ctx: OutputContext) -> None:
+    """Vectors over the first rectified frame, the best STIs and the section profile."""
+    from ivy_gpu import figures
+
+    r, sr, scaffold = ctx.result, ctx.stiv, ctx.scaffold
+    nodes = r.node_positions
+    figures.rectified_vectors(
+        ctx.out / "rectified_vectors.png",
+        ctx.first_frame,
+        nodes,
+        scaffold.cross_section_line,
+        sr.magnitude,
+        sr.direction,
+        f"{r.video_path.name}: Q = {r.total_discharge:.3f} m³/s",
+    )
+    if sr.sti is not None:
+        ids = sorted({int(k) for k in np.linspace(0, len(nodes) - 1, 4).round()})
+        figures.best_stis(ctx.out / "best_stis.png", sr.sti, ids, sr.theta)
+    u = unit_system(scaffold.display_units)
+    table = r.discharge_dataframe
+    figures.section_profile(
+        ctx.out / "section.png",
+        table["Station Distance"].to_numpy(),
+        table["Depth"].to_numpy(),
+        table["Surface Velocity"].to_numpy(),
+        u.length_label,
+        u.length,
+        u.velocity_label,
+        u.velocity,
+    )
+
+
+#: The per-video writers, in order (``results.json`` is not one of them: it comes last).
+WRITERS: list[Callable[[OutputContext], None]] = [write_tables, write_figures]
+
+
+def write_outputs(ctx: OutputContext) -> None:
+    """Run every writer into ``ctx.out`` (created if needed)."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    for writer in WRITERS:
+        writer(ctx)
+
+
+# --------------------------------------------------------------------------- results.json
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf -> None so results.json is strict JSON."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> dict[str, Any]:
+    """The content of ``results.json``: every scalar, units in the key names, display values."""
+    data = result.scalars()
+    if scaffold is not None:
+        u = unit_system(scaffold.display_units)
+        data["display_units"] = u.name
+        if result.success:
+            data["discharge_display"] = result.total_discharge * u.discharge
+            data["discharge_display_units"] = u.discharge_label
+            data["area_display"] = result.total_area * u.area
+            data["area_display_units"] = u.area_label
+    data["inputs"] = {
+        "water_surface_elevation_m": result.water_surface_elevation,
+        "alpha": result.alpha,
+    }
+    return _clean(data)
+
+
+def write_result_json(out: Path, result: ProcessingResult, scaffold: ScaffoldConfig | None) -> None:
+    """Write ``results.json`` atomically (the folder is created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result_json(result, scaffold), indent=1, default=_json_default)
+    atomic_write_text(out / RESULT_JSON, text)
+
+
+def read_result(folder: Path) -> ProcessingResult | None:
+    """A completed result saved in ``folder`` (``results.json`` + the discharge table), or None."""
+    try:
+        data = json.loads((folder / RESULT_JSON).read_text())
+        table = pd.read_csv(folder / "discharge_table.csv")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("status") != "completed":
+        return None
+    return ProcessingResult.from_scalars(data, table, folder)

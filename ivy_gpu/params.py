@@ -1,0 +1,132 @@
+"""STIV parameters: one frozen :class:`StivParams` shared by scaffold, API, pipeline and CLI.
+
+A scaffold stores the IVyTools keys (``stiv_num_pixels``, ``stiv_phi_origin``,
+``stiv_phi_range``, ``stiv_dphi``, ``stiv_max_vel_threshold_mps``,
+``stiv_gaussian_blur_sigma``) and, when set, ivy_gpu's own (``stiv_method``,
+``stiv_interpolation``, ``stiv_d_rho``, ``stiv_d_theta``, ``stiv_refine``); the
+API and the CLI override any field with :meth:`StivParams.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ivy_gpu.checks import check_choice, check_even_int, check_positive, check_range
+
+METHODS = ("acf", "gradient")
+INTERPOLATIONS = ("bilinear", "nearest")
+
+#: Scaffold key of each field (IVyTools' names where IVyTools has one).
+SCAFFOLD_KEYS = {
+    "num_pixels": "stiv_num_pixels",
+    "phi_origin": "stiv_phi_origin",
+    "phi_range": "stiv_phi_range",
+    "d_phi": "stiv_dphi",
+    "max_vel_threshold": "stiv_max_vel_threshold_mps",
+    "sigma": "stiv_gaussian_blur_sigma",
+    "method": "stiv_method",
+    "interpolation": "stiv_interpolation",
+    "d_rho": "stiv_d_rho",
+    "d_theta": "stiv_d_theta",
+    "refine": "stiv_refine",
+}
+
+#: The keys IVyTools itself writes (always saved); the others are saved when not default.
+IVYTOOLS_FIELDS = ("num_pixels", "phi_origin", "phi_range", "d_phi", "max_vel_threshold", "sigma")
+
+
+@dataclass(frozen=True)
+class StivParams:
+    """Every STIV setting except the per-video pixel size and frame interval.
+
+    Attributes
+    ----------
+    num_pixels : int
+        Search-line length P in pixels (even, >= 4).
+    phi_origin : float
+        Centre of the search fan, geographic degrees.
+    phi_range : float
+        Fan half-width, degrees, in [0, 180].
+    d_phi : float
+        Fan step, degrees (> 0).
+    max_vel_threshold : float
+        Speeds above this (m/s) become NaN.
+    sigma : float
+        Spatial Gaussian blur sigma in pixels; 0 disables it.
+    method : {"acf", "gradient"}
+        Streak angle from the autocorrelation rays (reference) or the gradient
+        structure tensor.
+    interpolation : {"bilinear", "nearest"}
+        Sampling along the search line (``"nearest"`` is IVyTools' own).
+    d_rho, d_theta : float
+        Ray step (lags) and ray-angle step (degrees) of the ACF search.
+    refine : bool
+        Sub-step parabolic refinement of the streak and search angles (the
+        pipeline's default); ``False`` is the reference grid search.
+    """
+
+    num_pixels: int = 20
+    phi_origin: float = 90.0
+    phi_range: float = 90.0
+    d_phi: float = 1.0
+    max_vel_threshold: float = 10.0
+    sigma: float = 0.0
+    method: str = "acf"
+    interpolation: str = "bilinear"
+    d_rho: float = 0.5
+    d_theta: float = 0.5
+    refine: bool = True
+
+    def __post_init__(self) -> None:
+        check_even_int("num_pixels", self.num_pixels, 4)
+        check_positive("d_phi", self.d_phi)
+        check_range("phi_range", self.phi_range, 0.0, 180.0)
+        try:
+            origin = float(self.phi_origin)
+        except (TypeError, ValueError):
+            raise ValueError(f"phi_origin: expected a number, got {self.phi_origin!r}") from None
+        if not math.isfinite(origin):
+            raise ValueError(f"phi_origin: must be finite, got {self.phi_origin!r}")
+        check_positive("max_vel_threshold", self.max_vel_threshold)
+        check_positive("sigma", self.sigma, allow_zero=True)
+        check_choice("method", self.method, METHODS)
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_positive("d_rho", self.d_rho)
+        check_range("d_theta", self.d_theta, 1e-3, 90.0)
+        if not isinstance(self.refine, bool):
+            raise ValueError(f"refine: expected true or false, got {self.refine!r}")
+        for name in ("phi_origin", "phi_range", "d_phi", "max_vel_threshold", "sigma"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("d_rho", "d_theta"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "num_pixels", int(self.num_pixels))
+
+    def replace(self, **changes: Any) -> StivParams:
+        """A copy with some fields changed (``None`` values are ignored), validated."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"STIV parameters: unknown setting(s) {', '.join(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_scaffold(self) -> dict[str, Any]:
+        """Scaffold keys of these settings (ivy_gpu's own only where not default)."""
+        default = StivParams()
+        out = {}
+        for name, key in SCAFFOLD_KEYS.items():
+            value = getattr(self, name)
+            if name in IVYTOOLS_FIELDS or value != getattr(default, name):
+                out[key] = value
+        return out
+
+    def describe(self) -> str:
+        """One line for ``ivy-gpu info``."""
+        return (
+            f"P={self.num_pixels} phi0={self.phi_origin:g} range={self.phi_range:g} "
+            f"dphi={self.d_phi:g} vmax={self.max_vel_threshold:g} sigma={self.sigma:g} "
+            f"method={self.method} interpolation={self.interpolation} "
+            f"d_rho={self.d_rho:g} d_theta={self.d_theta:g} refine={self.refine}"
+        )

@@ -1,0 +1,154 @@
+"""Decode, rectify and stack: the frames of one video as the STIV engine reads them.
+
+Decoded frames (:class:`~ivy_gpu.video.FrameReader`) go straight through the remap
+tables of (scaffold, WSE) (:class:`~ivy_gpu.rectify.Rectifier`, cached) into a stack
+allocated by the engine, in device memory on the GPU backend. The stack starts at
+``config.STACK_INITIAL_FRAMES`` frames at most and doubles as needed, so a container
+that announces no duration never reserves hours of frames.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivy_gpu import config
+from ivy_gpu.engine import Engine
+from ivy_gpu.rectify import Rectifier, check_frame_size
+from ivy_gpu.results import StageError, VideoConfig
+from ivy_gpu.scaffold import ScaffoldConfig
+from ivy_gpu.video import FrameReader, frame_interval
+
+Progress = Callable[[str, float, str], None]
+
+#: STIV needs at least this many frames.
+MIN_FRAMES = 4
+
+
+@dataclass
+class LoadedVideo:
+    """A rectified stack ready for STIV.
+
+    Attributes
+    ----------
+    stack : array, shape (frames, rows, cols), uint8
+        In the memory of the engine that loaded it.
+    first_frame : ndarray
+        The first rectified frame on the host (for the figures).
+    times : ndarray
+        Frame timestamps, seconds.
+    dt : float
+        Frame interval, seconds.
+    rectifier : Rectifier
+    warnings : list of str
+    seconds : float
+        Wall time spent loading.
+    """
+
+    stack: Any
+    first_frame: np.ndarray
+    times: np.ndarray
+    dt: float
+    rectifier: Rectifier
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+_RECTIFIERS: dict[tuple, tuple[ScaffoldConfig, Rectifier]] = {}
+
+
+def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
+    """Remap tables for (scaffold, WSE), cached so a batch at one WSE builds them once.
+
+    The cache holds the scaffold itself, so its ``id`` cannot be reused while cached.
+    """
+    if scaffold.calibration_size is None:
+        raise StageError(
+            "rectify",
+            f"{scaffold.path}: the scaffold records no calibration frame "
+            "size (video_metadata or calibration image)",
+        )
+    key = (id(scaffold), round(float(wse_m), 6))
+    entry = _RECTIFIERS.get(key)
+    if entry is None or entry[0] is not scaffold:
+        if len(_RECTIFIERS) >= config.RECTIFIER_CACHE_SIZE:
+            _RECTIFIERS.clear()
+        entry = (scaffold, Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size))
+        _RECTIFIERS[key] = entry
+    return entry[1]
+
+
+def load_stack(
+    scaffold: ScaffoldConfig,
+    video: VideoConfig,
+    engine: Engine,
+    keep_frames: Path | None = None,
+    progress: Progress | None = None,
+) -> LoadedVideo:
+    """Decode, convert to gray and rectify the selected frames into one stack.
+
+    Raises
+    ------
+    StageError
+        ``read`` for a missing, corrupt or too short video; ``rectify`` for a frame
+        size that differs from the calibration image or tables that cannot be built.
+    """
+    t0 = time.perf_counter()
+    path = video.video_path
+    try:
+        reader = FrameReader(
+            path, video.start_time, video.end_time, video.frame_step, video.max_frames
+        )
+    except ValueError as exc:
+        raise StageError("read", str(exc)) from None
+    try:
+        rect = rectifier_for(scaffold, video.water_surface_elevation)
+        check_frame_size((reader.info.width, reader.info.height), rect.frame_size, str(path))
+    except ValueError as exc:
+        raise StageError("rectify", str(exc)) from None
+    rows, cols = rect.output_shape
+    expected = reader.expected_frames()
+    stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
+    times = []
+    try:
+        for i, t, luma in reader:
+            if i >= stack.shape[0]:
+                grown = engine.empty((2 * stack.shape[0], rows, cols), np.uint8)
+                grown[: stack.shape[0]] = stack
+                stack = grown
+            engine.remap(luma, rect, stack[i])
+            times.append(t)
+            if keep_frames is not None:
+                import cv2
+
+                keep_frames.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(keep_frames / f"t{i:05d}.png"), engine.to_host(stack[i]))
+            if progress and i % 10 == 0:
+                progress("read", min(1.0, (i + 1) / expected), f"frame {i + 1}")
+    except ValueError as exc:
+        raise StageError("read", str(exc)) from None
+    n = len(times)
+    if n < MIN_FRAMES:
+        raise StageError(
+            "read",
+            f"{path}: only {n} frames in the selected time range "
+            f"(STIV needs at least {MIN_FRAMES})",
+        )
+    stack = stack[:n]
+    engine.synchronize()
+    times_arr = np.asarray(times)
+    dt, warn = frame_interval(times_arr, video.frame_step, reader.info.fps)
+    return LoadedVideo(
+        stack=stack,
+        first_frame=engine.to_host(stack[0]),
+        times=times_arr,
+        dt=dt,
+        rectifier=rect,
+        warnings=[warn] if warn else [],
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,167 @@
+"""The GPU engine's parts: CUDA kernels (simulator in CI), their array-code fallbacks,
+device rectification and the stack allocation. ``gpu``-marked tests need a real GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ivy_gpu.backends as backends
+from ivy_gpu import config
+from ivy_gpu.engine_xp import XpEngine, cuda_kernel_status
+from ivy_gpu.kernels import acf, sti
+from ivy_gpu.stiv import stiv_exhaustive
+
+KW = dict(num_pixels=16, phi_origin=80, d_phi=2, phi_range=6, pixel_gsd=0.05, d_t=0.1)
+
+
+def _cuda():
+    from numba import cuda
+
+    if not cuda.is_available():
+        pytest.skip("neither a CUDA GPU nor the CUDA simulator is available")
+    return cuda
+
+
+def test_grid_stride_kernels_cover_more_items_than_one_launch(monkeypatch):
+    """Few blocks of few threads: every kernel must loop over the rest (no launch limit)."""
+    cuda = _cuda()
+    monkeypatch.setattr(config, "CUDA_BLOCK", 4)
+    monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 3)
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 255, (5, 7, 9), dtype=np.uint8)
+    taps = sti.bilinear_taps(rng.uniform(0, 8, (6, 4)), rng.uniform(0, 6, (6, 4)), 9, 7, "bilinear")
+    want = sti.gather_numpy(stack, *taps)
+    out = cuda.device_array(want.shape, dtype=np.float32)
+    sti.gather_cuda(*(cuda.to_device(a) for a in (stack, *taps)), out)
+    got = out.copy_to_host()
+    assert np.allclose(got, want, rtol=1e-6)
+    valid = cuda.to_device(np.ones(6, np.uint8))
+    d = cuda.to_device(got)
+    sti.standardize_cuda(d, valid)
+    z_want, v_want = sti.standardize_numpy(got)
+    assert np.array_equal(valid.copy_to_host().astype(bool), v_want)
+    assert np.allclose(d.copy_to_host(), np.nan_to_num(z_want), atol=1e-5)
+
+
+def test_cross_spectra_kernel_and_fft_fallback_match_the_definition(monkeypatch):
+    cuda = _cuda()
+    monkeypatch.setattr(config, "CUDA_BLOCK", 8)
+    monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 2)
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((3, 6, 10)).astype(np.float32)
+    zf = np.fft.rfft(z, axis=-1).astype(np.complex64)
+    want = acf.cross_spectra_xp(zf.astype(np.complex128), 3, np)
+    out = cuda.device_array((3, 4, zf.shape[2]), dtype=np.complex64)
+    acf.cross_spectra_cuda(cuda.to_device(zf), 3, out)
+    assert np.allclose(out.copy_to_host(), want, atol=1e-4)
+    assert np.allclose(acf.cross_spectra_fft_xp(zf, 3, np), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+def test_gpu_engine_code_matches_reference_across_chunks_and_blur(
+    texture_factory, small_chunks, monkeypatch, kernels
+):
+    """The GPU engine (NumPy namespace; CUDA kernels in the simulator) with tiny chunks."""
+    if kernels:
+        _cuda()
+    stack = texture_factory((20, 48, 56), 1.2, 80.0, seed=2)
+    x, y = [20.0, 28.0, 36.0], [24.0, 22.0, 26.0]
+    ref = stiv_exhaustive(stack, x, y, sigma=1.0, backend="numpy", **KW)
+    monkeypatch.setattr(backends, "get_engine", lambda name: XpEngine(np, kernels))
+    got = stiv_exhaustive(stack, x, y, sigma=1.0, backend="cupy", **KW)
+    assert np.array_equal(np.isnan(ref.magnitude), np.isnan(got.magnitude))
+    assert np.allclose(got.theta, ref.theta, equal_nan=True)
+    assert np.allclose(got.magnitude, ref.magnitude, rtol=1e-4, equal_nan=True)
+
+
+def test_gpu_engine_remap_matches_opencv():
+    """Device rectification (map_coordinates into the uint8 stack) against cv2.remap."""
+    from ivy_gpu.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic_site import Site, SiteSpec
+
+    site = Site(SiteSpec(width_px=320, height_px=180))
+    params = RectificationParams(
+        "camera matrix", camera_matrix=site.camera.matrix, extent=site.extent
+    )
+    rect = Rectifier(params, site.spec.wse_m, (320, 180))
+    frame = np.random.default_rng(1).integers(0, 255, (180, 320), dtype=np.uint8)
+    out = np.empty(rect.output_shape, np.uint8)
+    XpEngine(np, False).remap(frame, rect, out)
+    ref = rect.rectify(frame)
+    diff = np.abs(out.astype(int) - ref.astype(int))
+    # OpenCV interpolates in 1/32-px fixed point and blends at the frame border
+    inner = diff[2:-2, 2:-2]
+    assert inner.max() <= 2 and inner.mean() < 0.3
+
+
+def test_stack_starts_small_and_grows(video_site, monkeypatch):
+    from ivy_gpu.results import VideoConfig
+    from ivy_gpu.scaffold import load_scaffold
+    from ivy_gpu.stack import load_stack
+
+    d, truth = video_site
+    scaffold = load_scaffold(d / "site.ivy")
+    cfg = VideoConfig(d / truth["video"], truth["wse_m"], max_frames=11)
+    engine = backends.get_engine("numba")
+    big = load_stack(scaffold, cfg, engine)
+    monkeypatch.setattr(config, "STACK_INITIAL_FRAMES", 2)
+    small = load_stack(scaffold, cfg, engine)
+    assert small.stack.shape == big.stack.shape == (11, *big.rectifier.output_shape)
+    assert np.array_equal(small.stack, big.stack)
+
+
+def test_cuda_kernels_can_be_switched_off(monkeypatch):
+    monkeypatch.setattr(config, "CUDA_KERNELS", "off")
+    cuda_kernel_status.cache_clear()
+    try:
+        assert cuda_kernel_status(np) == (False, "disabled (IVY_GPU_CUDA_KERNELS=off)")
+    finally:
+        cuda_kernel_status.cache_clear()
+
+
+# ------------------------------------------------------------------ real GPU only
+@pytest.mark.gpu
+def test_gather_launch_with_many_pairs_on_a_short_clip():
+    """16,400 pairs x P=32 at T=4 overflowed grid y (65,535) in the 2-D launch."""
+    import cupy
+
+    n, p = 16400, 32
+    stack = cupy.asarray(np.random.default_rng(0).integers(0, 255, (4, 40, 40), np.uint8))
+    rng = np.random.default_rng(1)
+    taps = sti.bilinear_taps(
+        rng.uniform(0, 38, (n, p)), rng.uniform(0, 38, (n, p)), 40, 40, "bilinear"
+    )
+    engine = backends.get_engine("cupy")
+    got = engine.gather(stack, taps)
+    assert np.allclose(got, sti.gather_numpy(stack.get(), *taps), rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_backend_chunks_blur_and_device_stack(texture_factory, small_chunks):
+    import cupy
+
+    stack = texture_factory((60, 64, 80), 1.3, 75.0, seed=6)
+    x, y = np.linspace(22, 58, 6), np.full(6, 32.0)
+    ref = stiv_exhaustive(stack, x, y, sigma=1.0, backend="numba", **KW)
+    got = stiv_exhaustive(cupy.asarray(stack), x, y, sigma=1.0, backend="cupy", **KW)
+    assert np.allclose(got.theta, ref.theta, equal_nan=True)
+    assert np.allclose(got.magnitude, ref.magnitude, rtol=1e-4, equal_nan=True)
+
+
+@pytest.mark.gpu
+def test_gpu_remap_matches_opencv():
+    from ivy_gpu.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic_site import Site, SiteSpec
+
+    site = Site(SiteSpec(width_px=640, height_px=360))
+    params = RectificationParams(
+        "camera matrix", camera_matrix=site.camera.matrix, extent=site.extent
+    )
+    rect = Rectifier(params, site.spec.wse_m, (640, 360))
+    frame = np.random.default_rng(2).integers(0, 255, (360, 640), dtype=np.uint8)
+    engine = backends.get_engine("cupy")
+    out = engine.empty(rect.output_shape, np.uint8)
+    engine.remap(frame, rect, out)
+    diff = np.abs(engine.to_host(out).astype(int) - rect.rectify(frame).astype(int))[2:-2, 2:-2]
+    assert diff.max() <= 2 and diff.mean() < 0.3
