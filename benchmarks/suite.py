@@ -189,7 +189,7 @@ def rectify_rows(repeats: int = 20) -> list[dict]:
             ms=float(np.median(builds[1:])) * 1e3,
         ),
     ]
-    for interp in ("linear", "nearest"):
+    for interp in ("bilinear", "nearest"):
         remap_cv2(frame, rect.map_x, rect.map_y, interp)
         t0 = time.perf_counter()
         for _ in range(repeats):

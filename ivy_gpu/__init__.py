@@ -19,7 +19,7 @@ _LAZY = {
     "load_scaffold": "ivy_gpu.scaffold",
     "save_scaffold": "ivy_gpu.scaffold",
     "ScaffoldConfig": "ivy_gpu.scaffold",
-    "VideoConfig": "ivy_gpu.results",
+    "VideoConfig": "ivy_gpu.params",
     "ProcessingResult": "ivy_gpu.results",
     "BatchResult": "ivy_gpu.results",
     "stiv_exhaustive": "ivy_gpu.stiv",

@@ -10,13 +10,11 @@ everything finished, and ``resume`` skips videos whose results are complete.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ivy_gpu import backends, config
+from ivy_gpu import backends
 from ivy_gpu.batch_csv import (
     SUMMARY_COLUMNS,
     BatchProgress,
@@ -26,12 +24,12 @@ from ivy_gpu.batch_csv import (
     summary_row,
     write_summary,
 )
+from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
 from ivy_gpu.outputs import read_result
 from ivy_gpu.params import StivParams
-from ivy_gpu.pipeline import run_video, stiv_params_for
+from ivy_gpu.pipeline import stiv_params_for
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
-from ivy_gpu.stack import load_stack
 from ivy_gpu.units import unit_system
 
 __all__ = [
@@ -45,6 +43,14 @@ __all__ = [
     "process_batch_csv",
     "read_batch_csv",
 ]
+
+
+def _reusable(old: ProcessingResult | None, cfg: VideoConfig) -> ProcessingResult | None:
+    """A completed earlier result, kept only if it was computed for the same WSE and alpha."""
+    if old is None:
+        return None
+    same = old.water_surface_elevation == cfg.water_surface_elevation and old.alpha == cfg.alpha
+    return old if same else None
 
 
 def _bad_row(row: BatchRow) -> ProcessingResult:
@@ -130,7 +136,7 @@ class BatchOrchestrator:
             if row.config is None:
                 results[k] = _bad_row(row)
             elif self.resume:
-                results[k] = read_result(self.out / names[k])
+                results[k] = _reusable(read_result(self.out / names[k]), row.config)
         jobs = [Job(k, row.config, names[k]) for k, row in enumerate(rows) if results[k] is None]
         self._flush(rows, results)
         for k, res in self.executor.run(self.runner, jobs):
@@ -153,132 +159,6 @@ class BatchOrchestrator:
         write_summary(self.out / "batch_summary.csv", lines)
 
 
-@dataclass(frozen=True)
-class VideoRunner:
-    """Runs one video of a batch; small and picklable, so cluster workers get it once."""
-
-    scaffold: ScaffoldConfig
-    out: Path
-    backend: str
-    stiv: StivParams
-
-    def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
-        """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
-        return run_video(
-            self.scaffold,
-            job.config,
-            output_directory=self.out,
-            backend=self.backend,
-            stiv=self.stiv,
-            progress=stage_progress,
-            preload=preload,
-            output_name=job.folder,
-        )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One video to run: its row index, its configuration and its output folder name."""
-
-    index: int
-    config: VideoConfig
-    folder: str
-
-
-class Executor(Protocol):
-    """Runs the jobs of a batch and yields ``(row index, result)`` as videos finish."""
-
-    def run(self, runner: VideoRunner, jobs: list[Job]) -> Iterator[tuple[int, ProcessingResult]]:
-        """Yield a result per job (fewer after :meth:`stop`)."""
-        ...
-
-    def stop(self) -> None:
-        """Start no further job (stop on error)."""
-        ...
-
-
-class LocalExecutor:
-    """Videos one after another in this process; the next decodes while this one runs."""
-
-    def __init__(self, prefetch: bool = True, stage_progress=None) -> None:
-        self.prefetch = prefetch
-        self.stage_progress = stage_progress
-        self._stopped = False
-
-    def stop(self) -> None:
-        """Start no further video."""
-        self._stopped = True
-
-    def run(self, runner: VideoRunner, jobs: list[Job]):
-        """Yield ``(index, result)`` in CSV order."""
-        self._stopped = False
-        depth = config.PREFETCH_VIDEOS if self.prefetch else 0
-        pool = ThreadPoolExecutor(max_workers=1) if depth else None
-        engine = backends.get_engine(runner.backend)
-        pending: dict[int, Future] = {}
-        try:
-            for i, job in enumerate(jobs):
-                if self._stopped:
-                    break
-                for nxt in jobs[i + 1 : i + 1 + depth]:  # overlap: the next videos decode now
-                    if nxt.index not in pending:
-                        pending[nxt.index] = pool.submit(
-                            load_stack, runner.scaffold, nxt.config, engine
-                        )
-                future = pending.pop(job.index, None)
-                preload = None if future is None else future.result
-                yield job.index, runner(job, preload, self.stage_progress)
-        finally:
-            for f in pending.values():
-                f.cancel()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-
-
-class DaskExecutor:
-    """Each video a task on a Dask cluster; results come back as they finish."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._futures: list[Any] = []
-
-    def stop(self) -> None:
-        """Cancel the tasks not yet finished."""
-        for f in self._futures:
-            if not f.done():
-                f.cancel()
-
-    def run(self, runner: VideoRunner, jobs: list[Job]):
-        """Yield ``(index, result)`` as tasks complete; a task that died is recorded."""
-        from distributed import as_completed
-
-        if not jobs:
-            return
-        remote = self.client.scatter(runner, broadcast=True)
-        futures = {self.client.submit(_run_remote, remote, job, pure=False): job for job in jobs}
-        self._futures = list(futures)
-        for future in as_completed(self._futures):
-            job = futures[future]
-            if future.cancelled():
-                continue
-            try:
-                res = future.result()
-            except Exception as exc:  # the task could not run: a worker died, ...
-                res = ProcessingResult(
-                    video_path=job.config.video_path,
-                    error_stage="worker",
-                    error_message=f"{job.config.video_path}: the cluster worker running it "
-                    f"failed ({type(exc).__name__}: {exc})",
-                    water_surface_elevation=job.config.water_surface_elevation,
-                    alpha=job.config.alpha,
-                )
-            yield job.index, res
-
-
-def _run_remote(runner: VideoRunner, job: Job) -> ProcessingResult:
-    return runner(job)
-
-
 def process_batch(
     scaffold_path: str | Path | ScaffoldConfig,
     videos: list[VideoConfig],
@@ -292,7 +172,9 @@ def process_batch(
 ) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
 
-    ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster.
+    ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster; ``stiv``
+    overrides the scaffold's STIV settings. Raises ``ValueError`` for an unreadable
+    scaffold or an unusable backend, before any video is read.
     """
     scaffold = as_scaffold(scaffold_path)
     u = unit_system(scaffold.display_units)
@@ -300,16 +182,9 @@ def process_batch(
         BatchRow(i + 2, v.video_path, f"{v.water_surface_elevation * u.length:.6g}", v)
         for i, v in enumerate(videos)
     ]
-    return BatchOrchestrator(
-        scaffold,
-        output_directory,
-        backend=backend,
-        stop_on_error=stop_on_error,
-        resume=resume,
-        progress=progress,
-        stiv=stiv,
-        client=client,
-    ).run(rows)
+    options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
+    options.update(progress=progress, stiv=stiv, client=client)
+    return BatchOrchestrator(scaffold, output_directory, **options).run(rows)
 
 
 def process_batch_csv(
@@ -325,17 +200,10 @@ def process_batch_csv(
 ) -> BatchResult:
     """Process every row of a batch CSV (WSE in the scaffold's display units).
 
-    ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster.
+    Other arguments as :func:`process_batch`.
     """
     scaffold = as_scaffold(scaffold_path)
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
-    return BatchOrchestrator(
-        scaffold,
-        output_directory,
-        backend=backend,
-        stop_on_error=stop_on_error,
-        resume=resume,
-        progress=progress,
-        stiv=stiv,
-        client=client,
-    ).run(rows, Path(batch_csv_path))
+    options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
+    options.update(progress=progress, stiv=stiv, client=client)
+    return BatchOrchestrator(scaffold, output_directory, **options).run(rows, Path(batch_csv_path))

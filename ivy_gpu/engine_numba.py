@@ -54,7 +54,7 @@ class NumbaEngine(HostMemory):
         win = acf.acf_window_xp(
             z, op.lx_max, op.lt_lo, op.lt_hi, np, _threaded_fft(), acf.cross_spectra_numba, t
         )
-        f = win.reshape(win.shape[0], -1) @ op.weights
+        f = rays.apply_ray_operator(win.reshape(win.shape[0], -1), op.weights, config.FFT_WORKERS)
         f[~valid] = np.nan
         return rays.peaks_xp(f, np)
 

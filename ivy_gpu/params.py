@@ -1,4 +1,6 @@
-"""STIV parameters: one frozen :class:`StivParams` shared by scaffold, API, pipeline and CLI.
+"""The run configurations: :class:`StivParams` (every STIV setting) and :class:`VideoConfig`.
+
+One frozen :class:`StivParams` is shared by the scaffold, the API, the pipeline and the CLI.
 
 A scaffold stores the IVyTools keys (``stiv_num_pixels``, ``stiv_phi_origin``,
 ``stiv_phi_range``, ``stiv_dphi``, ``stiv_max_vel_threshold_mps``,
@@ -12,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ivy_gpu.checks import check_choice, check_even_int, check_positive, check_range
 
@@ -130,3 +135,66 @@ class StivParams:
             f"method={self.method} interpolation={self.interpolation} "
             f"d_rho={self.d_rho:g} d_theta={self.d_theta:g} refine={self.refine}"
         )
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """One video to process.
+
+    Attributes
+    ----------
+    video_path : Path
+    water_surface_elevation : float
+        Metres.
+    alpha : float
+        Surface-to-mean velocity coefficient, 0 < alpha <= 1.
+    start_time, end_time : float or None
+        Seconds (half-open range).
+    frame_step : int
+    max_frames : int or None
+    measurement_number, measurement_date, comments : optional metadata
+    """
+
+    video_path: Path
+    water_surface_elevation: float
+    alpha: float = 0.85
+    start_time: float | None = None
+    end_time: float | None = None
+    frame_step: int = 1
+    max_frames: int | None = None
+    measurement_number: int | None = None
+    measurement_date: str | None = None
+    comments: str | None = None
+
+    def __post_init__(self) -> None:
+        from ivy_gpu.video import parse_time
+
+        object.__setattr__(self, "video_path", Path(self.video_path))
+        for name in ("water_surface_elevation", "alpha"):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: expected a number, got {value!r}") from None
+            if not np.isfinite(number):
+                raise ValueError(f"{name}: must be a finite number, got {value!r}")
+            object.__setattr__(self, name, number)
+        if not (0 < self.alpha <= 1):
+            raise ValueError(f"alpha: must be in (0, 1], got {self.alpha!r}")
+        for name in ("start_time", "end_time"):
+            object.__setattr__(self, name, parse_time(getattr(self, name), name))
+        for name, low in (("frame_step", 1), ("max_frames", 2)):
+            value = getattr(self, name)
+            if value is None and name == "max_frames":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if (
+            self.start_time is not None
+            and self.end_time is not None
+            and self.end_time <= self.start_time
+        ):
+            raise ValueError(
+                f"end_time: {self.end_time} s is not after start_time {self.start_time} s"
+            )

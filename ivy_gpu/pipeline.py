@@ -58,7 +58,7 @@ def analyse(
     wse = float(video.water_surface_elevation)
     result.num_frames = int(loaded.stack.shape[0])
     result.timestep_seconds = loaded.dt
-    result.pixel_gsd = rect.gsd
+    result.pixel_gsd = rect.pixel_gsd
     result.warnings += loaded.warnings
     result.stage_seconds["read_rectify"] = loaded.seconds
 
@@ -77,7 +77,7 @@ def analyse(
             scaffold.cross_section_line,
             scaffold.cross_section,
             wse,
-            rect.gsd,
+            rect.pixel_gsd,
             scaffold.start_bank,
         )
     except ValueError as exc:
@@ -96,7 +96,7 @@ def analyse(
             nodes[:, 0],
             nodes[:, 1],
             params,
-            pixel_gsd=rect.gsd,
+            pixel_gsd=rect.pixel_gsd,
             d_t=loaded.dt,
             backend=engine,
             return_sti=return_sti,

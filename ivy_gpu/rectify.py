@@ -65,7 +65,7 @@ class Rectifier:
         Size of the frames the tables apply to (the calibration image size).
     cell_size : float, optional
         Camera-matrix cell size (m/px); default from extent and frame size (spec 5.2).
-    interpolation : {"linear", "nearest"}
+    interpolation : {"bilinear", "nearest"}
         ``"nearest"`` is IVyTools' own.
     """
 
@@ -75,7 +75,7 @@ class Rectifier:
         wse_m: float,
         frame_size: tuple[int, int],
         cell_size: float | None = None,
-        interpolation: str = "linear",
+        interpolation: str = "bilinear",
     ) -> None:
         self.params = params
         self.wse_m = float(wse_m)
@@ -83,11 +83,11 @@ class Rectifier:
         self.interpolation = interpolation
         w, h = self.frame_size
         if params.method == "camera matrix":
-            map_x, map_y, self.gsd = self._camera_tables(w, h, cell_size)
+            map_x, map_y, self.pixel_gsd = self._camera_tables(w, h, cell_size)
         elif params.method == "homography":
-            map_x, map_y, self.gsd = self._homography_tables(w, h)
+            map_x, map_y, self.pixel_gsd = self._homography_tables(w, h)
         elif params.method == "scale":
-            map_x, map_y, self.gsd = self._scale_tables(w, h)
+            map_x, map_y, self.pixel_gsd = self._scale_tables(w, h)
         else:
             raise ValueError(
                 f"rectification_method: unknown method {params.method!r}; "

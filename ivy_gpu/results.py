@@ -1,4 +1,4 @@
-"""Configuration and result dataclasses of the video-to-discharge pipeline (SI units)."""
+"""Result dataclasses of the video-to-discharge pipeline (SI units), and the stage error."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ivy_gpu.params import VideoConfig  # noqa: F401  (re-exported: its old home)
 
 #: Where a video can fail, in pipeline order; ``worker`` is a cluster task that died.
 ERROR_STAGES = ("read", "rectify", "grid", "stiv", "discharge", "save", "worker")
@@ -21,69 +23,6 @@ class StageError(Exception):
             raise ValueError(f"unknown pipeline stage {stage!r}")
         super().__init__(message)
         self.stage = stage
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """One video to process.
-
-    Attributes
-    ----------
-    video_path : Path
-    water_surface_elevation : float
-        Metres.
-    alpha : float
-        Surface-to-mean velocity coefficient, 0 < alpha <= 1.
-    start_time, end_time : float or None
-        Seconds (half-open range).
-    frame_step : int
-    max_frames : int or None
-    measurement_number, measurement_date, comments : optional metadata
-    """
-
-    video_path: Path
-    water_surface_elevation: float
-    alpha: float = 0.85
-    start_time: float | None = None
-    end_time: float | None = None
-    frame_step: int = 1
-    max_frames: int | None = None
-    measurement_number: int | None = None
-    measurement_date: str | None = None
-    comments: str | None = None
-
-    def __post_init__(self) -> None:
-        from ivy_gpu.video import parse_time
-
-        object.__setattr__(self, "video_path", Path(self.video_path))
-        for name in ("water_surface_elevation", "alpha"):
-            value = getattr(self, name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name}: expected a number, got {value!r}") from None
-            if not np.isfinite(number):
-                raise ValueError(f"{name}: must be a finite number, got {value!r}")
-            object.__setattr__(self, name, number)
-        if not (0 < self.alpha <= 1):
-            raise ValueError(f"alpha: must be in (0, 1], got {self.alpha!r}")
-        for name in ("start_time", "end_time"):
-            object.__setattr__(self, name, parse_time(getattr(self, name), name))
-        for name, low in (("frame_step", 1), ("max_frames", 2)):
-            value = getattr(self, name)
-            if value is None and name == "max_frames":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        if (
-            self.start_time is not None
-            and self.end_time is not None
-            and self.end_time <= self.start_time
-        ):
-            raise ValueError(
-                f"end_time: {self.end_time} s is not after start_time {self.start_time} s"
-            )
 
 
 @dataclass

@@ -194,3 +194,58 @@ def peaks_xp(scores: Any, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
     after = xp.where(idx < n_theta - 1, f[rows, xp.minimum(idx + 1, n_theta - 1)], xp.nan)
     nan = xp.asarray(np.nan, dtype=f.dtype)
     return idx, xp.where(bad, nan, peak), xp.where(bad, nan, before), xp.where(bad, nan, after)
+
+
+#: Rows of one ray-operator product. Fixed, so how rows are split never depends on the
+#: number of threads: each row's sum runs in the same order whatever the machine.
+RAY_BLOCK_ROWS = 512
+
+
+def apply_ray_operator(win: np.ndarray, weights: np.ndarray, workers: int) -> np.ndarray:
+    """``win @ weights`` on the CPU, bit-identical whatever the thread count.
+
+    A multi-threaded BLAS may split one product differently with 1 or 2 threads and
+    round differently. Here BLAS runs single-threaded on fixed blocks of
+    :data:`RAY_BLOCK_ROWS` rows, and the blocks are spread over ``workers`` threads
+    (NumPy releases the GIL inside BLAS).
+
+    Parameters
+    ----------
+    win : ndarray, shape (n, lags), float32
+        Autocorrelation windows, one row per STI.
+    weights : ndarray, shape (lags, n_theta), float32
+        The folded ray operator.
+    workers : int
+        Threads that share the blocks.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = win.shape[0]
+    out = np.empty((n, weights.shape[1]), dtype=np.result_type(win, weights))
+    blocks = [(lo, min(lo + RAY_BLOCK_ROWS, n)) for lo in range(0, n, RAY_BLOCK_ROWS)]
+
+    def block(bounds: tuple[int, int]) -> None:
+        lo, hi = bounds
+        np.matmul(win[lo:hi], weights, out=out[lo:hi])
+
+    with _single_threaded_blas():
+        if workers <= 1 or len(blocks) == 1:
+            for b in blocks:
+                block(b)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(block, blocks))
+    return out
+
+
+_BLAS = None
+
+
+def _single_threaded_blas():
+    """Context that limits the BLAS libraries NumPy loaded to one thread (threadpoolctl)."""
+    global _BLAS
+    from threadpoolctl import ThreadpoolController
+
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")

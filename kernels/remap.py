@@ -14,11 +14,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-INTERPOLATIONS = {"linear": (cv2.INTER_LINEAR, 1), "nearest": (cv2.INTER_NEAREST, 0)}
+INTERPOLATIONS = {"bilinear": (cv2.INTER_LINEAR, 1), "nearest": (cv2.INTER_NEAREST, 0)}
 
 
 def remap_cv2(
-    frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: str = "linear"
+    frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: str = "bilinear"
 ) -> np.ndarray:
     """Rectify one frame (gray or colour) with float32 tables of source (column, row)."""
     flag, _ = INTERPOLATIONS[interpolation]
@@ -31,7 +31,7 @@ def remap_xp(
     map_y: Any,
     xp: ModuleType,
     ndimage: ModuleType,
-    interpolation: str = "linear",
+    interpolation: str = "bilinear",
 ) -> Any:
     """Rectify one grayscale frame on ``xp`` arrays; returns float32."""
     _, order = INTERPOLATIONS[interpolation]

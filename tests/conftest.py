@@ -35,12 +35,14 @@ def data_dir() -> Path:
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Shrink chunk budgets so chunk boundaries are crossed on tiny inputs."""
+    """Shrink chunk budgets and CUDA launches so chunk and grid-stride edges are crossed."""
     from ivy_gpu import config
 
     monkeypatch.setattr(config, "CPU_CHUNK_BYTES", 1)
     monkeypatch.setattr(config, "GPU_CHUNK_BYTES", 1)
     monkeypatch.setattr(config, "MAX_CHUNK_PAIRS", 7)
+    monkeypatch.setattr(config, "CUDA_BLOCK", 32)
+    monkeypatch.setattr(config, "CUDA_MAX_BLOCKS", 4)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -168,7 +168,7 @@ def test_kill_mid_batch_then_resume_gives_the_same_summary(batch_dir):
 
 
 def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
-    import ivy_gpu.batch as batch_mod
+    import ivy_gpu.executors as executors_mod
     import ivy_gpu.pipeline as pipeline_mod
 
     folder, scaffold, truth = batch_dir
@@ -182,14 +182,14 @@ def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(pipeline_mod, "run_stiv", flaky)
-    real_load = batch_mod.load_stack
+    real_load = executors_mod.load_stack
 
     def flaky_load(scaffold_cfg, cfg, engine):
         if cfg.video_path.name == "v2.mp4":
             raise OSError(5, "disk went away")
         return real_load(scaffold_cfg, cfg, engine)
 
-    monkeypatch.setattr(batch_mod, "load_stack", flaky_load)
+    monkeypatch.setattr(executors_mod, "load_stack", flaky_load)
     videos = [VideoConfig(folder / "good.mp4", truth["wse_m"], max_frames=30)]
     for name in ("v1.mp4", "v2.mp4"):
         shutil.copy(folder / "good.mp4", folder / name)

@@ -78,7 +78,7 @@ def test_rectified_geometry_does_not_change_with_wse(camera_site):
     )
     a = Rectifier(params, spec.wse_m, (spec.width_px, spec.height_px))
     b = Rectifier(params, spec.wse_m + 0.4, (spec.width_px, spec.height_px))
-    assert a.output_shape == b.output_shape and a.gsd == b.gsd
+    assert a.output_shape == b.output_shape and a.pixel_gsd == b.pixel_gsd
     assert not np.allclose(a.map_y, b.map_y)  # but each WSE samples other source pixels
     x, y = a.pixel_to_world(np.array([10.0]), np.array([20.0]))
     assert np.allclose(a.world_to_pixel(x, y), [[10.0], [20.0]])
@@ -153,7 +153,7 @@ def test_homography_and_scale_methods():
         0.0,
         (40, 30),
     )
-    assert r.gsd == pytest.approx(4 / 40)
+    assert r.pixel_gsd == pytest.approx(4 / 40)
     assert r.output_shape == (60, 60)
     src = np.linalg.inv(h) @ np.array([25.0, 31.0, 1.0])
     assert np.allclose([r.map_x[31, 25], r.map_y[31, 25]], src[:2] / src[2])
@@ -166,6 +166,6 @@ def test_homography_and_scale_methods():
         0.0,
         (200, 100),
     )
-    assert s.gsd == pytest.approx(5 / 100) and s.output_shape == (100, 200)
+    assert s.pixel_gsd == pytest.approx(5 / 100) and s.output_shape == (100, 200)
     with pytest.raises(ValueError, match="unknown method 'fisheye'"):
         Rectifier(RectificationParams("fisheye"), 0.0, (10, 10))

@@ -15,7 +15,7 @@ from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
 def _section_inputs(cfg, rect, wse):
     nodes = place_nodes(cfg.cross_section_line, cfg.num_grid_points, rect.output_shape)
     ns = node_stations(
-        nodes, cfg.cross_section_line, cfg.cross_section, wse, rect.gsd, cfg.start_bank
+        nodes, cfg.cross_section_line, cfg.cross_section, wse, rect.pixel_gsd, cfg.start_bank
     )
     st = np.concatenate([[ns.left_edge], ns.stations, [ns.right_edge]])
     return nodes, ns, st, cfg.cross_section.depth_at(st, wse)
@@ -68,7 +68,7 @@ def test_rectified_synthetic_video_through_stiv_gives_discharge(tmp_path):
         phi_origin=s.phi_origin,
         d_phi=s.d_phi,
         phi_range=s.phi_range,
-        pixel_gsd=rect.gsd,
+        pixel_gsd=rect.pixel_gsd,
         d_t=1 / spec.fps,
         refine=True,
         backend="numba",

@@ -1,0 +1,149 @@
+"""Executors of a batch: they run videos and yield ``(row index, result)``.
+
+The batch loop itself (bad rows, resume, summary, progress, stop-on-error) is
+:class:`ivy_gpu.batch.BatchOrchestrator`; an executor only decides where and in which
+order videos run. :class:`LocalExecutor` runs them in CSV order in this process and
+decodes the next video while the current one is analysed; :class:`DaskExecutor` runs
+one task per video on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ivy_gpu import backends, config
+from ivy_gpu.params import StivParams, VideoConfig
+from ivy_gpu.pipeline import run_video
+from ivy_gpu.results import ProcessingResult
+from ivy_gpu.scaffold import ScaffoldConfig
+from ivy_gpu.stack import load_stack
+
+
+@dataclass(frozen=True)
+class VideoRunner:
+    """Runs one video of a batch; small and picklable, so cluster workers get it once."""
+
+    scaffold: ScaffoldConfig
+    out: Path
+    backend: str
+    stiv: StivParams
+
+    def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
+        """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
+        return run_video(
+            self.scaffold,
+            job.config,
+            output_directory=self.out,
+            backend=self.backend,
+            stiv=self.stiv,
+            progress=stage_progress,
+            preload=preload,
+            output_name=job.folder,
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to run: its row index, its configuration and its output folder name."""
+
+    index: int
+    config: VideoConfig
+    folder: str
+
+
+class Executor(Protocol):
+    """Runs the jobs of a batch and yields ``(row index, result)`` as videos finish."""
+
+    def run(self, runner: VideoRunner, jobs: list[Job]) -> Iterator[tuple[int, ProcessingResult]]:
+        """Yield a result per job (fewer after :meth:`stop`)."""
+        ...
+
+    def stop(self) -> None:
+        """Start no further job (stop on error)."""
+        ...
+
+
+class LocalExecutor:
+    """Videos one after another in this process; the next decodes while this one runs."""
+
+    def __init__(self, prefetch: bool = True, stage_progress=None) -> None:
+        self.prefetch = prefetch
+        self.stage_progress = stage_progress
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Start no further video."""
+        self._stopped = True
+
+    def run(self, runner: VideoRunner, jobs: list[Job]):
+        """Yield ``(index, result)`` in CSV order."""
+        self._stopped = False
+        depth = config.PREFETCH_VIDEOS if self.prefetch else 0
+        pool = ThreadPoolExecutor(max_workers=1) if depth else None
+        engine = backends.get_engine(runner.backend)
+        pending: dict[int, Future] = {}
+        try:
+            for i, job in enumerate(jobs):
+                if self._stopped:
+                    break
+                for nxt in jobs[i + 1 : i + 1 + depth]:  # overlap: the next videos decode now
+                    if nxt.index not in pending:
+                        pending[nxt.index] = pool.submit(
+                            load_stack, runner.scaffold, nxt.config, engine
+                        )
+                future = pending.pop(job.index, None)
+                preload = None if future is None else future.result
+                yield job.index, runner(job, preload, self.stage_progress)
+        finally:
+            for f in pending.values():
+                f.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Each video a task on a Dask cluster; results come back as they finish."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._futures: list[Any] = []
+
+    def stop(self) -> None:
+        """Cancel the tasks not yet finished."""
+        for f in self._futures:
+            if not f.done():
+                f.cancel()
+
+    def run(self, runner: VideoRunner, jobs: list[Job]):
+        """Yield ``(index, result)`` as tasks complete; a task that died is recorded."""
+        from distributed import as_completed
+
+        if not jobs:
+            return
+        remote = self.client.scatter(runner, broadcast=True)
+        futures = {self.client.submit(_run_remote, remote, job, pure=False): job for job in jobs}
+        self._futures = list(futures)
+        for future in as_completed(self._futures):
+            job = futures[future]
+            if future.cancelled():
+                continue
+            try:
+                res = future.result()
+            except Exception as exc:  # the task could not run: a worker died, ...
+                res = ProcessingResult(
+                    video_path=job.config.video_path,
+                    error_stage="worker",
+                    error_message=f"{job.config.video_path}: the cluster worker running it "
+                    f"failed ({type(exc).__name__}: {exc})",
+                    water_surface_elevation=job.config.water_surface_elevation,
+                    alpha=job.config.alpha,
+                )
+            yield job.index, res
+
+
+def _run_remote(runner: VideoRunner, job: Job) -> ProcessingResult:
+    return runner(job)
