@@ -26,13 +26,14 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-class Backend(str, Enum):
-    """``--backend`` choices."""
+def _backend_choices() -> type[Enum]:
+    from ivy_gpu.backends import BACKENDS
 
-    auto = "auto"
-    numpy = "numpy"
-    numba = "numba"
-    cupy = "cupy"
+    return Enum("Backend", {n: n for n in ("auto", *BACKENDS)}, type=str)
+
+
+#: ``--backend`` choices: ``auto`` and every engine of the registry.
+Backend = _backend_choices()
 
 
 class Method(str, Enum):
@@ -57,6 +58,26 @@ INTERPOLATION = typer.Option(
     None, "--interpolation", help="Sampling along the search lines (nearest is IVyTools' own)."
 )
 REFINE = typer.Option(None, "--refine/--no-refine", help="Sub-step angle refinement (default: on).")
+
+
+class Compat(str, Enum):
+    """``--compat`` choices."""
+
+    none = "none"
+    ivytools = "ivytools"
+
+
+COMPAT = typer.Option(
+    Compat.none,
+    "--compat",
+    help="ivytools: STIV sampled exactly as the IVyTools python port (its search lines, "
+    "nearest sampling, no refinement); everything else stays corrected.",
+)
+MIN_VALID = typer.Option(
+    0.5,
+    "--min-valid-fraction",
+    help="Fail a video when fewer nodes than this fraction give a valid, unflagged velocity.",
+)
 D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
@@ -132,6 +153,8 @@ def process(
     refine: bool = REFINE,
     d_rho: float = D_RHO,
     d_theta: float = D_THETA,
+    compat: Compat = COMPAT,
+    min_valid_fraction: float = MIN_VALID,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
 ) -> None:
@@ -172,6 +195,8 @@ def process(
                 progress=on_stage,
                 keep_frames=keep_frames,
                 stiv=stiv,
+                compat=Compat(compat).value,
+                min_valid_fraction=min_valid_fraction,
             )
         except ValueError as exc:
             _fail(exc, debug)
@@ -200,6 +225,8 @@ def batch(
     refine: bool = REFINE,
     d_rho: float = D_RHO,
     d_theta: float = D_THETA,
+    compat: Compat = COMPAT,
+    min_valid_fraction: float = MIN_VALID,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
 ) -> None:
@@ -261,6 +288,8 @@ def batch(
                 progress=on_video,
                 stiv=stiv,
                 client=client,
+                compat=Compat(compat).value,
+                min_valid_fraction=min_valid_fraction,
             ).run(rows, csv_file)
         except ValueError as exc:
             _fail(exc, debug)

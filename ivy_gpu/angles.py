@@ -32,22 +32,52 @@ def search_angles(phi_origin: float, phi_range: float, d_phi: float) -> np.ndarr
 
 
 def line_offsets(phi_ari: np.ndarray, num_pixels: int) -> np.ndarray:
-    """Sample offsets of the one-sided search lines, shape (n_angles, P, 2) as (dx, dy).
+    """Sample offsets of the one-sided ``unit`` search lines, shape (n_angles, P, 2) as (dx, dy).
 
-    The line runs from the node to ``(P cos a, -P sin a)``; ``L = floor(hypot)``
-    gives ``L + 1`` equally spaced samples and the last is dropped when that count
-    is odd (the even-length rule), so every line has exactly ``P`` samples for even
-    ``P``. Spacing is 1 px, or ``P / (P - 1)`` where rounding makes ``L = P - 1``.
+    Sample ``k`` (``k = 0 ... P - 1``) lies ``k`` pixels from the node in direction
+    ``(cos a, -sin a)`` (image rows point down): every line has 1-px spacing, so the
+    streak slope in samples per frame is the speed in pixels per frame.
     """
-    out = np.empty((len(phi_ari), num_pixels, 2))
-    for m, a in enumerate(np.deg2rad(phi_ari)):
-        dx = num_pixels * np.cos(a)
-        dy = -num_pixels * np.sin(a)
-        length = int(np.floor(np.hypot(dx, dy)))
-        n = length + 1 if length % 2 else length  # drop the last sample of an odd count
-        frac = np.linspace(0.0, 1.0, length + 1)[:n]
-        if n != num_pixels:  # pragma: no cover - impossible for even P
-            raise AssertionError(f"search line has {n} samples, expected {num_pixels}")
-        out[m, :, 0] = frac * dx
-        out[m, :, 1] = frac * dy
-    return out
+    a = np.deg2rad(np.asarray(phi_ari, float))[:, None]
+    k = np.arange(num_pixels, dtype=float)[None, :]
+    return np.stack([k * np.cos(a), -k * np.sin(a)], axis=-1)
+
+
+def ivytools_line_samples(
+    x: np.ndarray, y: np.ndarray, phi_ari: np.ndarray, num_pixels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """IVyTools' own search-line samples (spec 8.2 and 14.22), shape (..., P) each.
+
+    For a node ``(x, y)`` and arithmetic angle ``a``: ``x1 = P cos a``, ``y1 = -P sin a``;
+    ``L = int(hypot(|(y + y1) - y|, |(x + x1) - x|))`` from the node's *absolute*
+    coordinates, so rounding makes ``L = P - 1`` for many (node, angle) pairs; the
+    samples are ``linspace(x, x + x1, L + 1)`` (and likewise in y), the last one dropped
+    when the count is odd. Where ``L = P - 1`` the line keeps P samples over P px (a
+    "stretched" line, spacing ``P / (P - 1)``).
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Node coordinates (broadcast against ``phi_ari``).
+    phi_ari : ndarray
+        Arithmetic search angles, degrees.
+    num_pixels : int
+        P (even).
+    """
+    a = np.deg2rad(np.asarray(phi_ari, float))
+    x, y, a = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), a)
+    x1 = num_pixels * np.cos(a)
+    y1 = -num_pixels * np.sin(a)
+    ex, ey = x + x1, y + y1
+    length = np.hypot(np.abs(ey - y), np.abs(ex - x)).astype(int)
+    sx = np.empty((*x.shape, num_pixels))
+    sy = np.empty_like(sx)
+    for n_len in np.unique(length):
+        sel = length == n_len
+        count = n_len + 1
+        keep = count if count % 2 == 0 else count - 1  # the even-length rule
+        if keep != num_pixels:  # pragma: no cover - impossible for even P
+            raise AssertionError(f"search line has {keep} samples, expected {num_pixels}")
+        sx[sel] = np.linspace(x[sel], ex[sel], count, axis=-1)[..., :keep]
+        sy[sel] = np.linspace(y[sel], ey[sel], count, axis=-1)[..., :keep]
+    return sx, sy

@@ -27,7 +27,7 @@ from ivy_gpu.batch_csv import (
 from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
 from ivy_gpu.outputs import read_result
 from ivy_gpu.params import StivParams
-from ivy_gpu.pipeline import stiv_params_for
+from ivy_gpu.pipeline import quality_rules, stiv_params_for
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.units import unit_system
@@ -93,6 +93,10 @@ class BatchOrchestrator:
         ``(stage, fraction, message)`` within each video (local).
     stiv : StivParams or mapping, optional
         STIV settings or overrides of the scaffold's.
+    compat : {None, "ivytools"}
+        STIV sampled as the IVyTools python port (see :func:`ivy_gpu.process_video`).
+    min_valid_fraction : float
+        A video with fewer valid, unflagged nodes than this fraction fails at ``stiv``.
     client : dask.distributed.Client, optional
         Run each video as a task on a Dask cluster. Videos and the output folder must
         be on a file system the workers share; the scaffold is sent to every worker
@@ -112,11 +116,17 @@ class BatchOrchestrator:
         stage_progress: Callable[[str, float, str], None] | None = None,
         stiv: StivParams | Mapping[str, Any] | None = None,
         client: Any = None,
+        compat: str | None = None,
+        min_valid_fraction: float = 0.5,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
         self.runner = VideoRunner(
-            scaffold, self.out, backends.resolve_backend(backend), stiv_params_for(scaffold, stiv)
+            scaffold,
+            self.out,
+            backends.resolve_backend(backend),
+            stiv_params_for(scaffold, stiv).with_compat(compat),
+            quality_rules(min_valid_fraction),
         )
         self.stop_on_error = stop_on_error
         self.resume = resume
@@ -169,6 +179,8 @@ def process_batch(
     progress: BatchProgress | None = None,
     client: Any = None,
     stiv: StivParams | Mapping[str, Any] | None = None,
+    compat: str | None = None,
+    min_valid_fraction: float = 0.5,
 ) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
 
@@ -183,7 +195,8 @@ def process_batch(
         for i, v in enumerate(videos)
     ]
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
-    options.update(progress=progress, stiv=stiv, client=client)
+    options.update(progress=progress, stiv=stiv, client=client, compat=compat)
+    options.update(min_valid_fraction=min_valid_fraction)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows)
 
 
@@ -197,6 +210,8 @@ def process_batch_csv(
     progress: BatchProgress | None = None,
     client: Any = None,
     stiv: StivParams | Mapping[str, Any] | None = None,
+    compat: str | None = None,
+    min_valid_fraction: float = 0.5,
 ) -> BatchResult:
     """Process every row of a batch CSV (WSE in the scaffold's display units).
 
@@ -205,5 +220,6 @@ def process_batch_csv(
     scaffold = as_scaffold(scaffold_path)
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
-    options.update(progress=progress, stiv=stiv, client=client)
+    options.update(progress=progress, stiv=stiv, client=client, compat=compat)
+    options.update(min_valid_fraction=min_valid_fraction)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows, Path(batch_csv_path))

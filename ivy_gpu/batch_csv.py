@@ -28,9 +28,13 @@ SUMMARY_COLUMNS = (
     "uncertainty_iso_95",
     "uncertainty_ive_95",
     "num_frames",
+    "valid_nodes",
+    "filled_nodes",
+    "flagged_nodes",
     "processing_time_s",
     "error_stage",
     "error_message",
+    "warnings",
 )
 
 BatchProgress = Callable[[int, int, ProcessingResult], None]
@@ -172,6 +176,10 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "processing_time_s": f"{result.processing_time_seconds:.2f}",
         "error_stage": result.error_stage or "",
         "error_message": result.error_message or "",
+        "valid_nodes": str(result.valid_nodes) if result.success else "",
+        "filled_nodes": str(result.filled_nodes) if result.success else "",
+        "flagged_nodes": str(result.flagged_nodes) if result.success else "",
+        "warnings": " | ".join(result.warnings),
     }
 
 

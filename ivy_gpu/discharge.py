@@ -31,7 +31,10 @@ TABLE_COLUMNS = (
 def normal_component(
     magnitude: np.ndarray, direction_geo: np.ndarray, line: np.ndarray
 ) -> np.ndarray:
-    """``|V . n|``: speed normal to the cross-section line.
+    """``|V . n|``: speed normal to the cross-section line, unsigned (IVyTools' GUI).
+
+    The pipeline uses the *signed* component instead (:func:`ivy_gpu.quality.signed_normal`
+    with the downstream normal), so upstream motion counts negative.
 
     Parameters
     ----------
@@ -60,6 +63,9 @@ def fill_gaps(stations: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, i
     bad = ~np.isfinite(v)
     if bad.all() or (~bad).sum() < 2:
         raise ValueError("discharge: fewer than two valid velocities along the section")
+    if v.size > 2 and bad[1:-1].all():
+        # the water-edge zeros anchor the interpolation but are not data
+        raise ValueError("discharge: no valid velocity between the water edges")
     order = np.argsort(stations, kind="stable")
     s, vv = np.asarray(stations, float)[order], v[order]
     ok = np.isfinite(vv)

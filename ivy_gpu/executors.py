@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from ivy_gpu import backends, config
 from ivy_gpu.params import StivParams, VideoConfig
 from ivy_gpu.pipeline import run_video
+from ivy_gpu.quality import QualityRules
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold import ScaffoldConfig
 from ivy_gpu.stack import load_stack
@@ -31,6 +32,7 @@ class VideoRunner:
     out: Path
     backend: str
     stiv: StivParams
+    rules: QualityRules | None = None
 
     def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
         """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
@@ -43,6 +45,7 @@ class VideoRunner:
             progress=stage_progress,
             preload=preload,
             output_name=job.folder,
+            rules=self.rules,
         )
 
 

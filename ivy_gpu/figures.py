@@ -49,28 +49,43 @@ def rectified_vectors(
     magnitude: np.ndarray,
     direction_geo: np.ndarray,
     title: str = "",
+    excluded: np.ndarray | None = None,
+    noted: np.ndarray | None = None,
 ) -> Path:
-    """Rectified frame with the section line, nodes and surface velocity vectors."""
+    """Rectified frame with the section line, nodes and surface velocity vectors.
+
+    ``excluded`` vectors (flagged, left out of the discharge) are drawn red, ``noted`` ones
+    (flagged but kept: fan edge, upstream) orange, the others cyan.
+    """
     fig = _figure(8, 8 * rectified.shape[0] / rectified.shape[1] + 0.6)
     ax = fig.subplots()
     _show(ax, rectified)
     ax.plot(line[:, 0], line[:, 1], "-", color="orange", lw=1.5, label="cross-section")
     a = np.deg2rad(90.0 - np.asarray(direction_geo))
     ok = np.isfinite(magnitude)
+    n = len(nodes)
+    excluded = np.zeros(n, bool) if excluded is None else np.asarray(excluded, bool)
+    noted = np.zeros(n, bool) if noted is None else np.asarray(noted, bool)
     scale = 0.15 * rectified.shape[1] / max(np.nanmax(magnitude), 1e-6) if ok.any() else 1.0
-    ax.quiver(
-        nodes[ok, 0],
-        nodes[ok, 1],
-        magnitude[ok] * np.cos(a[ok]) * scale,
-        -magnitude[ok] * np.sin(a[ok]) * scale,
-        color="cyan",
-        angles="xy",
-        scale_units="xy",
-        scale=1,
-        width=0.003,
-    )
+    for sel, colour, label in (
+        (ok & ~excluded & ~noted, "cyan", "measured"),
+        (ok & noted & ~excluded, "orange", "flagged, kept (fan edge / upstream)"),
+        (ok & excluded, "red", "flagged, left out and filled"),
+    ):
+        if sel.any():
+            ax.quiver(
+                nodes[sel, 0],
+                nodes[sel, 1],
+                magnitude[sel] * np.cos(a[sel]) * scale,
+                -magnitude[sel] * np.sin(a[sel]) * scale,
+                color=colour,
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                width=0.003,
+                label=label,
+            )
     ax.plot(nodes[~ok, 0], nodes[~ok, 1], "rx", label="no velocity")
-    ax.plot(nodes[ok, 0], nodes[ok, 1], ".", color="cyan", ms=3, label="nodes")
     ax.set_title(title or "rectified frame, surface velocity")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_axis_off()
@@ -104,8 +119,12 @@ def section_profile(
     factor: float = 1.0,
     v_label: str = "m/s",
     v_factor: float = 1.0,
+    filled: np.ndarray | None = None,
 ) -> Path:
-    """Depths (bed below the water surface) and normal surface velocity across the section."""
+    """Depths (bed below the water surface) and normal surface velocity across the section.
+
+    ``filled`` velocities (flagged or missing, interpolated) are drawn as open markers.
+    """
     fig = _figure(8, 3.8)
     ax = fig.subplots()
     s = stations * factor
@@ -114,7 +133,20 @@ def section_profile(
     ax.set_xlabel(f"station ({units_label})")
     ax.set_ylabel(f"depth below WSE ({units_label})")
     ax2 = ax.twinx()
-    ax2.plot(s, velocity * v_factor, "o-", color="crimson", ms=3, label="normal surface velocity")
+    ax2.plot(s, velocity * v_factor, "-", color="crimson", lw=1, label="normal surface velocity")
+    filled = np.zeros(len(s), bool) if filled is None else np.asarray(filled, bool)
+    ax2.plot(s[~filled], velocity[~filled] * v_factor, "o", color="crimson", ms=3, label="measured")
+    if filled.any():
+        ax2.plot(
+            s[filled],
+            velocity[filled] * v_factor,
+            "o",
+            mfc="none",
+            color="crimson",
+            ms=5,
+            label="filled (flagged or missing)",
+        )
+    ax2.axhline(0, color="grey", lw=0.5)
     ax2.set_ylabel(f"velocity ({v_label})", color="crimson")
     ax.set_title("cross-section")
     fig.legend(loc="lower center", ncol=3, fontsize=8)

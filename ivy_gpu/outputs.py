@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.quality import EXCLUDING
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold import ScaffoldConfig
 from ivy_gpu.stiv import StivResult
@@ -54,6 +55,10 @@ def write_tables(ctx: OutputContext) -> None:
             "normal_velocity_ms": r.stiv_normal_velocities,
             "theta_deg": sr.theta,
             "score": sr.score,
+            "sigma_v_ms": r.node_sigma_v,
+            "window_median_ms": r.node_window_median,
+            "window_spread_ms": r.node_window_spread,
+            "flags": r.node_flags,
         }
     )
     atomic_write_text(
@@ -67,6 +72,8 @@ def write_figures(ctx: OutputContext) -> None:
 
     r, sr, scaffold = ctx.result, ctx.stiv, ctx.scaffold
     nodes = r.node_positions
+    flags = r.node_flags or [""] * len(nodes)
+    excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
     figures.rectified_vectors(
         ctx.out / "rectified_vectors.png",
         ctx.first_frame,
@@ -75,6 +82,8 @@ def write_figures(ctx: OutputContext) -> None:
         sr.magnitude,
         sr.direction,
         f"{r.video_path.name}: Q = {r.total_discharge:.3f} m³/s",
+        excluded=excluded,
+        noted=np.array([bool(fl) for fl in flags]) & ~excluded,
     )
     if sr.sti is not None:
         ids = sorted({int(k) for k in np.linspace(0, len(nodes) - 1, 4).round()})
@@ -90,6 +99,7 @@ def write_figures(ctx: OutputContext) -> None:
         u.length,
         u.velocity_label,
         u.velocity,
+        filled=np.concatenate([[False], excluded, [False]]),
     )
 
 

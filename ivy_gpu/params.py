@@ -23,6 +23,17 @@ from ivy_gpu.checks import check_choice, check_even_int, check_positive, check_r
 
 METHODS = ("acf", "gradient")
 INTERPOLATIONS = ("bilinear", "nearest")
+SEARCH_LINES = ("unit", "ivytools")
+
+#: STIV needs at least this many frames (shorter selections are refused before decoding).
+MIN_FRAMES = 4
+
+#: Compatibility modes: the STIV settings that reproduce another tool's numbers.
+#: ``ivytools``: the IVyTools python port (its stretched search lines, nearest sampling,
+#: the reference angle grid without refinement).
+COMPAT_MODES: dict[str, dict[str, Any]] = {
+    "ivytools": {"search_line": "ivytools", "interpolation": "nearest", "refine": False},
+}
 
 #: Scaffold key of each field (IVyTools' names where IVyTools has one).
 SCAFFOLD_KEYS = {
@@ -37,6 +48,7 @@ SCAFFOLD_KEYS = {
     "d_rho": "stiv_d_rho",
     "d_theta": "stiv_d_theta",
     "refine": "stiv_refine",
+    "search_line": "stiv_search_line",
 }
 
 #: The keys IVyTools itself writes (always saved); the others are saved when not default.
@@ -71,6 +83,10 @@ class StivParams:
     refine : bool
         Sub-step parabolic refinement of the streak and search angles (the
         pipeline's default); ``False`` is the reference grid search.
+    search_line : {"unit", "ivytools"}
+        ``unit``: 1-px sample spacing on every line (default). ``ivytools``: IVyTools'
+        own geometry, where rounding stretches about half of the lines to a spacing of
+        P / (P - 1) px and those lines read (P - 1) / P of the speed (spec 14.22).
     """
 
     num_pixels: int = 20
@@ -84,6 +100,7 @@ class StivParams:
     d_rho: float = 0.5
     d_theta: float = 0.5
     refine: bool = True
+    search_line: str = "unit"
 
     def __post_init__(self) -> None:
         check_even_int("num_pixels", self.num_pixels, 4)
@@ -99,6 +116,7 @@ class StivParams:
         check_positive("sigma", self.sigma, allow_zero=True)
         check_choice("method", self.method, METHODS)
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("search_line", self.search_line, SEARCH_LINES)
         check_positive("d_rho", self.d_rho)
         check_range("d_theta", self.d_theta, 1e-3, 90.0)
         if not isinstance(self.refine, bool):
@@ -133,8 +151,16 @@ class StivParams:
             f"P={self.num_pixels} phi0={self.phi_origin:g} range={self.phi_range:g} "
             f"dphi={self.d_phi:g} vmax={self.max_vel_threshold:g} sigma={self.sigma:g} "
             f"method={self.method} interpolation={self.interpolation} "
-            f"d_rho={self.d_rho:g} d_theta={self.d_theta:g} refine={self.refine}"
+            f"d_rho={self.d_rho:g} d_theta={self.d_theta:g} refine={self.refine} "
+            f"search_line={self.search_line}"
         )
+
+    def with_compat(self, compat: str | None) -> StivParams:
+        """These settings in a compatibility mode (``None`` or ``"none"``: unchanged)."""
+        if compat in (None, "none"):
+            return self
+        check_choice("compat", compat, ("none", *COMPAT_MODES))
+        return self.replace(**COMPAT_MODES[compat])
 
 
 @dataclass(frozen=True)
@@ -183,7 +209,7 @@ class VideoConfig:
             raise ValueError(f"alpha: must be in (0, 1], got {self.alpha!r}")
         for name in ("start_time", "end_time"):
             object.__setattr__(self, name, parse_time(getattr(self, name), name))
-        for name, low in (("frame_step", 1), ("max_frames", 2)):
+        for name, low in (("frame_step", 1), ("max_frames", MIN_FRAMES)):
             value = getattr(self, name)
             if value is None and name == "max_frames":
                 continue

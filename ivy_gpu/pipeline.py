@@ -10,6 +10,7 @@ once, at the end, with the final status and the real processing time.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from ivy_gpu import backends
-from ivy_gpu.discharge import midsection, normal_component
+from ivy_gpu.angles import geo_to_ari
+from ivy_gpu.discharge import midsection
 from ivy_gpu.engine import Engine
 from ivy_gpu.grid import node_stations, place_nodes
 from ivy_gpu.outputs import OutputContext, write_outputs, write_result_json
 from ivy_gpu.params import StivParams
+from ivy_gpu.quality import QualityRules, assess, downstream_normal, signed_normal, time_windows
 from ivy_gpu.results import ProcessingResult, StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.stack import LoadedVideo, load_stack
@@ -31,7 +34,14 @@ from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty
 
 Progress = Callable[[str, float, str], None]
 
-__all__ = ["StageError", "analyse", "process_video", "run_video", "stiv_params_for"]
+__all__ = [
+    "StageError",
+    "analyse",
+    "process_video",
+    "quality_rules",
+    "run_video",
+    "stiv_params_for",
+]
 
 
 def stiv_params_for(
@@ -52,8 +62,13 @@ def analyse(
     result: ProcessingResult,
     progress: Progress | None = None,
     return_sti: bool = False,
+    rules: QualityRules | None = None,
 ) -> StivResult:
-    """Grid, STIV, discharge and uncertainty for a loaded stack; fills ``result``."""
+    """Grid, STIV, quality control, discharge and uncertainty for a loaded stack.
+
+    Fills ``result``; returns the STIV result (for the outputs).
+    """
+    rules = rules or QualityRules()
     rect = loaded.rectifier
     wse = float(video.water_surface_elevation)
     result.num_frames = int(loaded.stack.shape[0])
@@ -105,6 +120,35 @@ def analyse(
         raise StageError("stiv", f"{video.video_path}: {exc}") from None
     result.backend = sr.backend
     result.stiv_magnitudes, result.stiv_directions = sr.magnitude, sr.direction
+    try:
+        n_hat, warn = downstream_normal(
+            scaffold.cross_section_line, scaffold.start_bank, sr.magnitude, sr.direction
+        )
+    except ValueError as exc:
+        raise StageError("stiv", f"{scaffold.path}: {exc}") from None
+    if warn:
+        result.warnings.append(warn)
+    vn = signed_normal(sr.magnitude, sr.direction, n_hat)
+    window_vn = _window_normals(loaded, nodes, sr, params, engine, n_hat, rules)
+    quality = assess(sr, vn, ns.stations, window_vn, params.phi_range, rules)
+    result.warnings += quality.notes
+    result.stiv_normal_velocities = vn
+    result.node_flags = quality.flag_strings()
+    result.node_sigma_v = quality.sigma_v
+    result.node_window_median = quality.window_median
+    result.node_window_spread = quality.window_spread
+    result.quality_windows = quality.windows
+    counts = quality.counts()
+    result.valid_nodes = counts["valid"]
+    result.flagged_nodes = sum(1 for f in quality.flags if f)
+    result.flag_counts = {k: v for k, v in counts.items() if k != "valid"}
+    need = math.ceil(rules.min_valid_fraction * len(vn))
+    if counts["valid"] < max(need, 1):
+        raise StageError(
+            "stiv",
+            f"{video.video_path}: {counts['valid']} of {len(vn)} nodes gave a valid velocity "
+            f"(need {max(need, 1)})",
+        )
     result.stage_seconds["stiv"] = time.perf_counter() - t
     if progress:
         progress("discharge", 0.0, "")
@@ -112,22 +156,31 @@ def analyse(
     t = time.perf_counter()
     result.error_stage = "discharge"
     try:
-        vn = normal_component(sr.magnitude, sr.direction, scaffold.cross_section_line)
+        used = np.where(quality.excluded, np.nan, vn)
         stations = np.concatenate([[ns.left_edge], ns.stations, [ns.right_edge]])
         depth = scaffold.cross_section.depth_at(stations, wse)
-        q = midsection(stations, depth, np.concatenate([[0.0], vn, [0.0]]), video.alpha)
+        q = midsection(stations, depth, np.concatenate([[0.0], used, [0.0]]), video.alpha)
         inputs = UncertaintyInputs(
             scaffold.rectification_rmse_m or 0.0, ns.right_edge - ns.left_edge
         )
-        unc = discharge_uncertainty(q.table, q.discharge, inputs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # two halves of the clip are independent: the clip's mean has sigma_v / sqrt(2)
+            u_p = quality.sigma_v / math.sqrt(2.0) / np.abs(used)
+        u_p = np.concatenate(
+            [[np.nan], u_p if quality.windows else np.full(len(vn), np.nan), [np.nan]]
+        )
+        unc = discharge_uncertainty(q.table, q.discharge, inputs, u_p)
     except ValueError as exc:
         raise StageError("discharge", f"{video.video_path}: {exc}") from None
-    result.stiv_normal_velocities = vn
     result.filled_nodes = q.filled_nodes
     if q.filled_nodes:
         result.warnings.append(
-            f"{q.filled_nodes} of {len(vn)} node velocities were missing "
+            f"{q.filled_nodes} of {len(vn)} node velocities were missing or flagged "
             "and filled by interpolation along the section"
+        )
+    if np.any(used < 0):
+        result.warnings.append(
+            f"{int(np.sum(used < 0))} node(s) move upstream and count as negative discharge"
         )
     result.total_discharge, result.total_area = q.discharge, q.area
     result.mean_velocity = q.mean_velocity
@@ -143,6 +196,44 @@ def analyse(
     return sr
 
 
+def _window_normals(
+    loaded: LoadedVideo,
+    nodes: np.ndarray,
+    sr: StivResult,
+    params: StivParams,
+    engine: Engine,
+    n_hat: np.ndarray,
+    rules: QualityRules,
+) -> np.ndarray | None:
+    """Signed normal velocity of each node's best line in the sliding time windows.
+
+    The best line and its two neighbours in the fan are re-measured in every window
+    (:func:`ivy_gpu.quality.time_windows`); shape (windows, nodes), None when the clip is
+    too short.
+    """
+    windows = time_windows(loaded.stack.shape[0], rules)
+    if not windows:
+        return None
+    origin = geo_to_ari(params.phi_origin)
+    best = np.where(np.isfinite(sr.best_phi_ari), sr.best_phi_ari, origin)
+    phis = best[:, None] + params.d_phi * np.array([-1.0, 0.0, 1.0])[None, :]
+    out = np.full((len(windows), nodes.shape[0]), np.nan)
+    rect = loaded.rectifier
+    for w, (start, stop) in enumerate(windows):
+        r = run_stiv(
+            loaded.stack[start:stop],
+            nodes[:, 0],
+            nodes[:, 1],
+            params,
+            pixel_gsd=rect.pixel_gsd,
+            d_t=loaded.dt,
+            backend=engine,
+            phis=phis,
+        )
+        out[w] = signed_normal(r.magnitude, r.direction, n_hat)
+    return out
+
+
 def run_video(
     scaffold: ScaffoldConfig,
     video: VideoConfig,
@@ -154,6 +245,7 @@ def run_video(
     preload: Callable[[], LoadedVideo] | None = None,
     keep_frames: bool = False,
     output_name: str | None = None,
+    rules: QualityRules | None = None,
 ) -> ProcessingResult:
     """Process one video; failures are recorded in the result (never raised).
 
@@ -183,7 +275,15 @@ def run_video(
             frames = out / "frames" if keep_frames and out is not None else None
             loaded = load_stack(scaffold, video, engine, frames, progress)
         sr = analyse(
-            scaffold, video, loaded, engine, params, result, progress, return_sti=out is not None
+            scaffold,
+            video,
+            loaded,
+            engine,
+            params,
+            result,
+            progress,
+            return_sti=out is not None,
+            rules=rules,
         )
         if out is not None:
             t = time.perf_counter()
@@ -232,6 +332,8 @@ def process_video(
     keep_frames: bool = False,
     refine: bool | None = None,
     stiv: StivParams | Mapping[str, Any] | None = None,
+    compat: str | None = None,
+    min_valid_fraction: float = 0.5,
 ) -> ProcessingResult:
     """Turn one video into discharge.
 
@@ -261,6 +363,12 @@ def process_video(
         Sub-step STIV refinement (default: the scaffold's setting, on unless it says off).
     stiv : StivParams or mapping, optional
         STIV settings, or overrides of the scaffold's (e.g. ``{"method": "gradient"}``).
+    compat : {None, "ivytools"}
+        ``"ivytools"``: STIV sampled exactly as the IVyTools python port (its search-line
+        geometry, nearest sampling, no refinement); everything else stays corrected.
+    min_valid_fraction : float
+        Fail at stage ``stiv`` when fewer nodes than this fraction give a valid,
+        unflagged velocity.
 
     Returns
     -------
@@ -280,6 +388,8 @@ def process_video(
     params = stiv_params_for(scaffold, stiv)
     if refine is not None:
         params = params.replace(refine=refine)
+    params = params.with_compat(compat)
+    rules = quality_rules(min_valid_fraction)
     video = VideoConfig(
         Path(video_path),
         water_surface_elevation,
@@ -297,4 +407,14 @@ def process_video(
         stiv=params,
         progress=progress,
         keep_frames=keep_frames,
+        rules=rules,
+    )
+
+
+def quality_rules(min_valid_fraction: float = 0.5) -> QualityRules:
+    """Quality rules with a checked ``min_valid_fraction`` (in [0, 1])."""
+    from ivy_gpu.checks import check_range
+
+    return QualityRules(
+        min_valid_fraction=check_range("min_valid_fraction", min_valid_fraction, 0, 1)
     )

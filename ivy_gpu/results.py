@@ -48,6 +48,14 @@ class ProcessingResult:
     node_positions: np.ndarray | None = None
     node_stations: np.ndarray | None = None
     filled_nodes: int = 0
+    valid_nodes: int = 0
+    flagged_nodes: int = 0
+    flag_counts: dict = field(default_factory=dict)
+    node_flags: list[str] | None = None
+    node_sigma_v: np.ndarray | None = None
+    node_window_median: np.ndarray | None = None
+    node_window_spread: np.ndarray | None = None
+    quality_windows: int = 0
     discharge_dataframe: pd.DataFrame | None = None
     discharge_uncertainty: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -79,6 +87,10 @@ class ProcessingResult:
             "uncertainty_ive_contributions": u.get("ive_contributions"),
             "uncertainty_ive_note": u.get("ive_note"),
             "filled_nodes": self.filled_nodes,
+            "valid_nodes": self.valid_nodes,
+            "flagged_nodes": self.flagged_nodes,
+            "flag_counts": dict(self.flag_counts),
+            "quality_windows": self.quality_windows,
             "num_nodes": None if self.stiv_magnitudes is None else int(len(self.stiv_magnitudes)),
             "warnings": list(self.warnings),
             "stage_seconds": dict(self.stage_seconds),
@@ -108,6 +120,10 @@ class ProcessingResult:
             total_area=data.get("area_m2"),
             mean_velocity=data.get("mean_velocity_ms"),
             filled_nodes=data.get("filled_nodes") or 0,
+            valid_nodes=data.get("valid_nodes") or 0,
+            flagged_nodes=data.get("flagged_nodes") or 0,
+            flag_counts=dict(data.get("flag_counts") or {}),
+            quality_windows=data.get("quality_windows") or 0,
             discharge_dataframe=table,
             discharge_uncertainty={
                 "iso_u95": data.get("uncertainty_iso_95"),

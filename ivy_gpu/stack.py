@@ -19,15 +19,13 @@ import numpy as np
 
 from ivy_gpu import config
 from ivy_gpu.engine import Engine
+from ivy_gpu.params import MIN_FRAMES
 from ivy_gpu.rectify import Rectifier, check_frame_size
 from ivy_gpu.results import StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig
 from ivy_gpu.video import FrameReader, frame_interval
 
 Progress = Callable[[str, float, str], None]
-
-#: STIV needs at least this many frames.
-MIN_FRAMES = 4
 
 
 @dataclass
@@ -143,12 +141,32 @@ def load_stack(
     engine.synchronize()
     times_arr = np.asarray(times)
     dt, warn = frame_interval(times_arr, video.frame_step, reader.info.fps)
+    warnings = [warn] if warn else []
+    warnings += _container_warnings(reader, video)
     return LoadedVideo(
         stack=stack,
         first_frame=engine.to_host(stack[0]),
         times=times_arr,
         dt=dt,
         rectifier=rect,
-        warnings=[warn] if warn else [],
+        warnings=warnings,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _container_warnings(reader: FrameReader, video: VideoConfig) -> list[str]:
+    """A truncated video and an ignored display rotation, in words."""
+    out = []
+    announced = reader.info.frame_count
+    whole = video.start_time is None and video.end_time is None and video.max_frames is None
+    if whole and announced and reader.decoded and reader.decoded < announced - 1:
+        out.append(
+            f"{video.video_path}: decoded {reader.decoded} frames but the container announces "
+            f"{announced}: the video may be truncated"
+        )
+    if reader.rotation % 360:
+        out.append(
+            f"{video.video_path}: the container asks for a {reader.rotation} deg display "
+            "rotation, which is ignored (frames are used as stored, as the calibration must be)"
+        )
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ivy_gpu import backends
-from ivy_gpu.angles import ari_to_geo, line_offsets, search_angles
+from ivy_gpu.angles import ari_to_geo, ivytools_line_samples, line_offsets, search_angles
 from ivy_gpu.checks import check_nodes, check_positive, check_stack
 from ivy_gpu.engine import Engine
 from ivy_gpu.kernels.sti import bilinear_taps
@@ -66,6 +66,14 @@ class StivResult:
         Backend that ran.
     method : str
         ``"acf"`` or ``"gradient"``.
+    valid_line : ndarray of bool
+        Nodes with at least one usable search line.
+    over_threshold : ndarray of bool
+        Nodes whose speed exceeded ``max_vel_threshold`` (magnitude set to NaN).
+    fan_edge : ndarray of bool
+        Nodes whose best search angle is the first or last of the fan.
+    best_phi_ari : ndarray
+        The best search angle on the fan's grid, arithmetic degrees (before refinement).
     """
 
     magnitude: np.ndarray
@@ -76,6 +84,10 @@ class StivResult:
     sti: np.ndarray | None
     backend: str
     method: str
+    valid_line: np.ndarray | None = None
+    over_threshold: np.ndarray | None = None
+    fan_edge: np.ndarray | None = None
+    best_phi_ari: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +96,8 @@ class SearchLines:
 
     Attributes
     ----------
-    phis : ndarray, shape (angles,)
-        Search angles, arithmetic degrees.
+    phis : ndarray, shape (nodes, angles)
+        Search angles of each node, arithmetic degrees.
     sx, sy : ndarray, shape (nodes, angles, P)
         Column and row of each sample.
     pairs : ndarray of int
@@ -101,13 +113,31 @@ class SearchLines:
     window: tuple[int, int, int, int]
 
 
-def line_geometry(nodes: np.ndarray, params: StivParams, width: int, height: int) -> SearchLines:
-    """Search lines of every node and fan angle, which are usable, and the crop they read."""
+def line_geometry(
+    nodes: np.ndarray,
+    params: StivParams,
+    width: int,
+    height: int,
+    phis: np.ndarray | None = None,
+) -> SearchLines:
+    """Search lines of every node and angle, which are usable, and the crop they read.
+
+    ``phis`` (arithmetic degrees, shape (nodes, k)) gives each node its own angles;
+    by default every node searches the fan of ``params``. The sample positions follow
+    ``params.search_line`` (:func:`~ivy_gpu.angles.line_offsets` or
+    :func:`~ivy_gpu.angles.ivytools_line_samples`).
+    """
     p = params.num_pixels
-    phis = search_angles(params.phi_origin, params.phi_range, params.d_phi)
-    offsets = line_offsets(phis, p)
-    sx = nodes[:, 0, None, None] + offsets[None, :, :, 0]  # (nodes, angles, P)
-    sy = nodes[:, 1, None, None] + offsets[None, :, :, 1]
+    if phis is None:
+        fan = search_angles(params.phi_origin, params.phi_range, params.d_phi)
+        phis = np.broadcast_to(fan, (nodes.shape[0], fan.size))
+    phis = np.asarray(phis, float)
+    if params.search_line == "ivytools":
+        sx, sy = ivytools_line_samples(nodes[:, 0, None], nodes[:, 1, None], phis, p)
+    else:
+        off = line_offsets(phis.ravel(), p).reshape(*phis.shape, p, 2)
+        sx = nodes[:, 0, None, None] + off[..., 0]  # (nodes, angles, P)
+        sy = nodes[:, 1, None, None] + off[..., 1]
     inside = (
         (sx.min(-1) >= 0)
         & (sx.max(-1) <= width - 1)
@@ -117,9 +147,8 @@ def line_geometry(nodes: np.ndarray, params: StivParams, width: int, height: int
     pairs = np.flatnonzero(inside.ravel())
     window = (0, 1, 0, 1)
     if pairs.size:
-        window = _window(
-            sx.reshape(-1, p)[pairs], sy.reshape(-1, p)[pairs], params.sigma, width, height
-        )
+        sxp, syp = sx.reshape(-1, p)[pairs], sy.reshape(-1, p)[pairs]
+        window = _window(sxp, syp, params.sigma, width, height)
     return SearchLines(phis, sx, sy, pairs, window)
 
 
@@ -191,7 +220,7 @@ def reduce_nodes(
     has : ndarray of bool
         Nodes with at least one valid line.
     """
-    n_ang = lines.phis.size
+    n_ang = lines.phis.shape[1]
     score = score.reshape(-1, n_ang)
     n_nodes = score.shape[0]
     has = np.isfinite(score).any(axis=1)
@@ -202,7 +231,7 @@ def reduce_nodes(
         {k: v[flat] for k, v in aux.items()}, score[rows, best], params, plan
     )
 
-    phi = lines.phis[best].astype(np.float64)
+    phi = lines.phis[rows, best].astype(np.float64)
     if params.refine:
         before = np.where(best > 0, score[rows, np.maximum(best - 1, 0)], np.nan)
         after = np.where(best < n_ang - 1, score[rows, np.minimum(best + 1, n_ang - 1)], np.nan)
@@ -213,7 +242,8 @@ def reduce_nodes(
     speed = slope * pixel_gsd / d_t
     direction = ari_to_geo(phi + np.where(speed < 0, 180.0, 0.0))
     magnitude = np.abs(speed)
-    magnitude[magnitude > params.max_vel_threshold] = np.nan
+    over = has & ~(magnitude <= params.max_vel_threshold)
+    magnitude[over] = np.nan
     for arr in (magnitude, direction, theta, phi):
         arr[~has] = np.nan
     fields = {
@@ -222,6 +252,10 @@ def reduce_nodes(
         "theta": theta,
         "score": np.where(has, score[rows, best], np.nan),
         "phi": np.where(has, ari_to_geo(phi), np.nan),
+        "valid_line": has,
+        "over_threshold": over,
+        "fan_edge": has & (n_ang > 1) & ((best == 0) | (best == n_ang - 1)),
+        "best_phi_ari": np.where(has, lines.phis[rows, best], np.nan),
     }
     return fields, best, has
 
@@ -236,10 +270,13 @@ def run_stiv(
     d_t: float,
     backend: str | Engine = "auto",
     return_sti: bool = False,
+    phis: np.ndarray | None = None,
 ) -> StivResult:
     """Measure surface velocity at each node by exhaustive STIV (see :func:`stiv_exhaustive`).
 
     ``backend`` is a name (resolved through :mod:`ivy_gpu.backends`) or an engine.
+    ``phis`` (arithmetic degrees, (nodes, k)) searches each node's own angles instead of
+    the fan (the quality windows re-measure each node's best line this way).
     """
     check_stack(stack)
     n_frames, height, width = stack.shape
@@ -249,7 +286,7 @@ def run_stiv(
     engine = backends.get_engine(backend) if isinstance(backend, str) else backend
     method = METHOD_OBJECTS[params.method]
 
-    lines = line_geometry(nodes, params, width, height)
+    lines = line_geometry(nodes, params, width, height, phis)
     plan = method.plan(params.num_pixels, n_frames, params)
     handle = None
     if lines.pairs.size:
@@ -290,6 +327,7 @@ def stiv_exhaustive(
     backend: str = "auto",
     method: str = "acf",
     return_sti: bool = False,
+    search_line: str = "unit",
 ) -> StivResult:
     """Measure surface velocity at each node by exhaustive STIV.
 
@@ -329,6 +367,10 @@ def stiv_exhaustive(
         gradient structure tensor (fast alternative).
     return_sti : bool
         Also return the best raw STI of every node.
+    search_line : {"unit", "ivytools"}
+        ``unit``: 1-px sample spacing on every line. ``ivytools``: IVyTools' exact line
+        geometry (stretched lines included; with ``interpolation="nearest"`` it
+        reproduces the IVyTools python port, with ``"bilinear"`` the MATLAB original).
 
     Returns
     -------
@@ -361,6 +403,7 @@ def stiv_exhaustive(
         d_rho=d_rho,
         d_theta=d_theta,
         refine=refine,
+        search_line=search_line,
     )
     return run_stiv(
         stack, x, y, params, pixel_gsd=pixel_gsd, d_t=d_t, backend=backend, return_sti=return_sti

@@ -53,12 +53,21 @@ class UncertaintyResult:
     ive_note: str = ""
 
 
-def iso748(depths, unit_q, inputs: UncertaintyInputs) -> tuple[float, dict]:
-    """ISO 748 U95 (fraction) and the share of each term in ``u_q^2``."""
+def iso748(depths, unit_q, inputs: UncertaintyInputs, u_p_nodes=None) -> tuple[float, dict]:
+    """ISO 748 U95 (fraction) and the share of each term in ``u_q^2``.
+
+    ``u_p_nodes`` (relative 1-sigma per vertical, NaN where unknown) replaces ISO 748's
+    assumed point-velocity uncertainty (7 %) by the measured one: for STIV, the standard
+    error of a node's velocity over the clip's time windows (``sigma_v / sqrt(K) / |v|``).
+    """
     d = np.asarray(depths, float)
     q = np.asarray(unit_q, float)
+    up = np.full(d.shape, 0.07)
+    if u_p_nodes is not None:
+        measured = np.asarray(u_p_nodes, float)
+        up = np.where(np.isfinite(measured), measured, 0.07)
     ok = np.isfinite(d) & np.isfinite(q)
-    d, q = d[ok], q[ok]
+    d, q, up = d[ok], q[ok], up[ok]
     n = int(np.asarray(depths).size)
     u_m = float(np.interp(n, *ISO_VERTICALS))
     qs = q.sum()
@@ -73,7 +82,7 @@ def iso748(depths, unit_q, inputs: UncertaintyInputs) -> tuple[float, dict]:
         "u_m": u_m**2,
         "u_b": w2 * inputs.u_b**2,
         "u_d": float(np.sum(q**2 * np.where(d > 0.3, 0.005, 0.015) ** 2) / qs**2),
-        "u_p": w2 * 0.07**2,
+        "u_p": float(np.sum(q**2 * up**2) / qs**2),
         "u_v": w2 * 0.08**2,
         "u_c": w2 * inputs.u_c**2,
     }
@@ -118,9 +127,14 @@ def ive(
     return 2.0 * math.sqrt(uq2), {k: t / uq2 for k, t in terms.items()}, ""
 
 
-def discharge_uncertainty(table, q_total: float, inputs: UncertaintyInputs) -> UncertaintyResult:
-    """Both estimates from a mid-section table (:func:`ivy_gpu.discharge.midsection`)."""
-    iso_u95, iso_c = iso748(table["Depth"], table["Unit Discharge"], inputs)
+def discharge_uncertainty(
+    table, q_total: float, inputs: UncertaintyInputs, u_p_nodes=None
+) -> UncertaintyResult:
+    """Both estimates from a mid-section table (:func:`ivy_gpu.discharge.midsection`).
+
+    ``u_p_nodes``: measured relative velocity uncertainty per table row (see :func:`iso748`).
+    """
+    iso_u95, iso_c = iso748(table["Depth"], table["Unit Discharge"], inputs, u_p_nodes)
     ive_u95, ive_c, note = ive(
         table["Station Distance"],
         table["Depth"],

@@ -150,6 +150,10 @@ class FrameReader:
         self.info = probe(self.path)
         self.start, self.end, self.step, self.max_frames = start, end, step, max_frames
         self.queue_size = queue_size or config.DECODE_QUEUE_FRAMES
+        #: Display rotation the container asks for (degrees; frames are used as stored).
+        self.rotation = 0
+        #: Frames decoded in the selected range (before the step), after a full pass.
+        self.decoded = 0
 
     def expected_frames(self) -> int:
         """An upper estimate of the number of frames the selection yields."""
@@ -171,6 +175,8 @@ class FrameReader:
                 for frame in container.decode(st):
                     if stop.is_set():
                         return
+                    if seen == 0:
+                        self.rotation = int(getattr(frame, "rotation", 0) or 0)
                     t = float(frame.pts * tb) if frame.pts is not None else seen / self.info.fps
                     if self.start is not None and t < self.start - half:
                         continue
@@ -182,6 +188,7 @@ class FrameReader:
                         if self.max_frames and kept >= self.max_frames:
                             break
                     seen += 1
+                self.decoded = seen
         except Exception as exc:  # forwarded to the consumer with the file named
             msg = str(exc) if str(exc).startswith(str(self.path)) else f"{self.path}: {exc}"
             out.put(ValueError(f"{msg} (while decoding)" if "decod" not in msg else msg))

@@ -33,10 +33,9 @@ def test_search_line_is_one_sided_and_even():
     assert np.allclose(off[0, 1], [1, 0])
     up = line_offsets(np.array([90.0]), p)[0]
     assert np.allclose(up[1], [0, -1], atol=1e-12)
-    spacing = np.hypot(*(off[:, 1] - off[:, 0]).T)
-    # even-length rule: L+1 samples, last dropped when odd -> spacing 1 (L = P)
-    # or P/(P-1) where floating point makes floor(hypot) = P - 1
-    assert np.all(np.isclose(spacing, 1.0) | np.isclose(spacing, p / (p - 1)))
+    spacing = np.hypot(*np.diff(off, axis=1).transpose(2, 0, 1))
+    # the default ("unit") lines have 1-px spacing on every angle
+    assert np.allclose(spacing, 1.0, atol=1e-12)
 
 
 def test_nearest_taps_round_half_down():

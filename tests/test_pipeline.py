@@ -45,6 +45,10 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
         "normal_velocity_ms",
         "theta_deg",
         "score",
+        "sigma_v_ms",
+        "window_median_ms",
+        "window_spread_ms",
+        "flags",
     ]
     assert len(stiv) == 25
     for png in ("rectified_vectors.png", "best_stis.png", "section.png"):
@@ -93,7 +97,7 @@ def test_failures_are_recorded_with_their_stage(video_site, tmp_path, case, stag
         other = make_site(tmp_path / "small", SiteSpec(duration_s=0.5), video=True)
         video = tmp_path / "small" / other["video"]
     if case == "short":
-        with pytest.raises(ValueError, match="max_frames: must be an integer >= 2"):
+        with pytest.raises(ValueError, match="max_frames: must be an integer >= 4"):
             process_video(d / "site.ivy", video, wse, tmp_path, max_frames=1)
         kw = dict(start_time=2.9)
         match = "only 3 frames"
