@@ -74,6 +74,10 @@ class Engine(Protocol):
         """
         ...
 
+    def time_slice(self, handle: Any, start: int, stop: int) -> Any:
+        """The prepared handle restricted to frames ``start:stop`` (a view, no copy)."""
+        ...
+
     def gather(self, handle: Any, taps: Taps) -> np.ndarray:
         """Raw STIs on the host, shape (n, P, T) float32."""
         ...
@@ -134,6 +138,10 @@ class HostMemory:
 
     def synchronize(self) -> None:
         """Nothing to wait for on the CPU."""
+
+    def time_slice(self, handle: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` of a (T, H, W) handle."""
+        return handle[start:stop]
 
     def crop(self, stack: Any, window: Window, sigma: float) -> np.ndarray:
         """The cropped, blurred region on the host."""

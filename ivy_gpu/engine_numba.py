@@ -41,6 +41,10 @@ class NumbaEngine(HostMemory):
         """Time-last copy of the cropped, blurred region, read by the fused gather kernel."""
         return sti.time_last(self.crop(stack, window, sigma))
 
+    def time_slice(self, stack_hwt: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` of the time-last handle (each tap stays one contiguous run)."""
+        return stack_hwt[:, :, start:stop]
+
     def gather(self, stack_hwt: np.ndarray, taps: Taps) -> np.ndarray:
         """Raw STIs, shape (n, P, T) float32."""
         return sti.gather_numba(stack_hwt, *taps)[0]

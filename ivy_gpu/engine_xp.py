@@ -162,6 +162,10 @@ class XpEngine:
         region = self.to_device(stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1])
         return crop_blur(region, (0, y_hi - y_lo, 0, x_hi - x_lo), sigma, self.xp, self.ndimage)
 
+    def time_slice(self, handle: Any, start: int, stop: int) -> Any:
+        """Frames ``start:stop`` of the device handle (a view)."""
+        return handle[start:stop]
+
     def _taps(self, taps: Taps) -> tuple[Any, ...]:
         return tuple(self.xp.asarray(a) for a in taps)
 

@@ -60,7 +60,7 @@ def rectified_vectors(
     fig = _figure(8, 8 * rectified.shape[0] / rectified.shape[1] + 0.6)
     ax = fig.subplots()
     _show(ax, rectified)
-    ax.plot(line[:, 0], line[:, 1], "-", color="orange", lw=1.5, label="cross-section")
+    ax.plot(line[:, 0], line[:, 1], "-", color="yellow", lw=1.5, label="cross-section")
     a = np.deg2rad(90.0 - np.asarray(direction_geo))
     ok = np.isfinite(magnitude)
     n = len(nodes)

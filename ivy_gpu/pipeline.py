@@ -29,7 +29,7 @@ from ivy_gpu.quality import QualityRules, assess, downstream_normal, signed_norm
 from ivy_gpu.results import ProcessingResult, StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.stack import LoadedVideo, load_stack
-from ivy_gpu.stiv import StivResult, run_stiv
+from ivy_gpu.stiv import StivResult, run_stiv, run_stiv_windows
 from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty
 
 Progress = Callable[[str, float, str], None]
@@ -207,7 +207,7 @@ def _window_normals(
 ) -> np.ndarray | None:
     """Signed normal velocity of each node's best line in the sliding time windows.
 
-    The best line and its two neighbours in the fan are re-measured in every window
+    Each node's chosen line is re-measured in every window
     (:func:`ivy_gpu.quality.time_windows`); shape (windows, nodes), None when the clip is
     too short.
     """
@@ -216,22 +216,20 @@ def _window_normals(
         return None
     origin = geo_to_ari(params.phi_origin)
     best = np.where(np.isfinite(sr.best_phi_ari), sr.best_phi_ari, origin)
-    phis = best[:, None] + params.d_phi * np.array([-1.0, 0.0, 1.0])[None, :]
-    out = np.full((len(windows), nodes.shape[0]), np.nan)
+    phis = best[:, None]  # one line per node: the chosen one
     rect = loaded.rectifier
-    for w, (start, stop) in enumerate(windows):
-        r = run_stiv(
-            loaded.stack[start:stop],
-            nodes[:, 0],
-            nodes[:, 1],
-            params,
-            pixel_gsd=rect.pixel_gsd,
-            d_t=loaded.dt,
-            backend=engine,
-            phis=phis,
-        )
-        out[w] = signed_normal(r.magnitude, r.direction, n_hat)
-    return out
+    results = run_stiv_windows(
+        loaded.stack,
+        nodes[:, 0],
+        nodes[:, 1],
+        params,
+        windows,
+        phis,
+        pixel_gsd=rect.pixel_gsd,
+        d_t=loaded.dt,
+        backend=engine,
+    )
+    return np.array([signed_normal(r.magnitude, r.direction, n_hat) for r in results])
 
 
 def run_video(

@@ -23,7 +23,7 @@ of ``stiv_results.csv``). The rules and their thresholds (:class:`QualityRules`)
     The best ray-integral score is below ``low_score_fraction`` (0.5) of the median score
     of the video's valid nodes: the space-time image barely shows a streak.
 ``unsteady``
-    The node's best line (and its two neighbours in the fan) is re-measured on
+    The node's chosen line is re-measured on
     ``windows`` (4) sliding windows of half the clip each. ``sigma_v`` is the robust
     spread of those window velocities (1.4826 x their median absolute deviation, so one
     window spoiled by glare does not count). The node is unsteady when ``sigma_v``, or

@@ -36,6 +36,7 @@ __all__ = [
     "line_geometry",
     "reduce_nodes",
     "run_stiv",
+    "run_stiv_windows",
     "score_pairs",
     "stiv_exhaustive",
 ]
@@ -305,6 +306,49 @@ def run_stiv(
             taps = _taps(lines, lines.sx[k, best[k]], lines.sy[k, best[k]], params.interpolation)
             stis[k] = engine.gather(handle, taps)
     return StivResult(sti=stis, backend=engine.name, method=params.method, **fields)
+
+
+def run_stiv_windows(
+    stack: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    params: StivParams,
+    windows: list[tuple[int, int]],
+    phis: np.ndarray,
+    *,
+    pixel_gsd: float,
+    d_t: float,
+    backend: str | Engine = "auto",
+) -> list[StivResult]:
+    """STIV of each node's own angles (``phis``) in several time windows of one stack.
+
+    The crop the lines read is prepared once; each window is a view of it in time, so
+    re-measuring a few lines per node in K windows costs K small scoring passes and no
+    further copies of the stack.
+    """
+    check_stack(stack)
+    _, height, width = stack.shape
+    nodes = check_nodes(x, y, width, height)
+    engine = backends.get_engine(backend) if isinstance(backend, str) else backend
+    method = METHOD_OBJECTS[params.method]
+    lines = line_geometry(nodes, params, width, height, phis)
+    out = []
+    n = lines.sx.shape[0] * lines.sx.shape[1]
+    handle = engine.prepare(stack, lines.window, params.sigma) if lines.pairs.size else None
+    plans: dict[int, Any] = {}
+    for start, stop in windows:
+        frames = stop - start
+        if frames not in plans:  # windows of one length share their plan
+            plans[frames] = method.plan(params.num_pixels, frames, params)
+        plan = plans[frames]
+        if handle is not None:
+            view = engine.time_slice(handle, start, stop)
+            score, aux = score_pairs(engine, method, view, lines, params, plan, frames)
+        else:
+            score, aux = np.full(n, np.nan), {k: np.full(n, np.nan) for k in method.aux_keys}
+        fields, _, _ = reduce_nodes(method, score, aux, lines, params, plan, pixel_gsd, d_t)
+        out.append(StivResult(sti=None, backend=engine.name, method=params.method, **fields))
+    return out
 
 
 def stiv_exhaustive(
