@@ -299,6 +299,8 @@ def batch(
                 client.close()
                 if cluster is not None and not scheduler:
                     cluster.close()
+    if b.summary_error:
+        err_console.print(f"[red]error:[/red] {escape(b.summary_error)}", highlight=False)
     s = b.get_discharge_summary()
     console.print(
         f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
@@ -311,7 +313,7 @@ def batch(
             f"mean {s['mean']:.4f} std {s['std']:.4f}",
             highlight=False,
         )
-    raise typer.Exit(0 if b.failed == 0 else 1)
+    raise typer.Exit(0 if b.failed == 0 and not b.summary_error else 1)
 
 
 @app.command()

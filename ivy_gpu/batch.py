@@ -25,9 +25,11 @@ from ivy_gpu.batch_csv import (
     write_summary,
 )
 from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
+from ivy_gpu.lock import FolderLock, remove_stale_temporaries
 from ivy_gpu.outputs import read_result
 from ivy_gpu.params import StivParams
 from ivy_gpu.pipeline import quality_rules, stiv_params_for
+from ivy_gpu.provenance import fingerprint
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.units import unit_system
@@ -45,12 +47,18 @@ __all__ = [
 ]
 
 
-def _reusable(old: ProcessingResult | None, cfg: VideoConfig) -> ProcessingResult | None:
-    """A completed earlier result, kept only if it was computed for the same WSE and alpha."""
-    if old is None:
+def _reusable(old: ProcessingResult | None, runner: VideoRunner, cfg: VideoConfig):
+    """A completed earlier result, kept only when its fingerprint matches this row's exactly.
+
+    The fingerprint covers the scaffold's content, the video's size and bytes, the WSE,
+    alpha, the frame selection, the STIV and quality settings and the algorithm version.
+    """
+    if old is None or old.fingerprint is None or not cfg.video_path.is_file():
         return None
-    same = old.water_surface_elevation == cfg.water_surface_elevation and old.alpha == cfg.alpha
-    return old if same else None
+    if old.fingerprint != fingerprint(runner.scaffold, cfg, runner.stiv, runner.rules):
+        return None
+    old.reused = True
+    return old
 
 
 def _bad_row(row: BatchRow) -> ProcessingResult:
@@ -137,36 +145,57 @@ class BatchOrchestrator:
             self.executor = LocalExecutor(prefetch=prefetch, stage_progress=stage_progress)
 
     def run(self, rows: list[BatchRow], csv_path: Path | None = None) -> BatchResult:
-        """Process every row; returns one result per row, in CSV order."""
-        t0 = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
-        names = output_names(rows)
-        results: list[ProcessingResult | None] = [None] * len(rows)
-        for k, row in enumerate(rows):
-            if row.config is None:
-                results[k] = _bad_row(row)
-            elif self.resume:
-                results[k] = _reusable(read_result(self.out / names[k]), row.config)
-        jobs = [Job(k, row.config, names[k]) for k, row in enumerate(rows) if results[k] is None]
-        self._flush(rows, results)
-        for k, res in self.executor.run(self.runner, jobs):
-            results[k] = res
-            self._flush(rows, results)
-            if self.progress:
-                self.progress(k, len(rows), res)
-            if self.stop_on_error and not res.success:
-                self.executor.stop()
-        final = [r if r is not None else _not_processed(rows[k]) for k, r in enumerate(results)]
-        self._flush(rows, final)
-        return BatchResult(final, self.out, csv_path, time.perf_counter() - t0)
+        """Process every row; returns one result per row, in CSV order.
 
-    def _flush(self, rows: list[BatchRow], results: list[ProcessingResult | None]) -> None:
+        The output folder is locked for the whole batch (:class:`~ivy_gpu.lock.FolderLock`):
+        a second writer raises ``ValueError`` naming the holder, before anything is written.
+        """
+        t0 = time.perf_counter()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"{self.out}: cannot create the output folder ({exc.strerror})"
+            ) from None
+        with FolderLock(self.out):
+            remove_stale_temporaries(self.out)  # left by a killed writer
+            names = output_names(rows)
+            results: list[ProcessingResult | None] = [None] * len(rows)
+            for k, row in enumerate(rows):
+                if row.config is None:
+                    results[k] = _bad_row(row)
+                elif self.resume:
+                    old = read_result(self.out / names[k])
+                    results[k] = _reusable(old, self.runner, row.config)
+            jobs = [
+                Job(k, row.config, names[k]) for k, row in enumerate(rows) if results[k] is None
+            ]
+            self._flush(rows, results)
+            for k, res in self.executor.run(self.runner, jobs):
+                results[k] = res
+                self._flush(rows, results)
+                if self.progress:
+                    self.progress(k, len(rows), res)
+                if self.stop_on_error and not res.success:
+                    self.executor.stop()
+            final = [r if r is not None else _not_processed(rows[k]) for k, r in enumerate(results)]
+            error = self._flush(rows, final)  # retried at the end: the last word
+        batch = BatchResult(final, self.out, csv_path, time.perf_counter() - t0)
+        batch.summary_error = error
+        return batch
+
+    def _flush(self, rows: list[BatchRow], results: list[ProcessingResult | None]) -> str | None:
+        """Rewrite the summary; an I/O failure is returned (and retried next time), not raised."""
         lines = [
             summary_row(rows[k], r, self.scaffold.display_units)
             for k, r in enumerate(results)
             if r is not None
         ]
-        write_summary(self.out / "batch_summary.csv", lines)
+        try:
+            write_summary(self.out / "batch_summary.csv", lines)
+        except OSError as exc:
+            return f"{self.out / 'batch_summary.csv'}: cannot write the summary ({exc.strerror})"
+        return None
 
 
 def process_batch(

@@ -35,6 +35,7 @@ SUMMARY_COLUMNS = (
     "error_stage",
     "error_message",
     "warnings",
+    "reused",
 )
 
 BatchProgress = Callable[[int, int, ProcessingResult], None]
@@ -180,6 +181,7 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "filled_nodes": str(result.filled_nodes) if result.success else "",
         "flagged_nodes": str(result.flagged_nodes) if result.success else "",
         "warnings": " | ".join(result.warnings),
+        "reused": "yes" if result.reused else "",
     }
 
 

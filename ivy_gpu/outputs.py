@@ -150,6 +150,7 @@ def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> di
     data["inputs"] = {
         "water_surface_elevation_m": result.water_surface_elevation,
         "alpha": result.alpha,
+        **result.inputs,
     }
     return _clean(data)
 

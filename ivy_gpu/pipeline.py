@@ -23,8 +23,10 @@ from ivy_gpu.angles import geo_to_ari
 from ivy_gpu.discharge import midsection
 from ivy_gpu.engine import Engine
 from ivy_gpu.grid import node_stations, place_nodes
+from ivy_gpu.lock import FolderLock
 from ivy_gpu.outputs import OutputContext, write_outputs, write_result_json
 from ivy_gpu.params import StivParams
+from ivy_gpu.provenance import fingerprint, inputs_of, provenance, utc_now
 from ivy_gpu.quality import QualityRules, assess, downstream_normal, signed_normal, time_windows
 from ivy_gpu.results import ProcessingResult, StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
@@ -262,10 +264,15 @@ def run_video(
         out = Path(output_directory) / (output_name or video.video_path.stem)
         result.output_directory = out
     loaded_elsewhere = 0.0
+    started = utc_now()
+    rules = rules or QualityRules()
     try:
         result.error_stage = "read"
         engine = backends.get_engine(backend)
         params = stiv_params_for(scaffold, stiv)
+        result.inputs = inputs_of(video, params, rules)
+        if video.video_path.is_file():
+            result.fingerprint = fingerprint(scaffold, video, params, rules)
         if preload is not None:
             loaded = preload()
             loaded_elsewhere = loaded.seconds
@@ -304,6 +311,7 @@ def run_video(
         result.error_stage = "read"
     result.processing_time_seconds = time.perf_counter() - t0 + loaded_elsewhere
     if out is not None:
+        result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
         try:
             write_result_json(out, result, scaffold)
         except OSError as exc:
@@ -397,10 +405,22 @@ def process_video(
         frame_step,
         max_frames,
     )
+    if output_directory is not None:
+        with FolderLock(output_directory):
+            return run_video(
+                scaffold,
+                video,
+                output_directory=Path(output_directory),
+                backend=backend,
+                stiv=params,
+                progress=progress,
+                keep_frames=keep_frames,
+                rules=rules,
+            )
     return run_video(
         scaffold,
         video,
-        output_directory=None if output_directory is None else Path(output_directory),
+        output_directory=None,
         backend=backend,
         stiv=params,
         progress=progress,

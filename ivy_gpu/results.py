@@ -56,6 +56,10 @@ class ProcessingResult:
     node_window_median: np.ndarray | None = None
     node_window_spread: np.ndarray | None = None
     quality_windows: int = 0
+    fingerprint: str | None = None
+    inputs: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    reused: bool = False
     discharge_dataframe: pd.DataFrame | None = None
     discharge_uncertainty: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -95,6 +99,9 @@ class ProcessingResult:
             "warnings": list(self.warnings),
             "stage_seconds": dict(self.stage_seconds),
             "processing_time_s": self.processing_time_seconds,
+            "fingerprint": self.fingerprint,
+            "inputs": dict(self.inputs),
+            "provenance": dict(self.provenance),
         }
 
     @classmethod
@@ -124,6 +131,9 @@ class ProcessingResult:
             flagged_nodes=data.get("flagged_nodes") or 0,
             flag_counts=dict(data.get("flag_counts") or {}),
             quality_windows=data.get("quality_windows") or 0,
+            fingerprint=data.get("fingerprint"),
+            inputs=dict(data.get("inputs") or {}),
+            provenance=dict(data.get("provenance") or {}),
             discharge_dataframe=table,
             discharge_uncertainty={
                 "iso_u95": data.get("uncertainty_iso_95"),
@@ -147,6 +157,7 @@ class BatchResult:
     output_directory: Path | None = None
     batch_csv_path: Path | None = None
     processing_time_seconds: float = 0.0
+    summary_error: str | None = None
 
     @property
     def total_videos(self) -> int:

@@ -9,10 +9,13 @@ nested list, or a plain list); both are read. Inside, everything is SI.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,100 @@ def _stiv_params(project: dict, src: str) -> StivParams:
         raise ValueError(f"{src}: STIV settings: {exc}") from None
 
 
+#: Largest member read from a scaffold, and the whole archive, in bytes (a scaffold holds
+#: a JSON file, a small survey and a calibration image: far below these).
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 256 * 2**20
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo], src: str) -> None:
+    """Refuse members whose declared size is too large, before decompressing anything."""
+    total = 0
+    for info in infos:
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise ValueError(
+                f"{src}: member {info.filename!r} declares {info.file_size} bytes "
+                f"(limit {MAX_MEMBER_BYTES}); not a scaffold"
+            )
+        total += info.file_size
+    if total > MAX_TOTAL_BYTES:
+        raise ValueError(f"{src}: members declare {total} bytes in all (limit {MAX_TOTAL_BYTES})")
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> bytes:
+    """Read one member, at most its declared size (plus one byte to catch a lie)."""
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(info.file_size + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise ValueError(f"{src}: member {info.filename!r} is corrupt ({exc})") from None
+    if len(data) > info.file_size:
+        raise ValueError(f"{src}: member {info.filename!r} is larger than it declares")
+    return data
+
+
+#: Type and range rules of the project keys ivy_gpu reads: key -> (kind, low, high).
+SCHEMA: dict[str, tuple[str, float | None, float | None]] = {
+    "rectification_method": ("str", None, None),
+    "rectification_parameters": ("object", None, None),
+    "display_units": ("str", None, None),
+    "cross_section_start_bank": ("str", None, None),
+    "pixel_ground_scale_distance_m": ("number", 1e-6, 1e3),
+    "number_grid_points_along_xs_line": ("number", 1, 10000),
+    "stiv_num_pixels": ("number", 4, 4096),
+    "stiv_phi_origin": ("number", -3600, 3600),
+    "stiv_phi_range": ("number", 0, 180),
+    "stiv_dphi": ("number", 1e-3, 180),
+    "stiv_max_vel_threshold_mps": ("number", 1e-6, 1e3),
+    "stiv_gaussian_blur_sigma": ("number", 0, 100),
+    "rectification_rmse_m": ("number", 0, 1e6),
+    "mask_polygons": ("list", None, None),
+    "ffmpeg_parameters": ("object", None, None),
+    "video_metadata": ("object", None, None),
+    "is_ortho_flip_x": ("bool", None, None),
+    "is_ortho_flip_y": ("bool", None, None),
+}
+
+
+def check_schema(project: dict, src: str) -> None:
+    """Check the types and ranges of the keys ivy_gpu reads; one line naming the key."""
+    for key, (kind, low, high) in SCHEMA.items():
+        value = project.get(key)
+        if value is None:
+            continue
+        where = f"{src}: key {key!r}"
+        if kind == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{where} must be a number, got {type(value).__name__}")
+            if not math.isfinite(value) or not (low <= value <= high):
+                raise ValueError(
+                    f"{where} must be a finite number in [{low:g}, {high:g}], got {value!r}"
+                )
+        elif kind == "str" and not isinstance(value, str):
+            raise ValueError(f"{where} must be text, got {type(value).__name__}")
+        elif kind == "object" and not isinstance(value, dict):
+            raise ValueError(f"{where} must be an object, got {type(value).__name__}")
+        elif kind == "list" and not isinstance(value, list):
+            raise ValueError(f"{where} must be a list, got {type(value).__name__}")
+        elif kind == "bool" and not isinstance(value, (bool, int)):
+            raise ValueError(f"{where} must be true or false, got {type(value).__name__}")
+    meta = project.get("video_metadata") or {}
+    for dim in ("width", "height"):
+        v = meta.get(dim)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not (1 <= v <= 100000)
+        ):
+            raise ValueError(
+                f"{src}: key 'video_metadata.{dim}' must be a size in pixels, got {v!r}"
+            )
+
+
+def _polygon(a: np.ndarray, src: str) -> np.ndarray:
+    if a.size % 2 or a.size < 6:
+        raise ValueError(f"{src}: key 'mask_polygons' must hold polygons of (x, y) pairs")
+    return a.reshape(-1, 2)
+
+
 def _find_ac3(names: list[str]) -> str | None:
     if AC3_MEMBER in names:
         return AC3_MEMBER
@@ -200,24 +297,31 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         raise ValueError(f"{src}: scaffold file not found")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{src}: not a ZIP archive (an IVyTools .ivy scaffold is a ZIP)")
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        if PROJECT_JSON not in names:
-            raise ValueError(f"{src}: archive has no {PROJECT_JSON}")
-        try:
-            project = json.loads(zf.read(PROJECT_JSON).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{src}: {PROJECT_JSON} is not valid JSON ({exc})") from None
-        members = {
-            n: zf.read(n)
-            for n in names
-            if n != PROJECT_JSON and not n.endswith(".dat") and not n.endswith("/")
-        }
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            names = [i.filename for i in infos]
+            if PROJECT_JSON not in names:
+                raise ValueError(f"{src}: archive has no {PROJECT_JSON}")
+            _check_sizes(infos, src)
+            raw = {
+                i.filename: _read_member(zf, i, src)
+                for i in infos
+                if not i.filename.endswith(".dat")
+            }
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{src}: not a readable ZIP archive ({exc})") from None
+    try:
+        project = json.loads(raw.pop(PROJECT_JSON).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{src}: {PROJECT_JSON} is not valid JSON ({exc})") from None
+    members = raw
     if not isinstance(project, dict):
         raise ValueError(f"{src}: {PROJECT_JSON} does not hold a JSON object")
     missing = [k for k in REQUIRED_KEYS if project.get(k) is None]
     if missing:
         raise ValueError(f"{src}: {PROJECT_JSON} is missing required keys: {', '.join(missing)}")
+    check_schema(project, src)
     units = unit_system(project.get("display_units", "Metric"), f"{src}: display_units").name
     rect = _rectification(project, src)
 
@@ -227,12 +331,16 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     line = line.reshape(2, 2)
 
     grid = decode_array(project.get("results_grid"), "results_grid", src)
+    if grid is not None and grid.size % 2:
+        raise ValueError(
+            f"{src}: key 'results_grid' must hold (x, y) pairs, got {grid.size} numbers"
+        )
     if grid is not None and grid.size:
         grid = grid.reshape(-1, 2)
     else:
         grid = None
     masks = tuple(
-        decode_array(m, "mask_polygons", src).reshape(-1, 2)
+        _polygon(decode_array(m, "mask_polygons", src), src)
         for m in (project.get("mask_polygons") or [])
         if m is not None
     )
@@ -247,6 +355,8 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
             section = read_ac3(mat_path)
         except ValueError as exc:
             raise ValueError(f"{src}: {ac3_name}: {str(exc).split(': ', 1)[-1]}") from None
+    # name the scaffold, not the temporary copy, in later messages (a WSE above a bank...)
+    section = dataclasses.replace(section, source=f"{src}: {ac3_name}")
 
     size = None
     meta = project.get("video_metadata") or {}

@@ -1,0 +1,164 @@
+"""Batches that never lie: resume by fingerprint, one writer per folder, honest summaries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import ivy_gpu.batch as batch_mod
+from ivy_gpu import process_batch, process_video
+from ivy_gpu.cli.main import app
+from ivy_gpu.lock import FolderLock
+from ivy_gpu.params import VideoConfig
+from ivy_gpu.scaffold import load_scaffold, save_scaffold
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def clips(video_site, tmp_path):
+    d, truth = video_site
+    shutil.copy(d / truth["video"], tmp_path / "a.mp4")
+    return tmp_path, d / "site.ivy", truth
+
+
+def _run(scaffold, videos, out, **kw):
+    return process_batch(scaffold, videos, out, backend="numba", resume=True, **kw)
+
+
+def test_resume_reuses_only_results_with_the_same_fingerprint(clips, video_site):
+    folder, scaffold, truth = clips
+    wse = truth["wse_m"]
+    first = _run(scaffold, [VideoConfig(folder / "a.mp4", wse, max_frames=40)], folder / "out")
+    assert first.video_results[0].success and not first.video_results[0].reused
+    data = json.loads((folder / "out" / "a" / "results.json").read_text())
+    assert len(data["fingerprint"]) == 64 and data["error_stage"] is None
+    assert data["processing_time_s"] > 0
+    prov = data["provenance"]
+    assert (
+        prov["video_sha256"] and prov["scaffold_sha256"] and prov["started_utc"].endswith("+00:00")
+    )
+    assert data["inputs"]["stiv"]["search_line"] == "unit"
+
+    same = _run(scaffold, [VideoConfig(folder / "a.mp4", wse, max_frames=40)], folder / "out")
+    assert same.video_results[0].reused
+    assert same.video_results[0].total_discharge == first.video_results[0].total_discharge
+    summary = pd.read_csv(folder / "out" / "batch_summary.csv", keep_default_na=False)
+    assert list(summary["reused"]) == ["yes"]
+
+    changes = {
+        "the start time": dict(
+            video=VideoConfig(folder / "a.mp4", wse, start_time=0.2, max_frames=40)
+        ),
+        "1 mm of WSE": dict(video=VideoConfig(folder / "a.mp4", wse + 0.001, max_frames=40)),
+        "the STIV settings": dict(
+            video=VideoConfig(folder / "a.mp4", wse, max_frames=40), stiv={"refine": False}
+        ),
+    }
+    for what, change in changes.items():
+        b = _run(scaffold, [change.pop("video")], folder / "out", **change)
+        assert not b.video_results[0].reused, what
+    # another video under the same file name
+    other = video_site[0] / "other.mp4"
+    if not other.exists():
+        from ivy_gpu.synthetic_site import SiteSpec, make_site
+
+        t2 = make_site(
+            video_site[0] / "other_site",
+            SiteSpec(width_px=1280, height_px=720, duration_s=1.5, seed=99),
+        )
+        shutil.copy(video_site[0] / "other_site" / t2["video"], other)
+    shutil.copy(other, folder / "a.mp4")
+    b = _run(scaffold, [VideoConfig(folder / "a.mp4", wse, max_frames=40)], folder / "out")
+    assert not b.video_results[0].reused
+
+
+def test_resume_recomputes_after_a_scaffold_change(clips):
+    folder, scaffold, truth = clips
+    videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)]
+    _run(scaffold, videos, folder / "out")
+    cfg = load_scaffold(scaffold)
+    changed = folder / "changed.ivy"
+    save_scaffold(cfg.__class__(**{**cfg.__dict__, "num_grid_points": 21}), changed)
+    b = _run(changed, videos, folder / "out")
+    assert not b.video_results[0].reused
+
+
+def test_a_second_writer_is_refused_at_once(clips):
+    folder, scaffold, truth = clips
+    out = folder / "out"
+    videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)]
+    with FolderLock(out):
+        with pytest.raises(ValueError, match="another ivy-gpu run writes into this folder"):
+            _run(scaffold, videos, out)
+        with pytest.raises(ValueError, match=r"\(pid \d+ on "):
+            process_video(scaffold, folder / "a.mp4", truth["wse_m"], out, max_frames=40)
+        (folder / "b.csv").write_text(
+            f"video_path,water_surface_elevation\na.mp4,{truth['wse_m']}\n"
+        )
+        res = runner.invoke(
+            app, ["batch", str(scaffold), str(folder / "b.csv"), "-o", str(out), "-q"]
+        )
+        assert res.exit_code == 2 and "another ivy-gpu run" in res.output
+    # released: the next run goes ahead, and removes a temporary file a killed run left
+    (out / "a").mkdir(parents=True, exist_ok=True)
+    (out / "a" / ".results.json.1234.tmp").write_text("half")
+    b = _run(scaffold, videos, out)
+    assert b.video_results[0].success
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_a_failed_summary_write_is_reported_and_retried(clips, monkeypatch):
+    folder, scaffold, truth = clips
+    real = batch_mod.write_summary
+    calls = {"n": 0}
+
+    def flaky(path, rows):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OSError(28, "No space left on device")
+        return real(path, rows)
+
+    monkeypatch.setattr(batch_mod, "write_summary", flaky)
+    videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)] * 2
+    b = process_batch(scaffold, videos, folder / "out", backend="numba")
+    assert [r.success for r in b.video_results] == [True, True]  # the batch went on
+    assert b.summary_error is None  # the retry at the end wrote it
+    assert len(pd.read_csv(folder / "out" / "batch_summary.csv")) == 2
+
+    def broken(path, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batch_mod, "write_summary", broken)
+    b = process_batch(scaffold, videos[:1], folder / "out2", backend="numba")
+    assert b.video_results[0].success
+    assert "cannot write the summary (No space left on device)" in b.summary_error
+
+
+def test_markup_in_a_video_path_is_printed_as_is(clips):
+    folder, scaffold, truth = clips
+    weird = folder / "clip[old][bold].mp4"
+    shutil.copy(folder / "a.mp4", weird)
+    res = runner.invoke(
+        app,
+        [
+            "process",
+            str(scaffold),
+            str(weird),
+            "--wse",
+            str(truth["wse_m"]),
+            "-q",
+            "--max-frames",
+            "40",
+            "--backend",
+            "numba",
+            "-o",
+            str(folder / "o"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "clip[old][bold].mp4" in res.output

@@ -1,0 +1,107 @@
+"""Hostile scaffolds: every malformed key, corrupt member or bomb is one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+import zipfile
+
+import pytest
+from typer.testing import CliRunner
+
+from ivy_gpu.cli.main import app
+from ivy_gpu.scaffold import PROJECT_JSON, load_scaffold
+from ivy_gpu.synthetic_site import SiteSpec, make_site
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    make_site(d, SiteSpec(), video=False)
+    return d / "site.ivy"
+
+
+def _edit(src, dst, **changes):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name == PROJECT_JSON:
+                project = json.loads(data)
+                project.update(changes)
+                data = json.dumps(project).encode()
+            zout.writestr(name, data)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("rectification_rmse_m", {"a": 1}, "key 'rectification_rmse_m' must be a number, got dict"),
+        ("mask_polygons", 3, "key 'mask_polygons' must be a list, got int"),
+        ("ffmpeg_parameters", "rotate=90", "key 'ffmpeg_parameters' must be an object, got str"),
+        ("stiv_num_pixels", 1e9, "key 'stiv_num_pixels' must be a finite number in"),
+        ("number_grid_points_along_xs_line", 1e9, "number_grid_points_along_xs_line' must be"),
+        ("stiv_phi_range", "wide", "key 'stiv_phi_range' must be a number, got str"),
+        ("mask_polygons", ["[1, 2, 3, 4, 5]"], "key .mask_polygons. must hold polygons"),
+        ("mask_polygons", ["[[1, 2], [3, 4], [5]]"], "key .mask_polygons. is not a numeric array"),
+        ("results_grid", "[[1, 2], [3]]", "key 'results_grid'"),
+        ("video_metadata", {"width": "wide", "height": 720}, "video_metadata.width"),
+    ],
+)
+def test_each_malformed_key_is_one_line_naming_the_key(good, tmp_path, key, value, match):
+    bad = _edit(good, tmp_path / "bad.ivy", **{key: value})
+    with pytest.raises(ValueError, match=match) as info:
+        load_scaffold(bad)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    res = runner.invoke(app, ["info", str(bad)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_infinite_number_is_refused(good, tmp_path):
+    bad = tmp_path / "inf.ivy"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name == PROJECT_JSON:
+                text = data.decode().replace(
+                    '"stiv_num_pixels": ', '"stiv_num_pixels": 1e400, "x": '
+                )
+                data = text.encode()
+            zout.writestr(name, data)
+    with pytest.raises(ValueError, match="stiv_num_pixels' must be a finite number"):
+        load_scaffold(bad)
+
+
+def test_corrupt_member_is_reported_as_corrupt(good, tmp_path):
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as zf:
+        info = zf.getinfo(PROJECT_JSON)
+    # flip bytes inside the compressed JSON: the CRC (or the inflater) catches it
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 5
+    for k in range(start, start + 8):
+        data[k] ^= 0xFF
+    bad = tmp_path / "crc.ivy"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="is corrupt|not valid JSON"):
+        load_scaffold(bad)
+
+
+def test_a_zip_bomb_member_is_refused_before_decompressing(good, tmp_path):
+    bomb = tmp_path / "bomb.ivy"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+        with zout.open("2-orthorectification/huge.bin", "w", force_zip64=True) as fh:
+            block = b"\0" * (1 << 24)
+            for _ in range(192):  # declares 3 GiB, compresses to a few MB
+                fh.write(block)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="declares 3221225472 bytes"):
+        load_scaffold(bomb)
+    assert time.perf_counter() - t0 < 1.0
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200
