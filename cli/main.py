@@ -8,6 +8,7 @@ are one line naming the file; ``--debug`` shows tracebacks.
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 
@@ -85,8 +86,10 @@ DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 def _fail(exc: Exception, debug: bool, code: int = 2) -> None:
-    if debug:
-        raise exc
+    if debug:  # the traceback, and still the documented exit code
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
     err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -322,15 +325,23 @@ def validate(
     csv_file: Path = typer.Argument(None, metavar="[CSV]", help="Batch CSV to check too."),
     debug: bool = DEBUG,
 ) -> None:
-    """Check a scaffold (and every row of a batch CSV) without processing anything."""
+    """Dry-run a scaffold (and every row of a batch CSV): everything short of decoding."""
     from ivy_gpu.batch import read_batch_csv
-    from ivy_gpu.rectify import check_frame_size
-    from ivy_gpu.video import probe
+    from ivy_gpu.dryrun import check_row, check_site
 
     cfg = _load(scaffold, debug)
+    wse = cfg.rectification.calibration_wse_m
+    try:
+        if cfg.calibration_size is None:
+            raise ValueError(f"{scaffold}: the scaffold records no calibration frame size")
+        if wse is not None:
+            check_site(cfg, wse)
+    except ValueError as exc:
+        _fail(exc, debug)
+    at = f", checked at its calibration WSE {wse:.3f} m" if wse is not None else ""
     console.print(
-        f"[green]ok[/green] {scaffold}: {cfg.rectification.method}, "
-        f"{cfg.display_units} units, calibration frame {cfg.calibration_size}",
+        f"[green]ok[/green] {escape(str(scaffold))}: {cfg.rectification.method}, "
+        f"{cfg.display_units} units, calibration frame {cfg.calibration_size}{at}",
         highlight=False,
     )
     if csv_file is None:
@@ -344,18 +355,7 @@ def validate(
         problem = row.error
         if problem is None:
             try:
-                info = probe(row.video_path)
-                if cfg.calibration_size:
-                    check_frame_size(
-                        (info.width, info.height), cfg.calibration_size, str(row.video_path)
-                    )
-                cfg.cross_section.water_edges(row.config.water_surface_elevation)
-                start = row.config.start_time or 0.0
-                if info.duration_s is not None and start >= info.duration_s:
-                    raise ValueError(
-                        f"{row.video_path}: start_time {start} s is past the end "
-                        f"of the video ({info.duration_s:.2f} s)"
-                    )
+                check_row(cfg, row.config)
             except ValueError as exc:
                 problem = str(exc)
         if problem:

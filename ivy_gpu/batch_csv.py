@@ -92,7 +92,10 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
         raise ValueError(f"{path}: not a readable CSV ({exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{path}: missing required columns: {', '.join(missing)}")
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in (";", "\t")):
+            hint = " (the file looks separated by ';' or tabs; use commas)"
+        raise ValueError(f"{path}: missing required columns: {', '.join(missing)}{hint}")
     out: list[BatchRow] = []
     for k, raw in enumerate(rows):
         row = {

@@ -76,7 +76,15 @@ def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
     if entry is None or entry[0] is not scaffold:
         if len(_RECTIFIERS) >= config.RECTIFIER_CACHE_SIZE:
             _RECTIFIERS.clear()
-        entry = (scaffold, Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size))
+        try:
+            rect = Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size)
+        except ValueError:
+            raise
+        except (ArithmeticError, np.linalg.LinAlgError) as exc:  # degenerate calibration
+            raise StageError(
+                "rectify", f"{scaffold.path}: cannot build the remap tables ({exc})"
+            ) from None
+        entry = (scaffold, rect)
         _RECTIFIERS[key] = entry
     return entry[1]
 
