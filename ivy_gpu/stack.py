@@ -78,11 +78,12 @@ def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
             _RECTIFIERS.clear()
         try:
             rect = Rectifier(scaffold.rectification, wse_m, scaffold.calibration_size)
-        except ValueError:
-            raise
-        except (ArithmeticError, np.linalg.LinAlgError) as exc:  # degenerate calibration
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # degenerate
+            reason = str(exc).removeprefix(f"{scaffold.path}: ")
             raise StageError(
-                "rectify", f"{scaffold.path}: cannot build the remap tables ({exc})"
+                "rectify",
+                f"{scaffold.path}: cannot build the remap tables at WSE "
+                f"{float(wse_m):.3f} m ({reason})",
             ) from None
         entry = (scaffold, rect)
         _RECTIFIERS[key] = entry

@@ -172,12 +172,16 @@ def test_validate_is_a_dry_run_that_catches_what_process_would_fail_on(clips):
     (folder / "v.csv").write_text(f"video_path,water_surface_elevation\na.mp4,{truth['wse_m']}\n")
     ok = runner.invoke(app, ["validate", str(scaffold), str(folder / "v.csv")])
     assert ok.exit_code == 0, ok.output
-    away = cfg.__class__(**{**cfg.__dict__, "cross_section_line": np.array([[-900.0, -900.0], [-800.0, -900.0]])})
+    away = cfg.__class__(
+        **{**cfg.__dict__, "cross_section_line": np.array([[-900.0, -900.0], [-800.0, -900.0]])}
+    )
     save_scaffold(away, folder / "away.ivy")
     res = runner.invoke(app, ["validate", str(folder / "away.ivy"), str(folder / "v.csv")])
     # the scaffold itself fails at its calibration WSE: a bad input, exit 2
     assert res.exit_code == 2 and "search line inside" in res.output, res.output
-    rect = cfg.rectification.__class__(**{**cfg.rectification.__dict__, "camera_matrix": np.full((3, 4), np.nan)})
+    rect = cfg.rectification.__class__(
+        **{**cfg.rectification.__dict__, "camera_matrix": np.full((3, 4), np.nan)}
+    )
     save_scaffold(cfg.__class__(**{**cfg.__dict__, "rectification": rect}), folder / "nan.ivy")
     res = runner.invoke(app, ["validate", str(folder / "nan.ivy"), str(folder / "v.csv")])
     assert res.exit_code == 2 and "NaN" in res.output, res.output
@@ -185,8 +189,24 @@ def test_validate_is_a_dry_run_that_catches_what_process_would_fail_on(clips):
 
 def test_debug_keeps_the_exit_code_and_semicolons_get_a_hint(clips):
     folder, scaffold, truth = clips
-    (folder / "semi.csv").write_text(f"video_path;water_surface_elevation\na.mp4;{truth['wse_m']}\n")
+    (folder / "semi.csv").write_text(
+        f"video_path;water_surface_elevation\na.mp4;{truth['wse_m']}\n"
+    )
     for extra in ([], ["--debug"]):
         res = runner.invoke(app, ["batch", str(scaffold), str(folder / "semi.csv"), "-q", *extra])
         assert res.exit_code == 2
         assert "separated by ';'" in res.output
+
+
+def test_degenerate_calibrations_fail_at_rectify_naming_the_scaffold(clips):
+    import numpy as np
+
+    folder, scaffold, truth = clips
+    cfg = load_scaffold(scaffold)
+    extent = np.array([np.nan, 10.0, 0.0, 10.0])
+    rect = cfg.rectification.__class__(**{**cfg.rectification.__dict__, "extent": extent})
+    bad = folder / "nan_extent.ivy"
+    save_scaffold(cfg.__class__(**{**cfg.__dict__, "rectification": rect}), bad)
+    r = process_video(bad, folder / "a.mp4", truth["wse_m"], backend="numba", max_frames=20)
+    assert not r.success and r.error_stage == "rectify"
+    assert r.error_message.startswith(f"{bad}: cannot build the remap tables at WSE")
