@@ -79,6 +79,11 @@ MIN_VALID = typer.Option(
     "--min-valid-fraction",
     help="Fail a video when fewer nodes than this fraction give a valid, unflagged velocity.",
 )
+STRIDE = typer.Option(
+    None,
+    "--stride/--no-stride",
+    help="Re-measure slow nodes on every k-th frame (default: on; off with --compat ivytools).",
+)
 D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
@@ -156,6 +161,7 @@ def process(
     refine: bool = REFINE,
     d_rho: float = D_RHO,
     d_theta: float = D_THETA,
+    stride: bool = STRIDE,
     compat: Compat = COMPAT,
     min_valid_fraction: float = MIN_VALID,
     quiet: bool = QUIET,
@@ -174,6 +180,7 @@ def process(
         refine=refine,
         d_rho=d_rho,
         d_theta=d_theta,
+        stride=stride,
     )
     if not video.is_file():
         _fail(ValueError(f"{video}: video file not found"), debug)
@@ -228,6 +235,7 @@ def batch(
     refine: bool = REFINE,
     d_rho: float = D_RHO,
     d_theta: float = D_THETA,
+    stride: bool = STRIDE,
     compat: Compat = COMPAT,
     min_valid_fraction: float = MIN_VALID,
     quiet: bool = QUIET,
@@ -246,6 +254,7 @@ def batch(
         refine=refine,
         d_rho=d_rho,
         d_theta=d_theta,
+        stride=stride,
     )
     try:
         rows = read_batch_csv(csv_file, cfg.display_units)

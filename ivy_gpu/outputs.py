@@ -55,6 +55,7 @@ def write_tables(ctx: OutputContext) -> None:
             "normal_velocity_ms": r.stiv_normal_velocities,
             "theta_deg": sr.theta,
             "score": sr.score,
+            "stride": r.node_stride,
             "sigma_v_ms": r.node_sigma_v,
             "window_median_ms": r.node_window_median,
             "window_spread_ms": r.node_window_spread,

@@ -32,7 +32,12 @@ MIN_FRAMES = 4
 #: ``ivytools``: the IVyTools python port (its stretched search lines, nearest sampling,
 #: the reference angle grid without refinement).
 COMPAT_MODES: dict[str, dict[str, Any]] = {
-    "ivytools": {"search_line": "ivytools", "interpolation": "nearest", "refine": False},
+    "ivytools": {
+        "search_line": "ivytools",
+        "interpolation": "nearest",
+        "refine": False,
+        "stride": False,
+    },
 }
 
 #: Scaffold key of each field (IVyTools' names where IVyTools has one).
@@ -49,6 +54,7 @@ SCAFFOLD_KEYS = {
     "d_theta": "stiv_d_theta",
     "refine": "stiv_refine",
     "search_line": "stiv_search_line",
+    "stride": "stiv_temporal_stride",
 }
 
 #: The keys IVyTools itself writes (always saved); the others are saved when not default.
@@ -83,6 +89,9 @@ class StivParams:
     refine : bool
         Sub-step parabolic refinement of the streak and search angles (the
         pipeline's default); ``False`` is the reference grid search.
+    stride : bool
+        Re-measure slow nodes with a temporal stride (every k-th frame) so their streak
+        lands where the formulation is unbiased (:func:`ivy_gpu.stiv.apply_stride`).
     search_line : {"unit", "ivytools"}
         ``unit``: 1-px sample spacing on every line (default). ``ivytools``: IVyTools'
         own geometry, where rounding stretches about half of the lines to a spacing of
@@ -101,6 +110,7 @@ class StivParams:
     d_theta: float = 0.5
     refine: bool = True
     search_line: str = "unit"
+    stride: bool = True
 
     def __post_init__(self) -> None:
         check_even_int("num_pixels", self.num_pixels, 4)
@@ -119,8 +129,9 @@ class StivParams:
         check_choice("search_line", self.search_line, SEARCH_LINES)
         check_positive("d_rho", self.d_rho)
         check_range("d_theta", self.d_theta, 1e-3, 90.0)
-        if not isinstance(self.refine, bool):
-            raise ValueError(f"refine: expected true or false, got {self.refine!r}")
+        for flag in ("refine", "stride"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag}: expected true or false, got {getattr(self, flag)!r}")
         for name in ("phi_origin", "phi_range", "d_phi", "max_vel_threshold", "sigma"):
             object.__setattr__(self, name, float(getattr(self, name)))
         for name in ("d_rho", "d_theta"):
@@ -152,7 +163,7 @@ class StivParams:
             f"dphi={self.d_phi:g} vmax={self.max_vel_threshold:g} sigma={self.sigma:g} "
             f"method={self.method} interpolation={self.interpolation} "
             f"d_rho={self.d_rho:g} d_theta={self.d_theta:g} refine={self.refine} "
-            f"search_line={self.search_line}"
+            f"search_line={self.search_line} stride={self.stride}"
         )
 
     def with_compat(self, compat: str | None) -> StivParams:

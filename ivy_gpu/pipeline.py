@@ -136,6 +136,7 @@ def analyse(
     result.warnings += quality.notes
     result.stiv_normal_velocities = vn
     result.node_flags = quality.flag_strings()
+    result.node_stride = sr.stride if sr.stride is not None else np.ones(len(vn), int)
     result.node_sigma_v = quality.sigma_v
     result.node_window_median = quality.window_median
     result.node_window_spread = quality.window_spread

@@ -32,6 +32,11 @@ of ``stiv_results.csv``). The rules and their thresholds (:class:`QualityRules`)
     or fewer than two windows give a velocity: the clip does not support one velocity
     (glare, rain, a passing object decided the whole-clip value).
 
+``stride_limited``
+    A slow node needed a temporal stride (:func:`ivy_gpu.stiv.apply_stride`) that the clip
+    is too short to give (fewer than 48 frames would remain): its speed may read low (up
+    to 18 % at 0.1 px/frame unstrided). *Informational*: use a longer clip.
+
 Nodes flagged ``invalid``, ``threshold``, ``outlier``, ``low_score`` or ``unsteady`` are left
 out of the discharge and filled by interpolation along the section like a NaN.
 """
@@ -46,7 +51,16 @@ import numpy as np
 
 from ivy_gpu.angles import geo_to_ari
 
-FLAGS = ("invalid", "threshold", "fan_edge", "upstream", "outlier", "low_score", "unsteady")
+FLAGS = (
+    "invalid",
+    "threshold",
+    "fan_edge",
+    "upstream",
+    "outlier",
+    "low_score",
+    "unsteady",
+    "stride_limited",
+)
 #: Flags that leave a node out of the discharge.
 EXCLUDING = ("invalid", "threshold", "outlier", "low_score", "unsteady")
 
@@ -186,6 +200,8 @@ def assess(
     if phi_range < 180:
         add(np.asarray(sr.fan_edge, bool), "fan_edge")
     add(np.isfinite(vn) & (vn < 0), "upstream")
+    if getattr(sr, "stride_limited", None) is not None:
+        add(np.asarray(sr.stride_limited, bool), "stride_limited")
     order = np.argsort(stations, kind="stable")
     out = np.zeros(n, bool)
     out[order] = outliers(vn[order], rules)

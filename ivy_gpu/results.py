@@ -52,6 +52,7 @@ class ProcessingResult:
     flagged_nodes: int = 0
     flag_counts: dict = field(default_factory=dict)
     node_flags: list[str] | None = None
+    node_stride: np.ndarray | None = None
     node_sigma_v: np.ndarray | None = None
     node_window_median: np.ndarray | None = None
     node_window_spread: np.ndarray | None = None
@@ -95,6 +96,9 @@ class ProcessingResult:
             "flagged_nodes": self.flagged_nodes,
             "flag_counts": dict(self.flag_counts),
             "quality_windows": self.quality_windows,
+            "strided_nodes": None
+            if self.node_stride is None
+            else int(np.sum(np.asarray(self.node_stride) > 1)),
             "num_nodes": None if self.stiv_magnitudes is None else int(len(self.stiv_magnitudes)),
             "warnings": list(self.warnings),
             "stage_seconds": dict(self.stage_seconds),

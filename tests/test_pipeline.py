@@ -45,6 +45,7 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
         "normal_velocity_ms",
         "theta_deg",
         "score",
+        "stride",
         "sigma_v_ms",
         "window_median_ms",
         "window_spread_ms",
