@@ -67,10 +67,14 @@ class Engine(Protocol):
         """Number of (node, angle) pairs scored per chunk within the memory budget."""
         ...
 
-    def prepare(self, stack: Any, window: Window, sigma: float) -> Any:
+    def prepare(
+        self, stack: Any, window: Window, sigma: float, cells: np.ndarray | None = None
+    ) -> Any:
         """Crop ``stack`` to ``window``, blur it spatially by ``sigma`` and lay it out.
 
-        Returns the handle that :meth:`gather` and the scoring calls read.
+        ``cells`` (flat indices into the window) lists every pixel the lines' bilinear taps
+        read; an engine may copy only those. Returns the handle that :meth:`gather` and the
+        scoring calls read.
         """
         ...
 

@@ -37,13 +37,25 @@ class NumbaEngine(HostMemory):
         per_pair = 4 * p * t + 8 * p * (n_fft // 2 + 1) * 3 + 4 * (p // 2 + 3) * n_fft * 4
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
-    def prepare(self, stack: np.ndarray, window: Window, sigma: float) -> np.ndarray:
-        """Time-last copy of the cropped, blurred region, read by the fused gather kernel."""
+    def prepare(
+        self, stack: np.ndarray, window: Window, sigma: float, cells: np.ndarray | None = None
+    ) -> sti.PackedStack:
+        """Time-last rows of the pixels the lines read (``cells``), or of the whole crop.
+
+        Without a blur only the listed pixels are copied, straight from the stack, so the
+        cost follows the number of pixels read, not the size of the box around them.
+        """
+        y_lo, y_hi, x_lo, x_hi = window
+        h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
+        if cells is not None and cells.size < 0.5 * h * w:
+            if sigma > 0:
+                return sti.pack_pixels(self.crop(stack, window, sigma), 0, 0, h, w, cells)
+            return sti.pack_pixels(np.asarray(self.to_host(stack)), y_lo, x_lo, h, w, cells)
         return sti.time_last(self.crop(stack, window, sigma))
 
-    def time_slice(self, stack_hwt: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` of the time-last handle (each tap stays one contiguous run)."""
-        return stack_hwt[:, :, start:stop]
+    def time_slice(self, handle: sti.PackedStack, start: int, stop: int) -> sti.PackedStack:
+        """Frames ``start:stop`` of the packed rows (each tap stays one contiguous run)."""
+        return sti.PackedStack(handle.rows[:, start:stop], handle.index)
 
     def gather(self, stack_hwt: np.ndarray, taps: Taps) -> np.ndarray:
         """Raw STIs, shape (n, P, T) float32."""
@@ -52,7 +64,7 @@ class NumbaEngine(HostMemory):
     def acf_scores(self, stack_hwt: np.ndarray, taps: Taps, plan: rays.AcfPlan):
         """Peak ray integral per STI: ``(idx, peak, before, after)``."""
         op = plan.operator
-        t = stack_hwt.shape[2]
+        t = stack_hwt.rows.shape[1]
         n_fft = acf.padded_length(t, op.lt_lo, op.lt_hi)
         z, valid = sti.gather_numba(stack_hwt, *taps, n_out=n_fft, standardize=True)
         win = acf.acf_window_xp(

@@ -24,8 +24,10 @@ class NumpyEngine(HostMemory):
         per_pair = 8 * (2 * p) * (2 * t) * 6
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
-    def prepare(self, stack: np.ndarray, window: Window, sigma: float) -> np.ndarray:
-        """The cropped, blurred region itself."""
+    def prepare(
+        self, stack: np.ndarray, window: Window, sigma: float, cells: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The cropped, blurred region itself (``cells`` is not needed)."""
         return self.crop(stack, window, sigma)
 
     def gather(self, stack: np.ndarray, taps: Taps) -> np.ndarray:

@@ -172,6 +172,24 @@ def _window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
     return y_lo, y_hi, x_lo, x_hi
 
 
+def read_cells(lines: SearchLines, params: StivParams) -> np.ndarray:
+    """Flat indices (into the window) of every pixel the usable lines' bilinear taps read."""
+    y_lo, y_hi, x_lo, x_hi = lines.window
+    h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
+    p = params.num_pixels
+    x0, y0, _, _ = _taps(
+        lines,
+        lines.sx.reshape(-1, p)[lines.pairs],
+        lines.sy.reshape(-1, p)[lines.pairs],
+        params.interpolation,
+    )
+    base = (y0.astype(np.int64) * w + x0).ravel()
+    mask = np.zeros(h * w, bool)
+    for off in (0, 1, w, w + 1):
+        mask[base + off] = True
+    return np.flatnonzero(mask)
+
+
 def _taps(lines: SearchLines, sx: np.ndarray, sy: np.ndarray, interpolation: str):
     y_lo, y_hi, x_lo, x_hi = lines.window
     return bilinear_taps(sx - x_lo, sy - y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1, interpolation)
@@ -298,7 +316,7 @@ def run_stiv(
     plan = method.plan(params.num_pixels, n_frames, params)
     handle = None
     if lines.pairs.size:
-        handle = engine.prepare(stack, lines.window, params.sigma)
+        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, params))
         score, aux = score_pairs(engine, method, handle, lines, params, plan, n_frames)
     else:
         n = lines.sx.shape[0] * lines.sx.shape[1]
@@ -411,7 +429,9 @@ def run_stiv_windows(
     lines = line_geometry(nodes, params, width, height, phis)
     out = []
     n = lines.sx.shape[0] * lines.sx.shape[1]
-    handle = engine.prepare(stack, lines.window, params.sigma) if lines.pairs.size else None
+    handle = None
+    if lines.pairs.size:
+        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, params))
     plans: dict[int, Any] = {}
     for start, stop in windows:
         frames = stop - start

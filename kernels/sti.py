@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda, njit, prange
@@ -107,20 +108,57 @@ def standardize_numpy(sti, xp: ModuleType = np):
     return z, ~const[..., 0].any(axis=-1)
 
 
-def time_last(stack: np.ndarray) -> np.ndarray:
-    """Copy a ``(T, H, W)`` stack (or crop) to the ``(H, W, T)`` layout of :func:`gather_numba`.
+class PackedStack(NamedTuple):
+    """Time-last rows of the pixels STIV reads: ``rows[index[y, x]]`` is pixel (y, x) over time.
 
-    With time last, each bilinear tap of a search-line sample is one contiguous run of
-    ``T`` values, so the gather streams through memory instead of jumping a frame per
-    value. Done once per STIV call on the cropped region.
+    ``index`` covers the crop (``-1`` for pixels no line reads). With time last, each
+    bilinear tap is one contiguous run of ``T`` values, and only the pixels the search
+    lines touch are copied: a layout of nodes spread over the frame costs what a compact
+    one does.
     """
-    return np.ascontiguousarray(np.moveaxis(stack, 0, -1))
+
+    rows: np.ndarray
+    index: np.ndarray
+
+
+def time_last(stack: np.ndarray) -> PackedStack:
+    """Pack every pixel of a ``(T, H, W)`` stack (or crop) time-last, for :func:`gather_numba`."""
+    t, h, w = stack.shape
+    rows = np.ascontiguousarray(np.moveaxis(stack, 0, -1)).reshape(h * w, t)
+    return PackedStack(rows, np.arange(h * w, dtype=np.int32).reshape(h, w))
+
+
+def pack_pixels(
+    stack: np.ndarray, y0: int, x0: int, h: int, w: int, cells: np.ndarray
+) -> PackedStack:
+    """Pack only ``cells`` (flat indices into the ``h x w`` crop at ``(y0, x0)``) time-last.
+
+    ``cells`` must hold every pixel a bilinear tap reads (both corners of each cell).
+    """
+    cy, cx = np.divmod(cells, w)
+    rows = np.empty((cells.size, stack.shape[0]), dtype=stack.dtype)
+    _pack_rows(stack, (cy + y0).astype(np.int64), (cx + x0).astype(np.int64), rows)
+    index = np.full(h * w, -1, dtype=np.int32)
+    index[cells] = np.arange(cells.size, dtype=np.int32)
+    return PackedStack(rows, index.reshape(h, w))
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _gather_numba(stack, x0, y0, fx, fy, out, valid, min_std, standardize):  # pragma: no cover
+def _pack_rows(stack, ys, xs, rows):  # pragma: no cover - compiled
+    n_t = stack.shape[0]
+    for k in prange(ys.size):
+        y = ys[k]
+        x = xs[k]
+        for t in range(n_t):
+            rows[k, t] = stack[t, y, x]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _gather_numba(
+    rows, index, x0, y0, fx, fy, out, valid, min_std, standardize
+):  # pragma: no cover
     n, p = x0.shape
-    t_len = stack.shape[2]
+    t_len = rows.shape[1]
     n_out = out.shape[2]
     for s in prange(n):
         ok = True
@@ -133,10 +171,10 @@ def _gather_numba(stack, x0, y0, fx, fy, out, valid, min_std, standardize):  # p
             w10 = gx * (1 - gy)
             w01 = (1 - gx) * gy
             w11 = gx * gy
-            a = stack[ya, xa]
-            b = stack[ya, xa + 1]
-            c = stack[ya + 1, xa]
-            d = stack[ya + 1, xa + 1]
+            a = rows[index[ya, xa]]
+            b = rows[index[ya, xa + 1]]
+            c = rows[index[ya + 1, xa]]
+            d = rows[index[ya + 1, xa + 1]]
             row = out[s, i]
             m = 0.0
             for t in range(t_len):
@@ -169,7 +207,7 @@ def _gather_numba(stack, x0, y0, fx, fy, out, valid, min_std, standardize):  # p
 
 
 def gather_numba(
-    stack_hwt: np.ndarray,
+    packed: PackedStack,
     x0: np.ndarray,
     y0: np.ndarray,
     fx: np.ndarray,
@@ -181,8 +219,8 @@ def gather_numba(
 
     Parameters
     ----------
-    stack_hwt : ndarray, shape (H, W, T)
-        The stack in time-last layout (:func:`time_last`).
+    packed : PackedStack
+        The pixels in time-last layout (:func:`time_last` or :func:`pack_pixels`).
     x0, y0, fx, fy : ndarray, shape (n, P)
         Taps from :func:`bilinear_taps`.
     n_out : int, optional
@@ -197,10 +235,12 @@ def gather_numba(
     out : ndarray of float32, shape (n, P, n_out or T)
     valid : ndarray of bool, shape (n,)
     """
-    t_len = stack_hwt.shape[2]
+    t_len = packed.rows.shape[1]
     out = np.empty((x0.shape[0], x0.shape[1], max(n_out or t_len, t_len)), dtype=np.float32)
     valid = np.empty(x0.shape[0], dtype=np.bool_)
-    _gather_numba(stack_hwt, x0, y0, fx, fy, out, valid, CONSTANT_ROW_STD, standardize)
+    _gather_numba(
+        packed.rows, packed.index, x0, y0, fx, fy, out, valid, CONSTANT_ROW_STD, standardize
+    )
     return out, valid
 
 

@@ -159,6 +159,15 @@ def test_fused_time_last_gather_matches_the_reference():
     taps = sti.bilinear_taps(x, y, 13, 11, "bilinear")
     hwt = sti.time_last(stack)
     raw, _ = sti.gather_numba(hwt, *taps)
+    # packing only the pixels the taps read gives the same STIs
+    cells = np.unique(
+        np.concatenate(
+            [(taps[1] + dy) * 13 + taps[0] + dx for dy in (0, 1) for dx in (0, 1)]
+        ).ravel()
+    )
+    packed = sti.pack_pixels(stack, 0, 0, 11, 13, cells)
+    assert packed.rows.shape[0] == cells.size < 11 * 13
+    assert np.array_equal(sti.gather_numba(packed, *taps)[0], raw)
     assert np.allclose(raw, sti.gather_numpy(stack, *taps), rtol=1e-6)
     z, valid = sti.gather_numba(hwt, *taps, n_out=16, standardize=True)
     z_ref, valid_ref = sti.standardize_numpy(sti.gather_numpy(stack, *taps))
