@@ -52,3 +52,7 @@ STRIDE_BELOW_PX: float = 1.8
 STRIDE_TARGET_PX: float = 1.5
 STRIDE_MIN_FRAMES: int = 48
 STRIDE_MAX: int = 32
+
+#: Rectify only the band of the plan view that the search lines read (plus margins), not
+#: the whole plan view; the figures' frame is rectified in full once. Same numbers.
+RECTIFY_BAND: bool = True

@@ -96,7 +96,7 @@ class LocalExecutor:
                 for nxt in jobs[i + 1 : i + 1 + depth]:  # overlap: the next videos decode now
                     if nxt.index not in pending:
                         pending[nxt.index] = pool.submit(
-                            load_stack, runner.scaffold, nxt.config, engine
+                            load_stack, runner.scaffold, nxt.config, engine, params=runner.stiv
                         )
                 future = pending.pop(job.index, None)
                 preload = None if future is None else future.result

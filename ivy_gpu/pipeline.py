@@ -82,13 +82,15 @@ def analyse(
     t = time.perf_counter()
     result.error_stage = "grid"  # the stage in progress, cleared on success
     try:
-        nodes = place_nodes(
-            scaffold.cross_section_line,
-            scaffold.num_grid_points,
-            rect.output_shape,
-            scaffold.results_grid,
-            scaffold.mask_polygons,
-        )
+        nodes = loaded.nodes
+        if nodes is None:
+            nodes = place_nodes(
+                scaffold.cross_section_line,
+                scaffold.num_grid_points,
+                rect.output_shape,
+                scaffold.results_grid,
+                scaffold.mask_polygons,
+            )
         ns = node_stations(
             nodes,
             scaffold.cross_section_line,
@@ -108,10 +110,11 @@ def analyse(
     t = time.perf_counter()
     result.error_stage = "stiv"
     try:
+        ox, oy = loaded.offset  # the stack may be a band of the plan view
         sr = run_stiv(
             loaded.stack,
-            nodes[:, 0],
-            nodes[:, 1],
+            nodes[:, 0] - ox,
+            nodes[:, 1] - oy,
             params,
             pixel_gsd=rect.pixel_gsd,
             d_t=loaded.dt,
@@ -221,10 +224,11 @@ def _window_normals(
     best = np.where(np.isfinite(sr.best_phi_ari), sr.best_phi_ari, origin)
     phis = best[:, None]  # one line per node: the chosen one
     rect = loaded.rectifier
+    ox, oy = loaded.offset
     results = run_stiv_windows(
         loaded.stack,
-        nodes[:, 0],
-        nodes[:, 1],
+        nodes[:, 0] - ox,
+        nodes[:, 1] - oy,
         params,
         windows,
         phis,
@@ -279,7 +283,7 @@ def run_video(
             loaded_elsewhere = loaded.seconds
         else:
             frames = out / "frames" if keep_frames and out is not None else None
-            loaded = load_stack(scaffold, video, engine, frames, progress)
+            loaded = load_stack(scaffold, video, engine, frames, progress, params)
         sr = analyse(
             scaffold,
             video,

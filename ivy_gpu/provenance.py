@@ -83,6 +83,20 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def device_of(backend: str) -> str:
+    """The processor a backend ran on: the GPU's name, or the CPU's."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        from ivy_gpu import backends
+
+        xp = backends.get_engine(backend).xp
+        if getattr(xp, "cuda", None) is not None:
+            return xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"].decode()
+    except Exception:  # an unusable backend name, or no device: the CPU ran it
+        return f"{cpu}, {os.cpu_count()} cores"
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
 def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[str, Any]:
     """Where a result came from (written into ``results.json``)."""
     from ivy_gpu import __version__
@@ -96,6 +110,7 @@ def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[st
         "host": platform.node(),
         "pid": os.getpid(),
         "backend": backend,
+        "device": device_of(backend),
         "scaffold_path": None if scaffold.path is None else str(scaffold.path),
         "scaffold_sha256": scaffold_sha256(scaffold),
         "video_path": str(path),

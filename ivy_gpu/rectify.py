@@ -102,6 +102,18 @@ class Rectifier:
         self.map_x = np.ascontiguousarray(map_x, dtype=np.float32)
         self.map_y = np.ascontiguousarray(map_y, dtype=np.float32)
 
+    def band(self, y_lo: int, y_hi: int, x_lo: int, x_hi: int) -> Rectifier:
+        """The same tables restricted to rows ``y_lo..y_hi`` and columns ``x_lo..x_hi``.
+
+        Rectifying through the band gives exactly the band of the full rectified frame.
+        """
+        import copy
+
+        out = copy.copy(self)
+        out.map_x = np.ascontiguousarray(self.map_x[y_lo : y_hi + 1, x_lo : x_hi + 1])
+        out.map_y = np.ascontiguousarray(self.map_y[y_lo : y_hi + 1, x_lo : x_hi + 1])
+        return out
+
     @property
     def output_shape(self) -> tuple[int, int]:
         """(rows, cols) of the rectified image."""

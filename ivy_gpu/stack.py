@@ -19,7 +19,8 @@ import numpy as np
 
 from ivy_gpu import config
 from ivy_gpu.engine import Engine
-from ivy_gpu.params import MIN_FRAMES
+from ivy_gpu.grid import place_nodes
+from ivy_gpu.params import MIN_FRAMES, StivParams
 from ivy_gpu.rectify import Rectifier, check_frame_size
 from ivy_gpu.results import StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig
@@ -43,9 +44,14 @@ class LoadedVideo:
     dt : float
         Frame interval, seconds.
     rectifier : Rectifier
+        The full plan view's tables (pixel size, geometry).
     warnings : list of str
     seconds : float
         Wall time spent loading.
+    nodes : ndarray or None
+        STIV nodes in full plan-view pixels (placed before decoding).
+    offset : (x, y)
+        Where the stack's first column and row lie in the full plan view (the band).
     """
 
     stack: Any
@@ -55,6 +61,8 @@ class LoadedVideo:
     rectifier: Rectifier
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    nodes: np.ndarray | None = None
+    offset: tuple[int, int] = (0, 0)
 
 
 _RECTIFIERS: dict[tuple, tuple[ScaffoldConfig, Rectifier]] = {}
@@ -90,20 +98,59 @@ def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
     return entry[1]
 
 
+def stiv_band(
+    scaffold: ScaffoldConfig, rect: Rectifier, params: StivParams
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """The STIV nodes and the band of the plan view their search lines read.
+
+    The band covers the fan widened by the stride's extra angles and the blur margin, so
+    everything STIV, the stride and the quality windows read lies inside it. None when no
+    line fits in the image (STIV then reports every node invalid).
+    """
+    from ivy_gpu.stiv import STRIDE_FAN, line_geometry
+
+    rows, cols = rect.output_shape
+    nodes = place_nodes(
+        scaffold.cross_section_line,
+        scaffold.num_grid_points,
+        rect.output_shape,
+        scaffold.results_grid,
+        scaffold.mask_polygons,
+    )
+    wide = params.replace(phi_range=min(180.0, params.phi_range + STRIDE_FAN * params.d_phi))
+    lines = line_geometry(nodes, wide, cols, rows)
+    if not lines.pairs.size:
+        return nodes, None
+    y_lo, y_hi, x_lo, x_hi = lines.window
+    m = 2
+    return nodes, (
+        max(0, y_lo - m),
+        min(rows - 1, y_hi + m),
+        max(0, x_lo - m),
+        min(cols - 1, x_hi + m),
+    )
+
+
 def load_stack(
     scaffold: ScaffoldConfig,
     video: VideoConfig,
     engine: Engine,
     keep_frames: Path | None = None,
     progress: Progress | None = None,
+    params: StivParams | None = None,
 ) -> LoadedVideo:
     """Decode, convert to gray and rectify the selected frames into one stack.
+
+    With ``params`` (and ``config.RECTIFY_BAND``) the nodes are placed first and only the
+    band of the plan view their search lines read is rectified; the first frame is
+    rectified in full for the figures.
 
     Raises
     ------
     StageError
         ``read`` for a missing, corrupt or too short video; ``rectify`` for a frame
-        size that differs from the calibration image or tables that cannot be built.
+        size that differs from the calibration image or tables that cannot be built;
+        ``grid`` for nodes that cannot be placed.
     """
     t0 = time.perf_counter()
     path = video.video_path
@@ -118,8 +165,19 @@ def load_stack(
         check_frame_size((reader.info.width, reader.info.height), rect.frame_size, str(path))
     except ValueError as exc:
         raise StageError("rectify", str(exc)) from None
-    rows, cols = rect.output_shape
+    nodes, band, tables = None, None, rect
+    if params is not None:
+        try:
+            nodes, band = stiv_band(scaffold, rect, params)
+        except ValueError as exc:
+            raise StageError("grid", str(exc)) from None
+        if band is not None and config.RECTIFY_BAND:
+            tables = rect.band(*band)
+        else:
+            band = None
+    rows, cols = tables.output_shape
     expected = reader.expected_frames()
+    first = None
     stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
     times = []
     try:
@@ -128,7 +186,9 @@ def load_stack(
                 grown = engine.empty((2 * stack.shape[0], rows, cols), np.uint8)
                 grown[: stack.shape[0]] = stack
                 stack = grown
-            engine.remap(luma, rect, stack[i])
+            engine.remap(luma, tables, stack[i])
+            if first is None:
+                first = rect.rectify(luma) if band is not None else None
             times.append(t)
             if keep_frames is not None:
                 import cv2
@@ -154,12 +214,14 @@ def load_stack(
     warnings += _container_warnings(reader, video)
     return LoadedVideo(
         stack=stack,
-        first_frame=engine.to_host(stack[0]),
+        first_frame=first if first is not None else engine.to_host(stack[0]),
         times=times_arr,
         dt=dt,
         rectifier=rect,
         warnings=warnings,
         seconds=time.perf_counter() - t0,
+        nodes=nodes,
+        offset=(0, 0) if band is None else (band[2], band[0]),
     )
 
 

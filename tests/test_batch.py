@@ -185,10 +185,10 @@ def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
     monkeypatch.setattr(pipeline_mod, "run_stiv", flaky)
     real_load = executors_mod.load_stack
 
-    def flaky_load(scaffold_cfg, cfg, engine):
+    def flaky_load(scaffold_cfg, cfg, engine, **kw):
         if cfg.video_path.name == "v2.mp4":
             raise OSError(5, "disk went away")
-        return real_load(scaffold_cfg, cfg, engine)
+        return real_load(scaffold_cfg, cfg, engine, **kw)
 
     monkeypatch.setattr(executors_mod, "load_stack", flaky_load)
     videos = [VideoConfig(folder / "good.mp4", truth["wse_m"], max_frames=30)]

@@ -210,3 +210,25 @@ def test_degenerate_calibrations_fail_at_rectify_naming_the_scaffold(clips):
     r = process_video(bad, folder / "a.mp4", truth["wse_m"], backend="numba", max_frames=20)
     assert not r.success and r.error_stage == "rectify"
     assert r.error_message.startswith(f"{bad}: cannot build the remap tables at WSE")
+
+
+def test_an_output_path_that_is_a_file_is_one_line_exit_2(clips):
+    folder, scaffold, truth = clips
+    (folder / "taken").write_text("not a folder")
+    videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=20)]
+    with pytest.raises(ValueError, match="taken: cannot create the output folder"):
+        process_batch(scaffold, videos, folder / "taken", backend="numba")
+    res = runner.invoke(
+        app,
+        [
+            "process",
+            str(scaffold),
+            str(folder / "a.mp4"),
+            "--wse",
+            str(truth["wse_m"]),
+            "-q",
+            "-o",
+            str(folder / "taken"),
+        ],
+    )
+    assert res.exit_code == 2 and "taken" in res.output and "Traceback" not in res.output

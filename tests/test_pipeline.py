@@ -131,3 +131,34 @@ def test_gpu_pipeline_matches_cpu(video_site, tmp_path):
     assert b.success and b.backend == "cupy", b.error_message
     # GPU rectification uses exact bilinear weights, OpenCV 1/32-pixel ones: small differences
     assert b.total_discharge == pytest.approx(a.total_discharge, rel=0.01)
+
+
+def test_rectifying_only_the_band_gives_the_same_numbers(video_site, monkeypatch):
+    """STIV reads a band of the plan view: rectifying only that band changes nothing."""
+    import ivy_gpu.backends as backends
+    from ivy_gpu import config
+    from ivy_gpu.scaffold import load_scaffold
+    from ivy_gpu.stack import load_stack
+
+    d, truth = video_site
+    kw = dict(backend="numba", max_frames=60)
+    band = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], **kw)
+    monkeypatch.setattr(config, "RECTIFY_BAND", False)
+    full = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], **kw)
+    assert band.success and full.success
+    assert np.array_equal(band.stiv_magnitudes, full.stiv_magnitudes, equal_nan=True)
+    assert np.array_equal(band.stiv_directions, full.stiv_directions, equal_nan=True)
+    assert band.total_discharge == full.total_discharge
+    monkeypatch.setattr(config, "RECTIFY_BAND", True)
+    from ivy_gpu.params import VideoConfig
+
+    sc = load_scaffold(d / "site.ivy")
+    loaded = load_stack(
+        sc,
+        VideoConfig(d / truth["video"], truth["wse_m"], max_frames=8),
+        backends.get_engine("numba"),
+        params=sc.stiv,
+    )
+    rows, cols = loaded.rectifier.output_shape
+    assert loaded.stack.shape[1] * loaded.stack.shape[2] < 0.6 * rows * cols
+    assert loaded.first_frame.shape == (rows, cols)  # the figures' frame is whole
