@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     help="GPU-accelerated STIV and discharge from river videos.",
 )
@@ -88,6 +88,23 @@ D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ivy_gpu import __version__
+
+        console.print(f"ivy-gpu {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """GPU-accelerated STIV and discharge from river videos."""
 
 
 def _fail(exc: Exception, debug: bool, code: int = 2) -> None:

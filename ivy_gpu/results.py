@@ -108,6 +108,38 @@ class ProcessingResult:
             "provenance": dict(self.provenance),
         }
 
+    def __repr__(self) -> str:
+        if self.success:
+            state = (
+                f"Q={self.total_discharge:.4g} m3/s, A={self.total_area:.4g} m2, "
+                f"{self.valid_nodes} valid / {self.filled_nodes} filled nodes"
+            )
+        else:
+            state = f"failed at {self.error_stage}: {self.error_message}"
+        return f"ProcessingResult({self.video_path.name}: {state})"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Per-node results (SI): position, station, speed, direction, normal velocity, quality."""
+        n = 0 if self.stiv_magnitudes is None else len(self.stiv_magnitudes)
+        pos = self.node_positions if self.node_positions is not None else np.full((n, 2), np.nan)
+
+        def col(values: Any) -> Any:
+            return [np.nan] * n if values is None else values
+
+        return pd.DataFrame(
+            {
+                "x_px": pos[:, 0] if n else [],
+                "y_px": pos[:, 1] if n else [],
+                "station_m": col(self.node_stations),
+                "speed_ms": col(self.stiv_magnitudes),
+                "direction_deg": col(self.stiv_directions),
+                "normal_velocity_ms": col(self.stiv_normal_velocities),
+                "stride": col(self.node_stride),
+                "sigma_v_ms": col(self.node_sigma_v),
+                "flags": self.node_flags if self.node_flags is not None else [""] * n,
+            }
+        )
+
     @classmethod
     def from_scalars(
         cls,
@@ -162,6 +194,31 @@ class BatchResult:
     batch_csv_path: Path | None = None
     processing_time_seconds: float = 0.0
     summary_error: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchResult({self.total_videos} videos: {self.successful} completed, "
+            f"{self.failed} failed)"
+        )
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per video (SI): the scalars of each result."""
+        keys = (
+            "video_path",
+            "status",
+            "error_stage",
+            "discharge_m3s",
+            "area_m2",
+            "mean_velocity_ms",
+            "uncertainty_iso_95",
+            "uncertainty_ive_95",
+            "num_frames",
+            "valid_nodes",
+            "filled_nodes",
+            "flagged_nodes",
+            "processing_time_s",
+        )
+        return pd.DataFrame([{k: r.scalars().get(k) for k in keys} for r in self.video_results])
 
     @property
     def total_videos(self) -> int:

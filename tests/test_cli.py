@@ -120,3 +120,10 @@ def test_installed_console_scripts():
         assert out.returncode == 0
         for cmd in ("process", "batch", "validate", "info", "bench", "demo"):
             assert cmd in out.stdout
+
+
+def test_version_flag():
+    from ivy_gpu import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and f"ivy-gpu {__version__}" in res.output

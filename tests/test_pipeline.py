@@ -162,3 +162,17 @@ def test_rectifying_only_the_band_gives_the_same_numbers(video_site, monkeypatch
     rows, cols = loaded.rectifier.output_shape
     assert loaded.stack.shape[1] * loaded.stack.shape[2] < 0.6 * rows * cols
     assert loaded.first_frame.shape == (rows, cols)  # the figures' frame is whole
+
+
+def test_short_repr_and_dataframes(video_site):
+    from ivy_gpu.results import BatchResult
+
+    d, truth = video_site
+    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba",
+                      max_frames=40)
+    assert len(repr(r)) < 200 and "Q=" in repr(r)
+    frame = r.to_dataframe()
+    assert len(frame) == 25 and {"speed_ms", "flags", "stride"} <= set(frame.columns)
+    b = BatchResult([r])
+    assert repr(b) == "BatchResult(1 videos: 1 completed, 0 failed)"
+    assert b.to_dataframe()["discharge_m3s"].iloc[0] == r.total_discharge
