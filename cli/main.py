@@ -74,6 +74,22 @@ COMPAT = typer.Option(
     help="ivytools: STIV sampled exactly as the IVyTools python port (its search lines, "
     "nearest sampling, no refinement); everything else stays corrected.",
 )
+
+
+class Stabilize(str, Enum):
+    """``--stabilize`` choices."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+STABILIZE = typer.Option(
+    None,
+    "--stabilize",
+    help="Camera-motion correction: auto (correct frames that moved), on, off (only warn). "
+    "Default: on when the scaffold asks for it, else auto.",
+)
 MIN_VALID = typer.Option(
     0.5,
     "--min-valid-fraction",
@@ -181,6 +197,7 @@ def process(
     stride: bool = STRIDE,
     compat: Compat = COMPAT,
     min_valid_fraction: float = MIN_VALID,
+    stabilize: Stabilize = STABILIZE,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
 ) -> None:
@@ -224,6 +241,7 @@ def process(
                 stiv=stiv,
                 compat=Compat(compat).value,
                 min_valid_fraction=min_valid_fraction,
+                stabilize=None if stabilize is None else Stabilize(stabilize).value,
             )
         except ValueError as exc:
             _fail(exc, debug)
@@ -255,6 +273,7 @@ def batch(
     stride: bool = STRIDE,
     compat: Compat = COMPAT,
     min_valid_fraction: float = MIN_VALID,
+    stabilize: Stabilize = STABILIZE,
     quiet: bool = QUIET,
     debug: bool = DEBUG,
 ) -> None:
@@ -319,6 +338,7 @@ def batch(
                 client=client,
                 compat=Compat(compat).value,
                 min_valid_fraction=min_valid_fraction,
+                stabilize=None if stabilize is None else Stabilize(stabilize).value,
             ).run(rows, csv_file)
         except ValueError as exc:
             _fail(exc, debug)

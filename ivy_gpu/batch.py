@@ -28,7 +28,7 @@ from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoR
 from ivy_gpu.lock import FolderLock, remove_stale_temporaries
 from ivy_gpu.outputs import read_result
 from ivy_gpu.params import StivParams
-from ivy_gpu.pipeline import quality_rules, stiv_params_for
+from ivy_gpu.pipeline import quality_rules, stabilize_mode, stiv_params_for
 from ivy_gpu.provenance import fingerprint
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
@@ -55,7 +55,8 @@ def _reusable(old: ProcessingResult | None, runner: VideoRunner, cfg: VideoConfi
     """
     if old is None or old.fingerprint is None or not cfg.video_path.is_file():
         return None
-    if old.fingerprint != fingerprint(runner.scaffold, cfg, runner.stiv, runner.rules):
+    now = fingerprint(runner.scaffold, cfg, runner.stiv, runner.rules, runner.stabilize)
+    if old.fingerprint != now:
         return None
     old.reused = True
     return old
@@ -105,6 +106,8 @@ class BatchOrchestrator:
         STIV sampled as the IVyTools python port (see :func:`ivy_gpu.process_video`).
     min_valid_fraction : float
         A video with fewer valid, unflagged nodes than this fraction fails at ``stiv``.
+    stabilize : {None, "auto", "on", "off"}
+        Camera-motion correction (see :func:`ivy_gpu.process_video`).
     client : dask.distributed.Client, optional
         Run each video as a task on a Dask cluster. Videos and the output folder must
         be on a file system the workers share; the scaffold is sent to every worker
@@ -126,6 +129,7 @@ class BatchOrchestrator:
         client: Any = None,
         compat: str | None = None,
         min_valid_fraction: float = 0.5,
+        stabilize: str | None = None,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
@@ -135,6 +139,7 @@ class BatchOrchestrator:
             backends.resolve_backend(backend),
             stiv_params_for(scaffold, stiv).with_compat(compat),
             quality_rules(min_valid_fraction),
+            stabilize_mode(scaffold, stabilize),
         )
         self.stop_on_error = stop_on_error
         self.resume = resume
@@ -210,6 +215,7 @@ def process_batch(
     stiv: StivParams | Mapping[str, Any] | None = None,
     compat: str | None = None,
     min_valid_fraction: float = 0.5,
+    stabilize: str | None = None,
 ) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
 
@@ -225,7 +231,7 @@ def process_batch(
     ]
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
-    options.update(min_valid_fraction=min_valid_fraction)
+    options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows)
 
 
@@ -241,6 +247,7 @@ def process_batch_csv(
     stiv: StivParams | Mapping[str, Any] | None = None,
     compat: str | None = None,
     min_valid_fraction: float = 0.5,
+    stabilize: str | None = None,
 ) -> BatchResult:
     """Process every row of a batch CSV (WSE in the scaffold's display units).
 
@@ -250,5 +257,5 @@ def process_batch_csv(
     rows = read_batch_csv(batch_csv_path, scaffold.display_units)
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
-    options.update(min_valid_fraction=min_valid_fraction)
+    options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows, Path(batch_csv_path))

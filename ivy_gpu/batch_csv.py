@@ -34,6 +34,7 @@ SUMMARY_COLUMNS = (
     "processing_time_s",
     "error_stage",
     "error_message",
+    "camera_motion_rms_px",
     "warnings",
     "reused",
 )
@@ -185,6 +186,7 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "flagged_nodes": str(result.flagged_nodes) if result.success else "",
         "warnings": " | ".join(result.warnings),
         "reused": "yes" if result.reused else "",
+        "camera_motion_rms_px": _fmt(result.motion.get("rms_px"), 3) if result.motion else "",
     }
 
 

@@ -33,6 +33,7 @@ class VideoRunner:
     backend: str
     stiv: StivParams
     rules: QualityRules | None = None
+    stabilize: str | None = None
 
     def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
         """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
@@ -46,6 +47,7 @@ class VideoRunner:
             preload=preload,
             output_name=job.folder,
             rules=self.rules,
+            stabilize=self.stabilize,
         )
 
 
@@ -96,7 +98,12 @@ class LocalExecutor:
                 for nxt in jobs[i + 1 : i + 1 + depth]:  # overlap: the next videos decode now
                     if nxt.index not in pending:
                         pending[nxt.index] = pool.submit(
-                            load_stack, runner.scaffold, nxt.config, engine, params=runner.stiv
+                            load_stack,
+                            runner.scaffold,
+                            nxt.config,
+                            engine,
+                            params=runner.stiv,
+                            stabilize=runner.stabilize,
                         )
                 future = pending.pop(job.index, None)
                 preload = None if future is None else future.result

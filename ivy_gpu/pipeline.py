@@ -78,6 +78,8 @@ def analyse(
     result.pixel_gsd = rect.pixel_gsd
     result.warnings += loaded.warnings
     result.stage_seconds["read_rectify"] = loaded.seconds
+    if loaded.motion is not None:
+        result.motion = loaded.motion.as_dict()
 
     t = time.perf_counter()
     result.error_stage = "grid"  # the stage in progress, cleared on success
@@ -251,6 +253,7 @@ def run_video(
     keep_frames: bool = False,
     output_name: str | None = None,
     rules: QualityRules | None = None,
+    stabilize: str | None = None,
 ) -> ProcessingResult:
     """Process one video; failures are recorded in the result (never raised).
 
@@ -275,15 +278,16 @@ def run_video(
         result.error_stage = "read"
         engine = backends.get_engine(backend)
         params = stiv_params_for(scaffold, stiv)
-        result.inputs = inputs_of(video, params, rules)
+        mode = stabilize_mode(scaffold, stabilize)
+        result.inputs = inputs_of(video, params, rules, mode)
         if video.video_path.is_file():
-            result.fingerprint = fingerprint(scaffold, video, params, rules)
+            result.fingerprint = fingerprint(scaffold, video, params, rules, mode)
         if preload is not None:
             loaded = preload()
             loaded_elsewhere = loaded.seconds
         else:
             frames = out / "frames" if keep_frames and out is not None else None
-            loaded = load_stack(scaffold, video, engine, frames, progress, params)
+            loaded = load_stack(scaffold, video, engine, frames, progress, params, mode)
         sr = analyse(
             scaffold,
             video,
@@ -345,6 +349,7 @@ def process_video(
     stiv: StivParams | Mapping[str, Any] | None = None,
     compat: str | None = None,
     min_valid_fraction: float = 0.5,
+    stabilize: str | None = None,
 ) -> ProcessingResult:
     """Turn one video into discharge.
 
@@ -380,6 +385,9 @@ def process_video(
     min_valid_fraction : float
         Fail at stage ``stiv`` when fewer nodes than this fraction give a valid,
         unflagged velocity.
+    stabilize : {None, "auto", "on", "off"}
+        Camera-motion correction (:mod:`ivy_gpu.stabilize`); None: ``on`` when the
+        scaffold's ``ffmpeg_parameters.stabilize`` is set, else ``auto``.
 
     Returns
     -------
@@ -401,6 +409,7 @@ def process_video(
         params = params.replace(refine=refine)
     params = params.with_compat(compat)
     rules = quality_rules(min_valid_fraction)
+    mode = stabilize_mode(scaffold, stabilize)
     video = VideoConfig(
         Path(video_path),
         water_surface_elevation,
@@ -421,6 +430,7 @@ def process_video(
                 progress=progress,
                 keep_frames=keep_frames,
                 rules=rules,
+                stabilize=mode,
             )
     return run_video(
         scaffold,
@@ -431,7 +441,19 @@ def process_video(
         progress=progress,
         keep_frames=keep_frames,
         rules=rules,
+        stabilize=mode,
     )
+
+
+def stabilize_mode(scaffold: ScaffoldConfig, stabilize: str | None) -> str:
+    """``auto``, ``on`` or ``off``: as given, else ``on`` when the scaffold asks for it."""
+    from ivy_gpu.checks import check_choice
+    from ivy_gpu.stabilize import MODES
+
+    if stabilize is None:
+        flag = (scaffold.project.get("ffmpeg_parameters") or {}).get("stabilize")
+        return "on" if flag is True else "auto"
+    return check_choice("stabilize", stabilize, MODES)
 
 
 def quality_rules(min_valid_fraction: float = 0.5) -> QualityRules:

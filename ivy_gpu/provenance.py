@@ -51,9 +51,10 @@ def scaffold_sha256(scaffold: Any) -> str:
     return h.hexdigest()
 
 
-def inputs_of(video: Any, stiv: Any, rules: Any) -> dict[str, Any]:
+def inputs_of(video: Any, stiv: Any, rules: Any, stabilize: str | None = None) -> dict[str, Any]:
     """Every input of one video run that can change its result (JSON-ready)."""
     return {
+        "stabilize": stabilize,
         "water_surface_elevation_m": float(video.water_surface_elevation),
         "alpha": float(video.alpha),
         "start_time_s": video.start_time,
@@ -65,7 +66,9 @@ def inputs_of(video: Any, stiv: Any, rules: Any) -> dict[str, Any]:
     }
 
 
-def fingerprint(scaffold: Any, video: Any, stiv: Any, rules: Any) -> str:
+def fingerprint(
+    scaffold: Any, video: Any, stiv: Any, rules: Any, stabilize: str | None = None
+) -> str:
     """SHA-256 over the scaffold hash, the video's size and hash, the inputs and the version."""
     path = Path(video.video_path)
     identity = {
@@ -73,7 +76,7 @@ def fingerprint(scaffold: Any, video: Any, stiv: Any, rules: Any) -> str:
         "scaffold_sha256": scaffold_sha256(scaffold),
         "video_size": path.stat().st_size,
         "video_sha256": file_sha256(path),
-        "inputs": inputs_of(video, stiv, rules),
+        "inputs": inputs_of(video, stiv, rules, stabilize),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 

@@ -61,6 +61,7 @@ class ProcessingResult:
     inputs: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     reused: bool = False
+    motion: dict = field(default_factory=dict)
     discharge_dataframe: pd.DataFrame | None = None
     discharge_uncertainty: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -103,6 +104,7 @@ class ProcessingResult:
             "warnings": list(self.warnings),
             "stage_seconds": dict(self.stage_seconds),
             "processing_time_s": self.processing_time_seconds,
+            "camera_motion": dict(self.motion),
             "fingerprint": self.fingerprint,
             "inputs": dict(self.inputs),
             "provenance": dict(self.provenance),
@@ -168,6 +170,7 @@ class ProcessingResult:
             flag_counts=dict(data.get("flag_counts") or {}),
             quality_windows=data.get("quality_windows") or 0,
             fingerprint=data.get("fingerprint"),
+            motion=dict(data.get("camera_motion") or {}),
             inputs=dict(data.get("inputs") or {}),
             provenance=dict(data.get("provenance") or {}),
             discharge_dataframe=table,

@@ -24,6 +24,14 @@ from ivy_gpu.params import MIN_FRAMES, StivParams
 from ivy_gpu.rectify import Rectifier, check_frame_size
 from ivy_gpu.results import StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig
+from ivy_gpu.stabilize import (
+    AUTO_THRESHOLD_PX,
+    MotionEstimator,
+    MotionReport,
+    compose,
+    stable_mask,
+    summarize,
+)
 from ivy_gpu.video import FrameReader, frame_interval
 
 Progress = Callable[[str, float, str], None]
@@ -52,6 +60,8 @@ class LoadedVideo:
         STIV nodes in full plan-view pixels (placed before decoding).
     offset : (x, y)
         Where the stack's first column and row lie in the full plan view (the band).
+    motion : MotionReport or None
+        Camera motion found (and corrected) while loading; None with ``stabilize="off"``.
     """
 
     stack: Any
@@ -63,6 +73,7 @@ class LoadedVideo:
     seconds: float = 0.0
     nodes: np.ndarray | None = None
     offset: tuple[int, int] = (0, 0)
+    motion: MotionReport | None = None
 
 
 _RECTIFIERS: dict[tuple, tuple[ScaffoldConfig, Rectifier]] = {}
@@ -138,12 +149,16 @@ def load_stack(
     keep_frames: Path | None = None,
     progress: Progress | None = None,
     params: StivParams | None = None,
+    stabilize: str | None = None,
 ) -> LoadedVideo:
     """Decode, convert to gray and rectify the selected frames into one stack.
 
     With ``params`` (and ``config.RECTIFY_BAND``) the nodes are placed first and only the
     band of the plan view their search lines read is rectified; the first frame is
-    rectified in full for the figures.
+    rectified in full for the figures. ``stabilize`` (``auto``, ``on``, ``off``) estimates
+    each frame's camera motion as it streams and composes its inverse into that frame's
+    lookup (:mod:`ivy_gpu.stabilize`; ``off`` only measures, to warn); no second pass over
+    the video. ``None`` skips motion estimation altogether.
 
     Raises
     ------
@@ -178,6 +193,7 @@ def load_stack(
     rows, cols = tables.output_shape
     expected = reader.expected_frames()
     first = None
+    tracker = _Tracker(scaffold, rect, stabilize) if stabilize is not None else None
     stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
     times = []
     try:
@@ -186,7 +202,7 @@ def load_stack(
                 grown = engine.empty((2 * stack.shape[0], rows, cols), np.uint8)
                 grown[: stack.shape[0]] = stack
                 stack = grown
-            engine.remap(luma, tables, stack[i])
+            engine.remap(luma, tracker.tables(luma, tables) if tracker else tables, stack[i])
             if first is None:
                 first = rect.rectify(luma) if band is not None else None
             times.append(t)
@@ -212,6 +228,9 @@ def load_stack(
     dt, warn = frame_interval(times_arr, video.frame_step, reader.info.fps)
     warnings = [warn] if warn else []
     warnings += _container_warnings(reader, video)
+    motion = tracker.report() if tracker else None
+    if motion is not None:
+        warnings += motion.notes
     return LoadedVideo(
         stack=stack,
         first_frame=first if first is not None else engine.to_host(stack[0]),
@@ -222,7 +241,66 @@ def load_stack(
         seconds=time.perf_counter() - t0,
         nodes=nodes,
         offset=(0, 0) if band is None else (band[2], band[0]),
+        motion=motion,
     )
+
+
+class _Tracker:
+    """Per-frame camera motion against the first frame, and the tables that undo it."""
+
+    def __init__(self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str) -> None:
+        self.scaffold, self.rect, self.mode = scaffold, rect, mode
+        self.estimator: MotionEstimator | None = None
+        self.shifts: list[float] = []
+        self.rotations: list[float] = []
+        self.inliers: list[float] = []
+        self.corrected = 0
+        self.failed = 0
+
+    def _stable(self, shape: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        poly = self.scaffold.project.get("stabilization_polygon")
+        if poly:
+            mask = np.zeros(shape, np.uint8)
+            cv2.fillPoly(mask, [np.asarray(poly, np.int32).reshape(-1, 2)], 255)
+            return mask
+        return stable_mask(self.rect, self.scaffold.cross_section_line)
+
+    def tables(self, luma: np.ndarray, tables: Rectifier) -> Rectifier:
+        """The tables for this frame (the reference frame's, or composed with its motion)."""
+        if self.estimator is None:
+            self.estimator = MotionEstimator(luma, self._stable(luma.shape))
+            return tables
+        a, inl = self.estimator.estimate(luma)
+        if a is None:
+            self.failed += 1
+            return tables
+        shift = self.estimator.displacement(a)
+        self.shifts.append(shift)
+        self.rotations.append(float(np.degrees(np.arctan2(a[1, 0], a[0, 0]))))
+        self.inliers.append(inl)
+        if self.mode == "on" or (self.mode == "auto" and shift > AUTO_THRESHOLD_PX):
+            self.corrected += 1
+            return compose(tables, a)
+        return tables
+
+    def report(self) -> MotionReport:
+        features = 0 if self.estimator is None else len(self.estimator.points)
+        r = summarize(
+            self.mode, self.shifts, self.rotations, self.inliers, self.corrected, features
+        )
+        if self.mode == "off" and r.rms_px > AUTO_THRESHOLD_PX:
+            r.notes.append(
+                f"the camera moved {r.rms_px:.2f} px RMS (max {r.max_px:.2f} px) and "
+                "stabilization is off: velocities may be wrong (use --stabilize auto)"
+            )
+        if self.failed:
+            r.notes.append(
+                f"camera motion could not be estimated on {self.failed} frame(s) "
+                f"({features} stable-region features): those frames are not stabilized"
+            )
+        return r
 
 
 def _container_warnings(reader: FrameReader, video: VideoConfig) -> list[str]:

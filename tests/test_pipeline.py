@@ -168,8 +168,9 @@ def test_short_repr_and_dataframes(video_site):
     from ivy_gpu.results import BatchResult
 
     d, truth = video_site
-    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba",
-                      max_frames=40)
+    r = process_video(
+        d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba", max_frames=40
+    )
     assert len(repr(r)) < 200 and "Q=" in repr(r)
     frame = r.to_dataframe()
     assert len(frame) == 25 and {"speed_ms", "flags", "stride"} <= set(frame.columns)

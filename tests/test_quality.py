@@ -241,15 +241,10 @@ def test_compat_mode_runs_through_the_pipeline_and_moves_q_a_little(video_site):
 
 
 @pytest.mark.skipif(not NGWERERE.is_dir(), reason="needs ../shared/fixtures/ngwerere")
-def test_ngwerere_flags_the_upstream_node(tmp_path):
-    r = process_video(
-        NGWERERE / "ngwerere_site.ivy",
-        NGWERERE / "ngwerere_20191103.mp4",
-        1182.2,
-        tmp_path,
-        alpha=0.85,
-        backend="numba",
-    )
+def test_ngwerere_flags_the_upstream_node_and_stabilization_explains_it(tmp_path):
+    args = (NGWERERE / "ngwerere_site.ivy", NGWERERE / "ngwerere_20191103.mp4", 1182.2)
+    kw = dict(alpha=0.85, backend="numba")
+    r = process_video(*args, tmp_path, stabilize="off", **kw)
     assert r.success, r.error_message
     k = int(np.argmin(np.abs(r.node_stations - 0.79)))
     assert "outlier" in r.node_flags[k] and "upstream" in r.node_flags[k]
@@ -258,6 +253,13 @@ def test_ngwerere_flags_the_upstream_node(tmp_path):
     assert table["Surface Velocity"].iloc[k + 1] > 0  # ...is left out and filled
     flags = (tmp_path / "ngwerere_20191103" / "stiv_results.csv").read_text()
     assert "outlier" in flags
+    assert any("stabilization is off" in w for w in r.warnings)  # the camera moves
+    # with the camera motion corrected (the default) the node moves downstream like its
+    # neighbours: the upstream vector was the camera, not the water
+    s = process_video(*args, **kw)
+    assert s.success and s.motion["rms_px"] > 2 and s.motion["corrected_frames"] > 100
+    assert s.stiv_normal_velocities[k] > 0.3
+    assert sum("upstream" in f for f in s.node_flags) < sum("upstream" in f for f in r.node_flags)
 
 
 def test_truncated_video_and_ignored_rotation_are_warnings():

@@ -1,0 +1,94 @@
+"""Camera motion: a synthetic site filmed by a shaking camera, against the known jitter."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from ivy_gpu import process_video
+from ivy_gpu.scaffold import load_scaffold
+from ivy_gpu.stabilize import MotionEstimator, stable_mask
+from ivy_gpu.stack import rectifier_for
+from ivy_gpu.synthetic_site import Site, SiteSpec, make_site, write_video
+
+SPEC = SiteSpec(width_px=1280, height_px=720, duration_s=4.0, flow_angle_deg=8.0, seed=12)
+
+
+def jitter(n: int, seed: int = 3) -> list[np.ndarray]:
+    """Random shifts of +-3 px and rotations of +-0.3 deg per frame plus a slow drift."""
+    rng = np.random.default_rng(seed)
+    out = [np.array([[1.0, 0, 0], [0, 1.0, 0]])]
+    for t in range(1, n):
+        ang = math.radians(rng.uniform(-0.3, 0.3))
+        tx, ty = rng.uniform(-3, 3) + 0.01 * t, rng.uniform(-3, 3) + 0.005 * t
+        c, s = math.cos(ang), math.sin(ang)
+        cx, cy = 640.0, 360.0
+        out.append(
+            np.array([[c, -s, cx - c * cx + s * cy + tx], [s, c, cy - s * cx - c * cy + ty]])
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def shaky_site(tmp_path_factory):
+    d = tmp_path_factory.mktemp("shaky")
+    truth = make_site(d, SPEC)
+    moves = jitter(int(SPEC.duration_s * SPEC.fps))
+    frames = (
+        cv2.warpAffine(f, a, (1280, 720), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        for f, a in zip(Site(SPEC).render(), moves, strict=True)
+    )
+    write_video(d / "shaky.mp4", frames, SPEC.fps, 1280, 720)
+    return d, truth, moves
+
+
+def test_motion_estimate_matches_the_jitter_on_stable_ground(shaky_site):
+    d, truth, moves = shaky_site
+    scaffold = load_scaffold(d / "site.ivy")
+    rect = rectifier_for(scaffold, truth["wse_m"])
+    frames = list(Site(SPEC).render(n_frames=20))
+    est = MotionEstimator(frames[0], stable_mask(rect, scaffold.cross_section_line))
+    assert len(est.points) > 100
+    p = est.points.reshape(-1, 2).astype(float)
+    errors = []
+    for f, a_true in zip(frames[1:], moves[1:20], strict=True):
+        moved = cv2.warpAffine(
+            f, a_true, (1280, 720), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        a, inliers = est.estimate(moved)
+        assert inliers > 0.8
+        diff = (p @ a[:, :2].T + a[:, 2]) - (p @ a_true[:, :2].T + a_true[:, 2])
+        errors.append(np.mean(np.sum(diff**2, axis=1)))
+    assert math.sqrt(np.mean(errors)) <= 0.1  # residual motion after correction, px RMS
+
+
+def test_shaky_video_is_stabilized_and_warned_about(shaky_site):
+    d, truth, _ = shaky_site
+    kw = dict(backend="numba")
+    still = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], **kw)
+    off = process_video(d / "site.ivy", d / "shaky.mp4", truth["wse_m"], stabilize="off", **kw)
+    auto = process_video(d / "site.ivy", d / "shaky.mp4", truth["wse_m"], **kw)
+    q = truth["discharge_m3s"]
+    err = {
+        k: abs(r.total_discharge / q - 1)
+        for k, r in (("still", still), ("off", off), ("auto", auto))
+    }
+    assert err["auto"] <= max(0.01, err["still"] + 0.005)  # as good as the still camera
+    assert err["off"] > 2 * err["auto"] and err["off"] > 0.02
+    assert any("stabilization is off" in w for w in off.warnings)
+    assert auto.motion["corrected_frames"] >= 100 and auto.motion["inlier_fraction"] > 0.8
+    assert 1.5 < auto.motion["rms_px"] < 5 and auto.motion["max_rotation_deg"] < 0.5
+    assert not any("stabilization is off" in w for w in auto.warnings)
+
+
+def test_still_camera_auto_changes_nothing(video_site):
+    d, truth = video_site
+    kw = dict(backend="numba", max_frames=60)
+    auto = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], **kw)
+    off = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], stabilize="off", **kw)
+    assert auto.motion["corrected_frames"] == 0 and auto.motion["rms_px"] < 0.05
+    assert np.array_equal(auto.stiv_magnitudes, off.stiv_magnitudes, equal_nan=True)
+    assert auto.total_discharge == off.total_discharge
