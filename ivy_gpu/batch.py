@@ -27,11 +27,12 @@ from ivy_gpu.batch_csv import (
 from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
 from ivy_gpu.lock import FolderLock, remove_stale_temporaries
 from ivy_gpu.outputs import read_result
-from ivy_gpu.params import StivParams
-from ivy_gpu.pipeline import quality_rules, stabilize_mode, stiv_params_for
+from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.provenance import fingerprint
+from ivy_gpu.quality import quality_rules
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
+from ivy_gpu.stabilize import stabilize_mode
 from ivy_gpu.units import unit_system
 
 __all__ = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,12 @@ class VideoConfig:
             raise ValueError(
                 f"end_time: {self.end_time} s is not after start_time {self.start_time} s"
             )
+
+
+def stiv_params_for(
+    scaffold: Any, stiv: StivParams | Mapping[str, Any] | None = None
+) -> StivParams:
+    """The scaffold's STIV settings, replaced by ``stiv`` (a StivParams or some overrides)."""
+    if isinstance(stiv, StivParams):
+        return stiv
+    return scaffold.stiv.replace(**dict(stiv or {}))

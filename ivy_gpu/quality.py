@@ -233,3 +233,51 @@ def assess(
     excluded = np.array([any(f in EXCLUDING for f in fl) for fl in ordered], bool)
     excluded |= ~np.isfinite(vn)
     return NodeQuality(ordered, excluded, sigma, median, spread, k, notes)
+
+
+def window_normals(
+    loaded: Any,
+    nodes: np.ndarray,
+    sr: Any,
+    params: Any,
+    engine: Any,
+    n_hat: np.ndarray,
+    rules: QualityRules,
+) -> np.ndarray | None:
+    """Signed normal velocity of each node's best line in the sliding time windows.
+
+    Each node's chosen line is re-measured in every window
+    (:func:`ivy_gpu.quality.time_windows`); shape (windows, nodes), None when the clip is
+    too short.
+    """
+    from ivy_gpu.stiv import run_stiv_windows
+
+    windows = time_windows(loaded.stack.shape[0], rules)
+    if not windows:
+        return None
+    origin = geo_to_ari(params.phi_origin)
+    best = np.where(np.isfinite(sr.best_phi_ari), sr.best_phi_ari, origin)
+    phis = best[:, None]  # one line per node: the chosen one
+    rect = loaded.rectifier
+    ox, oy = loaded.offset
+    results = run_stiv_windows(
+        loaded.stack,
+        nodes[:, 0] - ox,
+        nodes[:, 1] - oy,
+        params,
+        windows,
+        phis,
+        pixel_gsd=rect.pixel_gsd,
+        d_t=loaded.dt,
+        backend=engine,
+    )
+    return np.array([signed_normal(r.magnitude, r.direction, n_hat) for r in results])
+
+
+def quality_rules(min_valid_fraction: float = 0.5) -> QualityRules:
+    """Quality rules with a checked ``min_valid_fraction`` (in [0, 1])."""
+    from ivy_gpu.checks import check_range
+
+    return QualityRules(
+        min_valid_fraction=check_range("min_valid_fraction", min_valid_fraction, 0, 1)
+    )

@@ -187,3 +187,14 @@ def summarize(
         r.max_rotation_deg = float(np.max(np.abs(rotations))) if rotations else 0.0
         r.inlier_fraction = float(np.mean(inliers)) if inliers else float("nan")
     return r
+
+
+def stabilize_mode(scaffold: Any, stabilize: str | None) -> str:
+    """``auto``, ``on`` or ``off``: as given, else ``on`` when the scaffold asks for it."""
+    from ivy_gpu.checks import check_choice
+    from ivy_gpu.stabilize import MODES
+
+    if stabilize is None:
+        flag = (scaffold.project.get("ffmpeg_parameters") or {}).get("stabilize")
+        return "on" if flag is True else "auto"
+    return check_choice("stabilize", stabilize, MODES)

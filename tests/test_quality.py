@@ -174,7 +174,7 @@ def test_glare_burst_in_part_of_the_clip_does_not_decide_a_node(texture_factory)
     stack[:60, 20:60, 30:70] = 255
     x, y = np.array([40.0, 85.0]), np.array([40.0, 40.0])
     params = StivParams(num_pixels=20, phi_origin=90, phi_range=10, d_phi=1)
-    from ivy_gpu.pipeline import _window_normals
+    from ivy_gpu.quality import window_normals
     from ivy_gpu.stack import LoadedVideo
     from ivy_gpu.stiv import run_stiv
 
@@ -184,9 +184,7 @@ def test_glare_burst_in_part_of_the_clip_does_not_decide_a_node(texture_factory)
     vn = signed_normal(sr.magnitude, sr.direction, n)
     rect = SimpleNamespace(pixel_gsd=1.0)
     loaded = LoadedVideo(stack, stack[0], np.arange(200.0), 1.0, rect)
-    windows = _window_normals(
-        loaded, np.column_stack([x, y]), sr, params, engine, n, QualityRules()
-    )
+    windows = window_normals(loaded, np.column_stack([x, y]), sr, params, engine, n, QualityRules())
     q = assess(_sr(2, score=sr.score), vn, x, windows, 10.0, QualityRules())
     # the window median sees the flow; the glare node is either excluded or right
     assert abs(q.window_median[0] - 1.1) < 0.06
