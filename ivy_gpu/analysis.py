@@ -15,7 +15,7 @@ import numpy as np
 
 from ivy_gpu.discharge import midsection
 from ivy_gpu.engine import Engine
-from ivy_gpu.grid import node_stations, place_nodes
+from ivy_gpu.grid import node_stations
 from ivy_gpu.params import StivParams, VideoConfig
 from ivy_gpu.quality import (
     QualityRules,
@@ -26,7 +26,7 @@ from ivy_gpu.quality import (
 )
 from ivy_gpu.results import ProcessingResult, StageError
 from ivy_gpu.scaffold import ScaffoldConfig
-from ivy_gpu.stack import LoadedVideo
+from ivy_gpu.stack import LoadedVideo, site_nodes
 from ivy_gpu.stiv import StivResult, run_stiv
 from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty
 
@@ -64,13 +64,7 @@ def analyse(
     try:
         nodes = loaded.nodes
         if nodes is None:
-            nodes = place_nodes(
-                scaffold.cross_section_line,
-                scaffold.num_grid_points,
-                rect.output_shape,
-                scaffold.results_grid,
-                scaffold.mask_polygons,
-            )
+            nodes = site_nodes(scaffold, rect.output_shape)
         ns = node_stations(
             nodes,
             scaffold.cross_section_line,

@@ -109,6 +109,17 @@ def rectifier_for(scaffold: ScaffoldConfig, wse_m: float) -> Rectifier:
     return entry[1]
 
 
+def site_nodes(scaffold: ScaffoldConfig, shape: tuple[int, int]) -> np.ndarray:
+    """The scaffold's STIV nodes on a plan view of ``shape`` (rows, cols)."""
+    return place_nodes(
+        scaffold.cross_section_line,
+        scaffold.num_grid_points,
+        shape,
+        scaffold.results_grid,
+        scaffold.mask_polygons,
+    )
+
+
 def stiv_band(
     scaffold: ScaffoldConfig, rect: Rectifier, params: StivParams
 ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
@@ -121,13 +132,7 @@ def stiv_band(
     from ivy_gpu.stiv import STRIDE_FAN, line_geometry
 
     rows, cols = rect.output_shape
-    nodes = place_nodes(
-        scaffold.cross_section_line,
-        scaffold.num_grid_points,
-        rect.output_shape,
-        scaffold.results_grid,
-        scaffold.mask_polygons,
-    )
+    nodes = site_nodes(scaffold, rect.output_shape)
     wide = params.replace(phi_range=min(180.0, params.phi_range + STRIDE_FAN * params.d_phi))
     lines = line_geometry(nodes, wide, cols, rows)
     if not lines.pairs.size:

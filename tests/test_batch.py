@@ -169,8 +169,8 @@ def test_kill_mid_batch_then_resume_gives_the_same_summary(batch_dir):
 
 
 def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
-    import ivy_gpu.executors as executors_mod
     import ivy_gpu.analysis as pipeline_mod
+    import ivy_gpu.executors as executors_mod
 
     folder, scaffold, truth = batch_dir
     real = pipeline_mod.run_stiv
