@@ -50,7 +50,7 @@ class NumbaEngine(HostMemory):
         if cells is not None and cells.size < 0.5 * h * w:
             if sigma > 0:
                 return sti.pack_pixels(self.crop(stack, window, sigma), 0, 0, h, w, cells)
-            return sti.pack_pixels(np.asarray(self.to_host(stack)), y_lo, x_lo, h, w, cells)
+            return sti.pack_pixels(self.to_host(stack), y_lo, x_lo, h, w, cells)
         return sti.time_last(self.crop(stack, window, sigma))
 
     def time_slice(self, handle: sti.PackedStack, start: int, stop: int) -> sti.PackedStack:

@@ -10,6 +10,7 @@ once, at the end, with the final status and the real processing time.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -201,8 +202,6 @@ def process_video(
         Unreadable scaffold, invalid arguments or an unusable backend (before any
         processing).
     """
-    from ivy_gpu.video import parse_time
-
     scaffold = as_scaffold(scaffold_path)
     backends.resolve_backend(backend)
     params = stiv_params_for(scaffold, stiv)
@@ -215,32 +214,21 @@ def process_video(
         Path(video_path),
         water_surface_elevation,
         alpha,
-        parse_time(start_time, "start_time"),
-        parse_time(end_time, "end_time"),
+        start_time,  # VideoConfig parses seconds and MM:SS / HH:MM:SS[.fff]
+        end_time,
         frame_step,
         max_frames,
     )
-    if output_directory is not None:
-        with FolderLock(output_directory):
-            return run_video(
-                scaffold,
-                video,
-                output_directory=Path(output_directory),
-                backend=backend,
-                stiv=params,
-                progress=progress,
-                keep_frames=keep_frames,
-                rules=rules,
-                stabilize=mode,
-            )
-    return run_video(
-        scaffold,
-        video,
-        output_directory=None,
-        backend=backend,
-        stiv=params,
-        progress=progress,
-        keep_frames=keep_frames,
-        rules=rules,
-        stabilize=mode,
-    )
+    out = None if output_directory is None else Path(output_directory)
+    with FolderLock(out) if out is not None else contextlib.nullcontext():
+        return run_video(
+            scaffold,
+            video,
+            output_directory=out,
+            backend=backend,
+            stiv=params,
+            progress=progress,
+            keep_frames=keep_frames,
+            rules=rules,
+            stabilize=mode,
+        )

@@ -205,23 +205,12 @@ class BatchResult:
         )
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per video (SI): the scalars of each result."""
-        keys = (
-            "video_path",
-            "status",
-            "error_stage",
-            "discharge_m3s",
-            "area_m2",
-            "mean_velocity_ms",
-            "uncertainty_iso_95",
-            "uncertainty_ive_95",
-            "num_frames",
-            "valid_nodes",
-            "filled_nodes",
-            "flagged_nodes",
-            "processing_time_s",
-        )
-        return pd.DataFrame([{k: r.scalars().get(k) for k in keys} for r in self.video_results])
+        """One row per video (SI): the plain scalars of each result (no nested records)."""
+        rows = [
+            {k: v for k, v in r.scalars().items() if not isinstance(v, (dict, list))}
+            for r in self.video_results
+        ]
+        return pd.DataFrame(rows)
 
     @property
     def total_videos(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from ivy_gpu import backends
 from ivy_gpu.angles import ari_to_geo, ivytools_line_samples, line_offsets, search_angles
 from ivy_gpu.checks import check_nodes, check_positive, check_stack
-from ivy_gpu.engine import Engine
+from ivy_gpu.engine import Engine, Taps
 from ivy_gpu.kernels.sti import bilinear_taps
 from ivy_gpu.params import INTERPOLATIONS, METHODS, StivParams
 from ivy_gpu.stiv_methods import METHODS as METHOD_OBJECTS
@@ -38,6 +38,7 @@ __all__ = [
     "run_stiv",
     "run_stiv_windows",
     "stride_for",
+    "pair_taps",
     "score_pairs",
     "stiv_exhaustive",
 ]
@@ -172,17 +173,22 @@ def _window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
     return y_lo, y_hi, x_lo, x_hi
 
 
-def read_cells(lines: SearchLines, params: StivParams) -> np.ndarray:
-    """Flat indices (into the window) of every pixel the usable lines' bilinear taps read."""
-    y_lo, y_hi, x_lo, x_hi = lines.window
-    h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
+def pair_taps(lines: SearchLines, params: StivParams) -> Taps:
+    """Bilinear taps (window coordinates) of every usable pair's samples, each (pairs, P)."""
     p = params.num_pixels
-    x0, y0, _, _ = _taps(
+    return _taps(
         lines,
         lines.sx.reshape(-1, p)[lines.pairs],
         lines.sy.reshape(-1, p)[lines.pairs],
         params.interpolation,
     )
+
+
+def read_cells(lines: SearchLines, taps: Taps) -> np.ndarray:
+    """Flat indices (into the window) of every pixel the pairs' bilinear ``taps`` read."""
+    y_lo, y_hi, x_lo, x_hi = lines.window
+    h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
+    x0, y0 = taps[0], taps[1]
     base = (y0.astype(np.int64) * w + x0).ravel()
     mask = np.zeros(h * w, bool)
     for off in (0, 1, w, w + 1):
@@ -200,25 +206,22 @@ def score_pairs(
     method: StivMethod,
     handle: Any,
     lines: SearchLines,
-    params: StivParams,
+    taps: Taps,
     plan: Any,
     n_frames: int,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Score every usable (node, angle) pair in memory-sized chunks.
+    """Score every usable (node, angle) pair (``taps``: :func:`pair_taps`) in memory-sized chunks.
 
     Returns ``(score, aux)``, each of shape (nodes * angles,), NaN where a line is unusable.
     """
     n_total = lines.sx.shape[0] * lines.sx.shape[1]
     score = np.full(n_total, np.nan)
     aux = {k: np.full(n_total, np.nan) for k in method.aux_keys}
-    p = params.num_pixels
-    sxp = lines.sx.reshape(-1, p)[lines.pairs]
-    syp = lines.sy.reshape(-1, p)[lines.pairs]
-    chunk = engine.chunk_pairs(p, n_frames)
+    chunk = engine.chunk_pairs(taps[0].shape[1], n_frames)
     for lo in range(0, lines.pairs.size, chunk):
         sel = lines.pairs[lo : lo + chunk]
-        taps = _taps(lines, sxp[lo : lo + chunk], syp[lo : lo + chunk], params.interpolation)
-        s, a = method.score(engine, handle, taps, plan)
+        part = tuple(a[lo : lo + chunk] for a in taps)
+        s, a = method.score(engine, handle, part, plan)
         score[sel] = s
         for k in method.aux_keys:
             aux[k][sel] = a[k]
@@ -316,8 +319,9 @@ def run_stiv(
     plan = method.plan(params.num_pixels, n_frames, params)
     handle = None
     if lines.pairs.size:
-        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, params))
-        score, aux = score_pairs(engine, method, handle, lines, params, plan, n_frames)
+        taps = pair_taps(lines, params)
+        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, taps))
+        score, aux = score_pairs(engine, method, handle, lines, taps, plan, n_frames)
     else:
         n = lines.sx.shape[0] * lines.sx.shape[1]
         score, aux = np.full(n, np.nan), {k: np.full(n, np.nan) for k in method.aux_keys}
@@ -431,7 +435,8 @@ def run_stiv_windows(
     n = lines.sx.shape[0] * lines.sx.shape[1]
     handle = None
     if lines.pairs.size:
-        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, params))
+        taps = pair_taps(lines, params)  # one set of taps for every window
+        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, taps))
     plans: dict[int, Any] = {}
     for start, stop in windows:
         frames = stop - start
@@ -440,7 +445,7 @@ def run_stiv_windows(
         plan = plans[frames]
         if handle is not None:
             view = engine.time_slice(handle, start, stop)
-            score, aux = score_pairs(engine, method, view, lines, params, plan, frames)
+            score, aux = score_pairs(engine, method, view, lines, taps, plan, frames)
         else:
             score, aux = np.full(n, np.nan), {k: np.full(n, np.nan) for k in method.aux_keys}
         fields, _, _ = reduce_nodes(method, score, aux, lines, params, plan, pixel_gsd, d_t)
