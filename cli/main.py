@@ -505,5 +505,9 @@ def backends() -> None:
     console.print(f"auto -> {resolve_backend('auto')}")
 
 
+from .site import site_app  # noqa: E402  (the group's commands import from this module)
+
+app.add_typer(site_app, name="site")
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ivy_gpu.kernels.remap import remap_cv2
+from ivy_gpu.lens import LensModel
 from ivy_gpu.prefilter import PreFilters
 
 METHODS = ("camera matrix", "homography", "scale")
@@ -22,7 +23,14 @@ METHODS = ("camera matrix", "homography", "scale")
 
 @dataclass(frozen=True)
 class RectificationParams:
-    """Rectification settings of a scaffold (metres, original-image pixels)."""
+    """Rectification settings of a scaffold (metres, original-image pixels).
+
+    ``lens``, ``cell_size_m`` and ``world_extent`` are ivy_gpu's own (IVyTools ignores
+    them): an OpenCV lens model composed into the tables (the camera matrix or
+    homography then gives ideal pixels), a chosen cell size, and for the homography
+    method a world box [x0, x1, y0, y1] whose plan view the stored homography maps to
+    (row 0 = largest Y, as for the camera matrix).
+    """
 
     method: str
     camera_matrix: np.ndarray | None = None
@@ -36,6 +44,9 @@ class RectificationParams:
     flip_x: bool = False
     flip_y: bool = False
     prefilters: PreFilters = PreFilters()
+    lens: LensModel | None = None
+    cell_size_m: float | None = None
+    world_extent: np.ndarray | None = None
 
 
 def check_frame_size(size: tuple[int, int], calibration_size: tuple[int, int], source: str) -> None:
@@ -93,6 +104,8 @@ class Rectifier:
                 f"rectification_method: unknown method {params.method!r}; "
                 f"expected one of {', '.join(METHODS)}"
             )
+        if params.lens is not None:  # ideal pixels -> where the lens put them
+            map_x, map_y = params.lens.distort(map_x, map_y)
         if not params.prefilters.identity:  # tables then point into the raw decoded frame
             map_x, map_y = params.prefilters.source_coordinates(map_x, map_y, w, h)
         if params.flip_y:
@@ -126,9 +139,8 @@ class Rectifier:
                 "rectification_parameters: camera matrix method needs 'camera_matrix' and 'extent'"
             )
         x0, x1, y0, y1 = (float(v) for v in np.asarray(p.extent).ravel()[:4])
-        s = cell or camera_cell_size(np.array([x0, x1, y0, y1]), w, h)
-        xs = np.arange(x0, x1, s)
-        ys = y0 + s * np.arange(np.arange(y0, y1, s).size)[::-1]
+        s = cell or p.cell_size_m or camera_cell_size(np.array([x0, x1, y0, y1]), w, h)
+        xs, ys = self._plan_axes(x0, x1, y0, y1, s)
         pm = np.asarray(p.camera_matrix, float)
         # the grid is separable: each projective component is an outer sum of 1-D terms
         col = pm[:, 0:1] * xs[None, :]  # (3, n_x)
@@ -136,11 +148,22 @@ class Rectifier:
         inv_w = 1.0 / (row[2][:, None] + col[2][None, :])
         map_x = (row[0][:, None] + col[0][None, :]) * inv_w
         map_y = (row[1][:, None] + col[1][None, :]) * inv_w
-        self.x0, self.y_top, self.cell = x0, float(ys[0]), s
         return map_x, map_y, s
+
+    def _plan_axes(self, x0: float, x1: float, y0: float, y1: float, s: float):
+        xs = np.arange(x0, x1, s)
+        ys = y0 + s * np.arange(np.arange(y0, y1, s).size)[::-1]
+        self.x0, self.y_top, self.cell = x0, float(ys[0]), s
+        return xs, ys
 
     def _homography_tables(self, w: int, h: int):
         p = self.params
+        if p.homography is not None and p.world_extent is not None and p.cell_size_m:
+            # ivy_gpu's plan view: the stored homography maps pixels to its (col, row)
+            xs, ys = self._plan_axes(*(float(v) for v in p.world_extent), p.cell_size_m)
+            cc, rr = np.meshgrid(np.arange(xs.size, dtype=float), np.arange(ys.size, dtype=float))
+            src = np.stack([cc, rr, np.ones_like(cc)], axis=-1) @ np.linalg.inv(p.homography).T
+            return src[..., 0] / src[..., 2], src[..., 1] / src[..., 2], p.cell_size_m
         if p.homography is None or p.world_coords is None:
             raise ValueError(
                 "rectification_parameters: homography method needs "
@@ -175,10 +198,18 @@ class Rectifier:
         self.check_frame(frame)
         return remap_cv2(frame, self.map_x, self.map_y, self.interpolation)
 
+    @property
+    def has_world_grid(self) -> bool:
+        """True when plan-view pixels map linearly to world X, Y.
+
+        So they do for the camera matrix, and for a homography with a world extent.
+        """
+        return hasattr(self, "cell")
+
     def pixel_to_world(self, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World X, Y (m) of rectified pixels (camera-matrix method), undoing the flips."""
-        if self.params.method != "camera matrix":
-            raise ValueError("pixel_to_world is defined for the camera matrix method")
+        """World X, Y (m) of rectified pixels, undoing the flips."""
+        if not self.has_world_grid:
+            raise ValueError("pixel_to_world needs a plan view on a world grid")
         n_y, n_x = self.output_shape
         c = np.asarray(col, float)
         r = np.asarray(row, float)
@@ -189,9 +220,9 @@ class Rectifier:
         return self.x0 + c * self.cell, self.y_top - r * self.cell
 
     def world_to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rectified (column, row) of world X, Y (camera-matrix method), with the flips."""
-        if self.params.method != "camera matrix":
-            raise ValueError("world_to_pixel is defined for the camera matrix method")
+        """Rectified (column, row) of world X, Y, with the flips."""
+        if not self.has_world_grid:
+            raise ValueError("world_to_pixel needs a plan view on a world grid")
         n_y, n_x = self.output_shape
         c = (np.asarray(x, float) - self.x0) / self.cell
         r = (self.y_top - np.asarray(y, float)) / self.cell

@@ -25,6 +25,7 @@ import numpy as np
 
 from ivy_gpu.camera import CameraModel
 from ivy_gpu.fileio import atomic_output
+from ivy_gpu.lens import LensModel
 from ivy_gpu.params import SCAFFOLD_KEYS, StivParams
 from ivy_gpu.prefilter import PreFilters
 from ivy_gpu.rectify import METHODS, RectificationParams
@@ -258,6 +259,10 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         return decode_array(rp.get(key), f"rectification_parameters.{key}", source)
 
     wse = rp.get("water_surface_elev", rp.get("water_surface_elevation"))
+    lens = rp.get("lens_model")
+    cell = _number(rp, "cell_size_m", 0.0, f"{source}: rectification_parameters") or None
+    if cell is not None and cell <= 0:
+        raise ValueError(f"{source}: rectification_parameters.cell_size_m must be positive")
     params = RectificationParams(
         method=method,
         camera_matrix=arr("camera_matrix"),
@@ -271,7 +276,16 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         flip_x=bool(project.get("is_ortho_flip_x", False)),
         flip_y=bool(project.get("is_ortho_flip_y", False)),
         prefilters=PreFilters.from_ffmpeg_parameters(project.get("ffmpeg_parameters"), source),
+        lens=None
+        if lens is None
+        else LensModel.from_dict(lens, f"{source}: rectification_parameters.lens_model"),
+        cell_size_m=cell,
+        world_extent=arr("world_extent"),
     )
+    if params.world_extent is not None and params.world_extent.size != 4:
+        raise ValueError(
+            f"{source}: rectification_parameters.world_extent must be [x_min, x_max, y_min, y_max]"
+        )
     if method == "camera matrix":
         if params.camera_matrix is None or params.camera_matrix.shape != (3, 4):
             raise ValueError(f"{source}: rectification_parameters.camera_matrix must be 3x4")
@@ -377,7 +391,8 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         and rect.pixel_coords is not None
         and len(rect.world_coords) >= 6
     ):
-        rmse = CameraModel(rect.camera_matrix).rmse_m(rect.world_coords, rect.pixel_coords)
+        picked = rect.pixel_coords if rect.lens is None else rect.lens.undistort(rect.pixel_coords)
+        rmse = CameraModel(rect.camera_matrix).rmse_m(rect.world_coords, picked)
 
     stiv = _stiv_params(project, src)
     bank = str(project.get("cross_section_start_bank", "left")).lower()
@@ -430,9 +445,14 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
         ("extent", r.extent),
         ("pixel_coords", r.pixel_coords),
         ("world_coords", r.world_coords),
+        ("world_extent", r.world_extent),
     ):
         if value is not None:
             rp[key] = np.asarray(value).tolist()
+    if r.lens is not None:
+        rp["lens_model"] = r.lens.to_dict()
+    if r.cell_size_m is not None:
+        rp["cell_size_m"] = r.cell_size_m
     if r.calibration_wse_m is not None:
         rp["water_surface_elev"] = r.calibration_wse_m
     project.update(
@@ -453,6 +473,10 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
     )
     if config.results_grid is not None:
         project["results_grid"] = encode_array(config.results_grid)
+    if config.calibration_size is not None:  # the frame size the tables need, kept
+        meta = dict(project.get("video_metadata") or {})
+        meta["width"], meta["height"] = (int(v) for v in config.calibration_size)
+        project["video_metadata"] = meta
     members = dict(config.members)
     if not any(n.lower().endswith(".mat") for n in members):
         from ivy_gpu.xsection import write_ac3

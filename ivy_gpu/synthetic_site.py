@@ -227,6 +227,10 @@ def make_site(
 ) -> dict:
     """Write ``site.ivy``, ``river.mp4`` (optional) and ``truth.json`` into ``out_dir``.
 
+    Also ``gcps.csv`` (the GCPs with their pixels, rounded as a survey would give them)
+    and ``survey_xyz.csv`` (the section as surveyed x, y, z points), from which
+    ``ivy-gpu site create`` builds the site again.
+
     Returns the truth dictionary (also written to ``truth.json``).
     """
     spec = spec or SiteSpec()
@@ -325,6 +329,21 @@ def make_site(
     }
     ac3.unlink()
     write_scaffold(out / "site.ivy", project, members)
+    # the ingredients of a set-up from scratch (`ivy-gpu site create`, docs/user-guide.md)
+    (out / "gcps.csv").write_text(
+        "# ID,X (m),Y (m),Z (m),X (pixel),Y (pixel)\n"
+        + "".join(
+            f"{i},{x:.4f},{y:.4f},{z:.4f},{u:.2f},{v:.2f}\n"
+            for i, (x, y, z), (u, v) in zip(ids, world, pixel, strict=True)
+        )
+    )
+    (out / "survey_xyz.csv").write_text(
+        "x (m),y (m),z (m)\n"
+        + "".join(
+            f"{spec.x_left_m + b:.4f},{spec.y_section_m:.4f},{z:.4f}\n"
+            for b, z in zip(site.section.stations, site.section.elevations, strict=True)
+        )
+    )
     wse = spec.wse_m if video_wse is None else video_wse
     truth = site.true_discharge(wse)
     truth.update(

@@ -237,3 +237,12 @@ def frame_interval(
             f"step/fps gives {nominal:.5f} s; using the timestamps"
         )
     return nominal, None
+
+
+def first_frame(path: str | Path) -> np.ndarray:
+    """The first decoded frame of a video, colour (BGR, uint8)."""
+    path = Path(path)
+    with _open(path) as container:
+        for frame in container.decode(video=0):
+            return frame.to_ndarray(format="bgr24")
+    raise ValueError(f"{path}: the video has no decodable frame")
