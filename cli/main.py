@@ -44,6 +44,29 @@ class Method(str, Enum):
     gradient = "gradient"
 
 
+class Units(str, Enum):
+    """``--units`` choices for WSE inputs."""
+
+    display = "display"
+    si = "si"
+    english = "english"
+
+
+UNITS = typer.Option(
+    Units.display,
+    "--units",
+    help="Units of WSE inputs (--wse, the batch CSV): the scaffold's display units, or si/english.",
+)
+
+
+def _units(cfg, units: Units):
+    """The unit system of WSE inputs (``display`` = the scaffold's)."""
+    from ivy_gpu.units import unit_system
+
+    name = {"si": "Metric", "english": "English"}.get(Units(units).value, cfg.display_units)
+    return unit_system(name)
+
+
 class Interpolation(str, Enum):
     """``--interpolation`` choices."""
 
@@ -165,12 +188,19 @@ def _load(scaffold: Path, debug: bool):
         _fail(exc, debug)
 
 
-def _result_line(r) -> str:
+def _result_line(r, display_units: str = "Metric") -> str:
+    from ivy_gpu.units import unit_system
+
     name = escape(r.video_path.name)
     if r.success:
+        u = unit_system(display_units)
+        q = f"Q = {r.total_discharge:.4f} m³/s"
+        a = f"A = {r.total_area:.4f} m²"
+        if u.name == "English":
+            q = f"Q = {r.total_discharge * u.discharge:.3f} cfs ({r.total_discharge:.4f} m³/s)"
+            a = f"A = {r.total_area * u.area:.3f} ft² ({r.total_area:.4f} m²)"
         return (
-            f"[green]completed[/green] {name}: Q = {r.total_discharge:.4f} m³/s, "
-            f"A = {r.total_area:.4f} m², {r.num_frames} frames, "
+            f"[green]completed[/green] {name}: {q}, {a}, {r.num_frames} frames, "
             f"{r.processing_time_seconds:.1f} s"
         )
     return f"[red]failed[/red] {name} at {r.error_stage}: {escape(str(r.error_message))}"
@@ -180,7 +210,10 @@ def _result_line(r) -> str:
 def process(
     scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
     video: Path = typer.Argument(..., help="Video file."),
-    wse: float = typer.Option(..., "--wse", help="Water-surface elevation, metres."),
+    wse: float = typer.Option(
+        ..., "--wse", help="Water-surface elevation, in the scaffold's display units (--units)."
+    ),
+    units: Units = UNITS,
     output: Path = typer.Option(Path("results"), "--output", "-o", help="Output folder."),
     alpha: float = typer.Option(0.85, help="Surface-to-mean velocity coefficient."),
     start: str = typer.Option(None, help="Start: seconds, MM:SS or HH:MM:SS[.fff]."),
@@ -218,6 +251,7 @@ def process(
     )
     if not video.is_file():
         _fail(ValueError(f"{video}: video file not found"), debug)
+    wse_m = wse / _units(cfg, units).length
     with _progress(quiet) as bar:
         task = bar.add_task(video.name, total=1.0, msg="")
 
@@ -228,7 +262,7 @@ def process(
             r = process_video(
                 cfg,
                 video,
-                wse,
+                wse_m,
                 output,
                 alpha=alpha,
                 start_time=start,
@@ -245,7 +279,7 @@ def process(
             )
         except ValueError as exc:
             _fail(exc, debug)
-    console.print(_result_line(r), highlight=False)
+    console.print(_result_line(r, cfg.display_units), highlight=False)
     for w in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     raise typer.Exit(0 if r.success else 1)
@@ -264,6 +298,7 @@ def batch(
     scheduler: str = typer.Option(
         None, help="Run the videos on the Dask cluster at this scheduler address."
     ),
+    units: Units = UNITS,
     backend: Backend = BACKEND,
     method: Method = METHOD,
     interpolation: Interpolation = INTERPOLATION,
@@ -293,7 +328,7 @@ def batch(
         stride=stride,
     )
     try:
-        rows = read_batch_csv(csv_file, cfg.display_units)
+        rows = read_batch_csv(csv_file, _units(cfg, units).name)
     except ValueError as exc:
         _fail(exc, debug)
     client = None
@@ -324,7 +359,7 @@ def batch(
         def on_video(k: int, total: int, r) -> None:
             count[0] += 1
             bar.update(task, completed=count[0], msg=f"{count[0]}/{total}")
-            bar.console.print(_result_line(r), highlight=False)
+            console.print(_result_line(r, cfg.display_units), highlight=False)
 
         try:
             b = BatchOrchestrator(
@@ -369,6 +404,7 @@ def batch(
 def validate(
     scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
     csv_file: Path = typer.Argument(None, metavar="[CSV]", help="Batch CSV to check too."),
+    units: Units = UNITS,
     debug: bool = DEBUG,
 ) -> None:
     """Dry-run a scaffold (and every row of a batch CSV): everything short of decoding."""
@@ -393,7 +429,7 @@ def validate(
     if csv_file is None:
         raise typer.Exit(0)
     try:
-        rows = read_batch_csv(csv_file, cfg.display_units)
+        rows = read_batch_csv(csv_file, _units(cfg, units).name)
     except ValueError as exc:
         _fail(exc, debug)
     bad = 0

@@ -198,7 +198,7 @@ class BatchOrchestrator:
             if r is not None
         ]
         try:
-            write_summary(self.out / "batch_summary.csv", lines)
+            write_summary(self.out / "batch_summary.csv", lines, self.scaffold.display_units)
         except OSError as exc:
             return f"{self.out / 'batch_summary.csv'}: cannot write the summary ({exc.strerror})"
         return None
@@ -249,13 +249,16 @@ def process_batch_csv(
     compat: str | None = None,
     min_valid_fraction: float = 0.5,
     stabilize: str | None = None,
+    csv_units: str | None = None,
 ) -> BatchResult:
-    """Process every row of a batch CSV (WSE in the scaffold's display units).
+    """Process every row of a batch CSV.
 
+    The CSV's WSE (and gauge height) are in the scaffold's display units, as IVyTools
+    reads them, unless ``csv_units`` (``"Metric"`` or ``"English"``) says otherwise.
     Other arguments as :func:`process_batch`.
     """
     scaffold = as_scaffold(scaffold_path)
-    rows = read_batch_csv(batch_csv_path, scaffold.display_units)
+    rows = read_batch_csv(batch_csv_path, csv_units or scaffold.display_units)
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
     options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize)

@@ -16,13 +16,23 @@ from ivy_gpu.units import unit_system
 from ivy_gpu.video import parse_time
 
 REQUIRED_COLUMNS = ("video_path", "water_surface_elevation")
+#: ``batch_summary.csv`` of an SI (Metric) site: the batch CSV's metadata, then the results
+#: with their units in the names. An English site adds the display-unit twins listed in
+#: :data:`ENGLISH_TWINS` right after each SI column (see :func:`summary_columns`).
 SUMMARY_COLUMNS = (
     "video_path",
     "status",
-    "water_surface_elevation",
+    "measurement_number",
+    "measurement_date",
+    "measurement_time",
+    "measurement_datetime",
+    "gage_height_m",
+    "comments",
+    "start_time_s",
+    "end_time_s",
+    "water_surface_elevation_m",
     "alpha",
     "discharge_m3s",
-    "discharge",
     "area_m2",
     "mean_velocity_ms",
     "uncertainty_iso_95",
@@ -31,13 +41,39 @@ SUMMARY_COLUMNS = (
     "valid_nodes",
     "filled_nodes",
     "flagged_nodes",
-    "processing_time_s",
-    "error_stage",
-    "error_message",
     "camera_motion_rms_px",
     "warnings",
+    "error_stage",
+    "error_message",
+    "processing_time_s",
+    "finished_utc",
     "reused",
 )
+#: Columns that differ between two runs of the same batch (when and how long it ran).
+RUN_COLUMNS = ("processing_time_s", "finished_utc", "reused")
+#: SI column -> its English display twin.
+ENGLISH_TWINS = {
+    "water_surface_elevation_m": "water_surface_elevation_ft",
+    "discharge_m3s": "discharge_cfs",
+    "area_m2": "area_ft2",
+    "mean_velocity_ms": "mean_velocity_fts",
+}
+
+
+def summary_columns(display_units: str = "Metric") -> tuple[str, ...]:
+    """The summary's columns for a site's display units (gauge height in those units)."""
+    if unit_system(display_units).name == "Metric":
+        return SUMMARY_COLUMNS
+    out: list[str] = []
+    for c in SUMMARY_COLUMNS:
+        if c == "gage_height_m":
+            out.append("gage_height_ft")
+            continue
+        out.append(c)
+        if c in ENGLISH_TWINS:
+            out.append(ENGLISH_TWINS[c])
+    return tuple(out)
+
 
 BatchProgress = Callable[[int, int, ProcessingResult], None]
 
@@ -71,7 +107,8 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
     Required columns ``video_path`` and ``water_surface_elevation`` (in the scaffold's
     display units); optional ``start_time``, ``end_time`` (seconds, ``MM:SS`` or
     ``HH:MM:SS[.fff]``), ``alpha`` (0.85), ``frame_step`` (1), ``max_frames``,
-    ``measurement_number``, ``measurement_date``, ``comments``. Unknown columns are
+    ``measurement_number``, ``measurement_date``, ``measurement_time``, ``gage_height``,
+    ``comments``. Unknown columns are
     ignored; relative video paths resolve against the CSV's folder.
 
     Raises
@@ -122,6 +159,11 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
                 alpha = float(alpha_text) if alpha_text else 0.85
             except ValueError:
                 raise ValueError(f"alpha: {alpha_text!r} is not a number") from None
+            gage_text = row.get("gage_height", "")
+            try:
+                gage = float(gage_text) if gage_text else None
+            except ValueError:
+                raise ValueError(f"gage_height: {gage_text!r} is not a number") from None
             cfg = VideoConfig(
                 vpath,
                 wse * to_m,
@@ -133,6 +175,8 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
                 _opt_int(row.get("measurement_number"), "measurement_number", 0),
                 row.get("measurement_date") or None,
                 row.get("comments") or None,
+                row.get("measurement_time") or None,
+                gage,
             )
             out.append(BatchRow(line, vpath, wse_text, cfg))
         except ValueError as exc:
@@ -155,42 +199,68 @@ def output_names(rows: list[BatchRow]) -> list[str]:
     return names
 
 
-def _fmt(v: float | None, digits: int = 6) -> str:
+def _fmt(v: float | None, spec: str = ".6g") -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return ""
-    return f"{v:.{digits}g}"
+    return format(v, spec)
 
 
 def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> dict:
-    """One line of ``batch_summary.csv``."""
+    """One line of ``batch_summary.csv`` (values at a precision that suits each column)."""
+    from ivy_gpu.record import measurement_datetime
+
     u = unit_system(display_units)
-    q = result.total_discharge if result.success else None
+    ok = result.success
     unc = result.discharge_uncertainty or {}
-    return {
+    cfg = row.config
+    wse_m = cfg.water_surface_elevation if cfg is not None else None
+    when = measurement_datetime(cfg, row.video_path) if cfg is not None else None
+    out = {
         "video_path": str(row.video_path),
-        "status": "completed" if result.success else "failed",
-        "water_surface_elevation": row.wse_display,
-        "alpha": "" if row.config is None else _fmt(row.config.alpha),
-        "discharge_m3s": _fmt(q),
-        "discharge": _fmt(None if q is None else q * u.discharge),
-        "area_m2": _fmt(result.total_area if result.success else None),
-        "mean_velocity_ms": _fmt(result.mean_velocity if result.success else None),
-        "uncertainty_iso_95": _fmt(unc.get("iso_u95") if result.success else None, 4),
-        "uncertainty_ive_95": _fmt(unc.get("ive_u95") if result.success else None, 4),
+        "status": "completed" if ok else "failed",
+        "measurement_number": ""
+        if cfg is None or cfg.measurement_number is None
+        else str(cfg.measurement_number),
+        "measurement_date": (cfg.measurement_date or "") if cfg else "",
+        "measurement_time": (cfg.measurement_time or "") if cfg else "",
+        "measurement_datetime": when.isoformat() if when is not None else "",
+        "comments": (cfg.comments or "") if cfg else "",
+        "start_time_s": _fmt(cfg.start_time if cfg else None, ".3f"),
+        "end_time_s": _fmt(cfg.end_time if cfg else None, ".3f"),
+        "water_surface_elevation_m": _fmt(wse_m, ".4f") if cfg else row.wse_display,
+        "alpha": _fmt(cfg.alpha if cfg else None, ".3f"),
+        "discharge_m3s": _fmt(result.total_discharge if ok else None, ".5g"),
+        "area_m2": _fmt(result.total_area if ok else None, ".4f"),
+        "mean_velocity_ms": _fmt(result.mean_velocity if ok else None, ".4f"),
+        "uncertainty_iso_95": _fmt(unc.get("iso_u95") if ok else None, ".4f"),
+        "uncertainty_ive_95": _fmt(unc.get("ive_u95") if ok else None, ".4f"),
         "num_frames": str(result.num_frames) if result.num_frames else "",
-        "processing_time_s": f"{result.processing_time_seconds:.2f}",
+        "valid_nodes": str(result.valid_nodes) if ok else "",
+        "filled_nodes": str(result.filled_nodes) if ok else "",
+        "flagged_nodes": str(result.flagged_nodes) if ok else "",
+        "camera_motion_rms_px": _fmt(result.motion.get("rms_px"), ".2f") if result.motion else "",
+        "warnings": " | ".join(result.warnings),
         "error_stage": result.error_stage or "",
         "error_message": result.error_message or "",
-        "valid_nodes": str(result.valid_nodes) if result.success else "",
-        "filled_nodes": str(result.filled_nodes) if result.success else "",
-        "flagged_nodes": str(result.flagged_nodes) if result.success else "",
-        "warnings": " | ".join(result.warnings),
+        "processing_time_s": f"{result.processing_time_seconds:.2f}",
+        "finished_utc": (result.provenance or {}).get("finished_utc") or "",
         "reused": "yes" if result.reused else "",
-        "camera_motion_rms_px": _fmt(result.motion.get("rms_px"), 3) if result.motion else "",
     }
+    gage = cfg.gage_height if cfg is not None else None
+    out[f"gage_height_{u.length_label}"] = _fmt(gage, ".4f")
+    if u.name == "English":
+        out["water_surface_elevation_ft"] = row.wse_display
+        for si, twin, factor, spec in (
+            ("discharge_m3s", "discharge_cfs", u.discharge, ".5g"),
+            ("area_m2", "area_ft2", u.area, ".4f"),
+            ("mean_velocity_ms", "mean_velocity_fts", u.velocity, ".4f"),
+        ):
+            v = out[si]
+            out[twin] = _fmt(float(v) * factor, spec) if v else ""
+    return out
 
 
-def write_summary(path: Path, rows: list[dict]) -> None:
-    """Rewrite ``batch_summary.csv`` atomically."""
-    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+def write_summary(path: Path, rows: list[dict], display_units: str = "Metric") -> None:
+    """Rewrite ``batch_summary.csv`` atomically (ASCII headers, values as formatted)."""
+    frame = pd.DataFrame(rows, columns=list(summary_columns(display_units)), dtype=object)
     atomic_write_text(path, frame.to_csv(index=False))

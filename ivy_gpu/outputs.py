@@ -42,7 +42,13 @@ class OutputContext:
 def write_tables(ctx: OutputContext) -> None:
     """``discharge_table.csv`` (IVyTools columns) and ``stiv_results.csv`` (per node)."""
     r = ctx.result
-    atomic_write_text(ctx.out / "discharge_table.csv", r.discharge_dataframe.to_csv(index=False))
+    table = r.discharge_dataframe.copy()
+    floats = table.select_dtypes("number").columns
+    # round-off zeros (a 4.4e-16 m width) print as 0; 7 significant digits for the rest
+    table[floats] = table[floats].mask(table[floats].abs() < 1e-9, 0.0)
+    atomic_write_text(  # UTF-8 with a BOM: Excel then reads the "α (alpha)" header right
+        ctx.out / "discharge_table.csv", "\ufeff" + table.to_csv(index=False, float_format="%.7g")
+    )
     nodes = r.node_positions
     sr = ctx.stiv
     stiv_table = pd.DataFrame(
@@ -137,17 +143,30 @@ def _clean(o: Any) -> Any:
     return o
 
 
+def display_twins(result: ProcessingResult, display_units: str) -> dict[str, float | None]:
+    """English values beside the SI ones (``discharge_cfs``, ...); nothing for SI sites."""
+    u = unit_system(display_units)
+    if u.name != "English":
+        return {}
+    ok = result.success
+
+    def conv(v: float | None, f: float) -> float | None:
+        return None if v is None else v * f
+
+    return {
+        "water_surface_elevation_ft": conv(result.water_surface_elevation, u.length),
+        "discharge_cfs": conv(result.total_discharge if ok else None, u.discharge),
+        "area_ft2": conv(result.total_area if ok else None, u.area),
+        "mean_velocity_fts": conv(result.mean_velocity if ok else None, u.velocity),
+    }
+
+
 def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> dict[str, Any]:
     """The content of ``results.json``: every scalar, units in the key names, display values."""
     data = result.scalars()
     if scaffold is not None:
-        u = unit_system(scaffold.display_units)
-        data["display_units"] = u.name
-        if result.success:
-            data["discharge_display"] = result.total_discharge * u.discharge
-            data["discharge_display_units"] = u.discharge_label
-            data["area_display"] = result.total_area * u.area
-            data["area_display_units"] = u.area_label
+        data["display_units"] = scaffold.display_units
+        data.update(display_twins(result, scaffold.display_units))
     data["inputs"] = {
         "water_surface_elevation_m": result.water_surface_elevation,
         "alpha": result.alpha,

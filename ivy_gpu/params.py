@@ -190,7 +190,9 @@ class VideoConfig:
         Seconds (half-open range).
     frame_step : int
     max_frames : int or None
-    measurement_number, measurement_date, comments : optional metadata
+    measurement_number, measurement_date, measurement_time, comments : optional metadata
+    gage_height : float or None
+        The gauge reading, as given (the batch CSV's display units).
     """
 
     video_path: Path
@@ -203,6 +205,8 @@ class VideoConfig:
     measurement_number: int | None = None
     measurement_date: str | None = None
     comments: str | None = None
+    measurement_time: str | None = None
+    gage_height: float | None = None
 
     def __post_init__(self) -> None:
         from ivy_gpu.video import parse_time

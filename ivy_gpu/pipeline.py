@@ -26,6 +26,7 @@ from ivy_gpu.quality import (
     QualityRules,
     quality_rules,
 )
+from ivy_gpu.record import measurement_of
 from ivy_gpu.results import ProcessingResult, StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, as_scaffold
 from ivy_gpu.stabilize import stabilize_mode
@@ -68,6 +69,7 @@ def run_video(
         video_path=video.video_path,
         water_surface_elevation=float(video.water_surface_elevation),
         alpha=float(video.alpha),
+        measurement=measurement_of(video),
     )
     out = None
     if output_directory is not None:

@@ -62,6 +62,7 @@ class ProcessingResult:
     provenance: dict = field(default_factory=dict)
     reused: bool = False
     motion: dict = field(default_factory=dict)
+    measurement: dict = field(default_factory=dict)
     discharge_dataframe: pd.DataFrame | None = None
     discharge_uncertainty: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -105,6 +106,7 @@ class ProcessingResult:
             "stage_seconds": dict(self.stage_seconds),
             "processing_time_s": self.processing_time_seconds,
             "camera_motion": dict(self.motion),
+            "measurement": dict(self.measurement),
             "fingerprint": self.fingerprint,
             "inputs": dict(self.inputs),
             "provenance": dict(self.provenance),
@@ -171,6 +173,7 @@ class ProcessingResult:
             quality_windows=data.get("quality_windows") or 0,
             fingerprint=data.get("fingerprint"),
             motion=dict(data.get("camera_motion") or {}),
+            measurement=dict(data.get("measurement") or {}),
             inputs=dict(data.get("inputs") or {}),
             provenance=dict(data.get("provenance") or {}),
             discharge_dataframe=table,

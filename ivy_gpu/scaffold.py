@@ -488,14 +488,26 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
 
 
 def describe(config: ScaffoldConfig) -> str:
-    """A few human-readable lines about a scaffold (for ``ivy-gpu info``)."""
+    """A few human-readable lines about a scaffold (for ``ivy-gpu info``).
+
+    Lengths are given in the display units, with metres beside them for English sites.
+    """
+    u = unit_system(config.display_units)
+
+    def length(m: float | None, digits: int = 3) -> str:
+        if m is None:
+            return "not recorded"
+        if u.name == "English":
+            return f"{m * u.length:.{digits}f} ft ({m:.{digits}f} m)"
+        return f"{m:.{digits}f} m"
+
     r = config.rectification
     out = io.StringIO()
     out.write(f"scaffold: {config.path}\n")
-    out.write(f"display units: {config.display_units}\n")
+    out.write(f"display units: {config.display_units} (WSE inputs in {u.length_label})\n")
     out.write(
         f"rectification: {r.method}, flips x={r.flip_x} y={r.flip_y}, "
-        f"calibration WSE {r.calibration_wse_m} m\n"
+        f"calibration WSE {length(r.calibration_wse_m)}\n"
     )
     pf = r.prefilters
     if not pf.identity:
@@ -503,9 +515,13 @@ def describe(config: ScaffoldConfig) -> str:
             f"frame pre-filters (FFmpeg, folded into the tables): rotation {pf.rotation_deg} "
             f"deg, flips {list(pf.flips)}, lens (cx, cy, k1, k2) {pf.lens}\n"
         )
-    out.write(f"GSD: {config.pixel_gsd_m:.5f} m/px; calibration frame: {config.calibration_size}\n")
+    if r.lens is not None:
+        out.write(f"lens (OpenCV k1, k2, p1, p2, k3): {r.lens.dist_coeffs.tolist()}\n")
+    out.write(
+        f"GSD: {length(config.pixel_gsd_m, 5)}/px; calibration frame: {config.calibration_size}\n"
+    )
     if config.rectification_rmse_m is not None:
-        out.write(f"rectification RMSE: {config.rectification_rmse_m:.4f} m\n")
+        out.write(f"rectification RMSE: {length(config.rectification_rmse_m, 4)}\n")
     out.write(
         f"cross-section line: {config.cross_section_line.tolist()} "
         f"(starts on the {config.start_bank} bank), {config.num_grid_points} nodes\n"
@@ -513,7 +529,7 @@ def describe(config: ScaffoldConfig) -> str:
     out.write(f"STIV: {config.stiv.describe()}\n")
     cs = config.cross_section
     out.write(
-        f"survey: {cs.stations.size} points, {cs.stations[-1] - cs.stations[0]:.3f} m wide, "
-        f"bed {cs.elevations.min():.3f} m, units {cs.units}\n"
+        f"survey: {cs.stations.size} points, {length(cs.stations[-1] - cs.stations[0])} wide, "
+        f"bed {length(cs.elevations.min())}, surveyed in {cs.units} units\n"
     )
     return out.getvalue()

@@ -117,11 +117,11 @@ def test_a_failed_summary_write_is_reported_and_retried(clips, monkeypatch):
     real = batch_mod.write_summary
     calls = {"n": 0}
 
-    def flaky(path, rows):
+    def flaky(path, rows, units):
         calls["n"] += 1
         if calls["n"] <= 2:
             raise OSError(28, "No space left on device")
-        return real(path, rows)
+        return real(path, rows, units)
 
     monkeypatch.setattr(batch_mod, "write_summary", flaky)
     videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)] * 2
@@ -130,7 +130,7 @@ def test_a_failed_summary_write_is_reported_and_retried(clips, monkeypatch):
     assert b.summary_error is None  # the retry at the end wrote it
     assert len(pd.read_csv(folder / "out" / "batch_summary.csv")) == 2
 
-    def broken(path, rows):
+    def broken(path, rows, units):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(batch_mod, "write_summary", broken)

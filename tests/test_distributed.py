@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ivy_gpu import process_batch_csv
-from ivy_gpu.batch import SUMMARY_COLUMNS
+from ivy_gpu.batch_csv import RUN_COLUMNS, SUMMARY_COLUMNS
 from ivy_gpu.cli.main import app
 
 distributed = pytest.importorskip("distributed")
@@ -42,7 +42,7 @@ def test_cluster_batch_matches_the_local_batch(csv_batch):
         assert a.error_stage == b.error_stage
         if a.success:
             assert b.total_discharge == pytest.approx(a.total_discharge, rel=1e-9)
-    cols = [c for c in SUMMARY_COLUMNS if c != "processing_time_s"]
+    cols = [c for c in SUMMARY_COLUMNS if c not in RUN_COLUMNS]
     la = pd.read_csv(folder / "local" / "batch_summary.csv", keep_default_na=False)
     rb = pd.read_csv(folder / "remote" / "batch_summary.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(la[cols], rb[cols])  # same rows, CSV order

@@ -31,7 +31,7 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
     out = tmp_path / "river"
     data = json.loads((out / "results.json").read_text())  # strict JSON (no NaN)
     assert data["status"] == "completed" and data["discharge_m3s"] == r.total_discharge
-    assert data["area_display_units"] == "m²"
+    assert data["display_units"] == "Metric" and "discharge_cfs" not in data
     table = pd.read_csv(out / "discharge_table.csv")
     assert tuple(table.columns) == TABLE_COLUMNS
     assert table["Unit Discharge"].sum() == pytest.approx(r.total_discharge)

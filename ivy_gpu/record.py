@@ -1,0 +1,198 @@
+"""The discharge record of a batch: when each video was taken, and the gauge beside it.
+
+Measurement times come from the batch CSV (``measurement_date`` and
+``measurement_time``, ISO 8601; an offset such as ``-05:00`` is honoured), or, when
+the CSV gives no time of day, from a ``YYYYMMDD-HHMMSS`` stamp in the video's name
+(the USGS camera convention, e.g. ``03337000_bullet_20170630-115500.mp4``). Times
+without a zone are taken in the zone given (``--tz``), else in the gauge record's.
+
+Gauge records: USGS NWIS RDB / tab-separated files (``datetime`` and ``tz_cd``
+columns, a discharge column in cfs such as ``Discharge_cfs`` or ``..._00060``), or a
+plain ``time,value`` CSV (ISO times; the value's unit from its header:
+``discharge_cfs``, ``discharge_m3s``; m³/s otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ivy_gpu.units import FT_PER_M
+
+#: US time-zone codes of NWIS files, as UTC offsets (hours).
+TZ_CODES = {
+    "UTC": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7,
+    "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10, "AST": -4, "ADT": -3,
+}  # fmt: skip
+#: Largest gap (s) between gauge values that is interpolated across.
+MAX_GAUGE_GAP_S = 3 * 3600.0
+_STAMP = re.compile(r"(?<!\d)(\d{8})[-_T]?(\d{6})(?!\d)")
+
+
+def parse_zone(text: str | None) -> _dt.tzinfo | None:
+    """A zone from ``UTC``, ``CST`` (NWIS codes), ``-05:00`` or an IANA name."""
+    if text is None or not str(text).strip():
+        return None
+    t = str(text).strip()
+    if t.upper() in TZ_CODES:
+        return _dt.timezone(_dt.timedelta(hours=TZ_CODES[t.upper()]), t.upper())
+    m = re.fullmatch(r"([+-])(\d{1,2}):?(\d{2})?", t)
+    if m:
+        sign = -1 if m.group(1) == "-" else 1
+        minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+        return _dt.timezone(sign * _dt.timedelta(minutes=minutes))
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(t)
+    except Exception:
+        raise ValueError(
+            f"time zone: {t!r} is not UTC, an NWIS code, an offset or a zone name"
+        ) from None
+
+
+def measurement_datetime(
+    cfg, video_path: str | Path | None = None, tz: _dt.tzinfo | None = None
+) -> _dt.datetime | None:
+    """When a video was taken (see the module docstring), or None when nothing says."""
+    date = (getattr(cfg, "measurement_date", None) or "").strip()
+    time = (getattr(cfg, "measurement_time", None) or "").strip()
+    stamp = _STAMP.search(Path(video_path).stem) if video_path is not None else None
+    when = None
+    if date and time:
+        when = pd.Timestamp(f"{date} {time}")
+    elif stamp is not None:
+        when = pd.Timestamp(pd.to_datetime(stamp.group(1) + stamp.group(2), format="%Y%m%d%H%M%S"))
+        if date and pd.Timestamp(date).date() != when.date():
+            when = pd.Timestamp(date)  # the CSV's date wins over a name that disagrees
+    elif date:
+        when = pd.Timestamp(date)
+    if when is None:
+        return None
+    out = when.to_pydatetime()
+    if out.tzinfo is None and tz is not None:
+        out = out.replace(tzinfo=tz)
+    return out
+
+
+def measurement_of(cfg) -> dict:
+    """The batch CSV's metadata of a video, and its measurement time (ISO 8601), if any."""
+    when = measurement_datetime(cfg, getattr(cfg, "video_path", None))
+    out = {
+        "measurement_number": cfg.measurement_number,
+        "measurement_date": cfg.measurement_date,
+        "measurement_time": cfg.measurement_time,
+        "measurement_datetime": None if when is None else when.isoformat(),
+        "gage_height": cfg.gage_height,
+        "comments": cfg.comments,
+        "start_time_s": cfg.start_time,
+        "end_time_s": cfg.end_time,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _units_factor(name: str, default: str) -> tuple[float, str]:
+    n = name.lower()
+    if "cfs" in n or "00060" in n or "ft3" in n:
+        return 1.0 / FT_PER_M**3, "cfs"
+    if "m3s" in n or "cms" in n or "m3/s" in n or "m³/s" in n:
+        return 1.0, "m3/s"
+    return (1.0 / FT_PER_M**3, "cfs") if default == "cfs" else (1.0, "m3/s")
+
+
+def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/s") -> pd.DataFrame:
+    """A gauge record as a frame with ``time`` (UTC) and ``discharge_m3s``, sorted.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: unreadable, no time or value column, unknown zone.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the gauge record ({exc.strerror})") from None
+    lines = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    if len(lines) < 2:
+        raise ValueError(f"{path}: the gauge record has no data rows")
+    sep = "\t" if "\t" in lines[0] else ","
+    header = [h.strip() for h in lines[0].split(sep)]
+    body = lines[1:]
+    if body and re.fullmatch(r"(\d+[sdnSDN]\s*)+", body[0].replace(sep, " ").strip()):
+        body = body[1:]  # the RDB format line (5s 15s 20d ...)
+    rows = [ln.split(sep) for ln in body]
+    low = [h.lower() for h in header]
+    t_col = next(
+        (i for i, h in enumerate(low) if h in ("datetime", "time", "date_time", "timestamp")), None
+    )  # noqa: E501
+    if t_col is None:
+        t_col = 0
+    skip = {"agency_cd", "site_no", "datetime", "tz_cd", header[t_col].lower()}
+    v_col = next((i for i, h in enumerate(low) if h not in skip and not h.endswith("_cd")), None)
+    if v_col is None:
+        raise ValueError(f"{path}: the gauge record has no value column")
+    factor, _ = _units_factor(header[v_col], units)
+    z_col = low.index("tz_cd") if "tz_cd" in low else None
+    times, values = [], []
+    for k, r in enumerate(rows, start=2):
+        try:
+            v = float(r[v_col])
+        except (ValueError, IndexError):
+            continue  # NWIS marks missing values with codes (Ice, Eqp, ...)
+        try:
+            t = pd.Timestamp(r[t_col].strip())
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"{path}: line {k}: {r[t_col] if len(r) > t_col else ''!r} is not a time"
+            ) from None  # noqa: E501
+        zone = parse_zone(r[z_col]) if z_col is not None and len(r) > z_col else tz
+        if t.tzinfo is None:
+            if zone is None:
+                raise ValueError(f"{path}: times without a zone; give the gauge's zone (--tz)")
+            t = t.tz_localize(zone)
+        times.append(t.tz_convert("UTC"))
+        values.append(v * factor)
+    if not times:
+        raise ValueError(f"{path}: the gauge record has no numeric values")
+    out = pd.DataFrame({"time": pd.DatetimeIndex(times), "discharge_m3s": values})
+    return out.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def gauge_zone(path: str | Path) -> _dt.tzinfo | None:
+    """The zone of an NWIS file's first data row (for measurement times without one)."""
+    try:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln and ln[0] != "#"]
+    except OSError:
+        return None
+    if not lines or "\t" not in lines[0]:
+        return None
+    header = lines[0].split("\t")
+    if "tz_cd" not in header:
+        return None
+    i = header.index("tz_cd")
+    for ln in lines[1:]:
+        cells = ln.split("\t")
+        if len(cells) > i and cells[i].strip().upper() in TZ_CODES:
+            return parse_zone(cells[i])
+    return None
+
+
+def gauge_at(gauge: pd.DataFrame, when: _dt.datetime | None) -> float | None:
+    """The gauge's discharge (m³/s) at ``when`` (linear in time; None across gaps)."""
+    if when is None or when.tzinfo is None or gauge.empty:
+        return None
+    t = pd.Timestamp(when).tz_convert("UTC").value  # ns since the epoch
+    ns = pd.DatetimeIndex(gauge["time"]).as_unit("ns").asi8
+    q = gauge["discharge_m3s"].to_numpy(float)
+    i = int(np.searchsorted(ns, t))
+    if i < len(ns) and ns[i] == t:
+        return float(q[i])
+    if i == 0 or i == len(ns) or (ns[i] - ns[i - 1]) / 1e9 > MAX_GAUGE_GAP_S:
+        return None
+    w = (t - ns[i - 1]) / (ns[i] - ns[i - 1])
+    return float(q[i - 1] + w * (q[i] - q[i - 1]))
