@@ -273,6 +273,7 @@ def run_suite(
         stack = streaming_stack(60, 120, 240)
         for b in available:
             rows.append(time_stiv("quick", b, stack, 8, 5, 16, repeats=1))
+        _write_json(out_dir, rows, [])
         return rows, []
     big = streaming_stack(300, 1080, 1920)
     for b in available:
@@ -296,12 +297,18 @@ def run_suite(
             rows.append(time_stiv(f"frames-{t}", b, big[:t], 150, 31, 32))
     del big
     acc = accuracy_table()
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "stiv_bench.json").write_text(
-            json.dumps({"rows": [asdict(r) for r in rows], "accuracy": acc}, indent=1)
-        )
+    _write_json(out_dir, rows, acc)
     return rows, acc
+
+
+def _write_json(out_dir: Path | None, rows: list[Row], acc: list[dict]) -> None:
+    """``stiv_bench.json``: every timed row and the accuracy table (also for ``--quick``)."""
+    if out_dir is None:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "stiv_bench.json").write_text(
+        json.dumps({"rows": [asdict(r) for r in rows], "accuracy": acc}, indent=1)
+    )
 
 
 def environment() -> dict:

@@ -125,7 +125,29 @@ STRIDE = typer.Option(
 )
 D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars; log errors only.")
+JSON = typer.Option(
+    False, "--json", help="One JSON document on stdout instead of text (implies --quiet)."
+)
+
+
+def _quiet(quiet: bool, as_json: bool = False) -> bool:
+    """Apply --quiet / --json to the log level; True when progress bars are off."""
+    from ivy_gpu.log import configure
+
+    if quiet or as_json:
+        configure(quiet=True)
+    return quiet or as_json
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    from ivy_gpu.outputs import _clean, _json_default
+
+    sys.stdout.write(json.dumps(_clean(data), indent=1, default=_json_default) + "\n")
+
+
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
@@ -142,8 +164,17 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="Log to stderr: -v progress, -vv details."
+    ),
 ) -> None:
     """GPU-accelerated STIV and discharge from river videos."""
+    import warnings
+
+    from ivy_gpu.log import IvyGpuWarning, configure
+
+    configure(verbose)
+    warnings.filterwarnings("ignore", category=IvyGpuWarning)  # printed by each command
 
 
 def _fail(exc: Exception, debug: bool, code: int = 2) -> None:
@@ -232,11 +263,13 @@ def process(
     min_valid_fraction: float = MIN_VALID,
     stabilize: Stabilize = STABILIZE,
     quiet: bool = QUIET,
+    as_json: bool = JSON,
     debug: bool = DEBUG,
 ) -> None:
     """Process one video into discharge."""
     from ivy_gpu.pipeline import process_video
 
+    quiet = _quiet(quiet, as_json)
     cfg = _load(scaffold, debug)
     backend, stiv = _engine_and_stiv(
         backend,
@@ -279,6 +312,11 @@ def process(
             )
         except ValueError as exc:
             _fail(exc, debug)
+    if as_json:
+        from ivy_gpu.outputs import result_json
+
+        _print_json(result_json(r, cfg))
+        raise typer.Exit(0 if r.success else 1)
     console.print(_result_line(r, cfg.display_units), highlight=False)
     for w in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
@@ -299,6 +337,12 @@ def batch(
         None, help="Run the videos on the Dask cluster at this scheduler address."
     ),
     units: Units = UNITS,
+    gauge: Path = typer.Option(
+        None, "--gauge", help="Gauge record for report.html (NWIS RDB or time,value CSV)."
+    ),  # noqa: E501
+    tz: str = typer.Option(
+        None, "--tz", help="Zone of measurement times without one (e.g. CST, -05:00)."
+    ),  # noqa: E501
     backend: Backend = BACKEND,
     method: Method = METHOD,
     interpolation: Interpolation = INTERPOLATION,
@@ -310,11 +354,13 @@ def batch(
     min_valid_fraction: float = MIN_VALID,
     stabilize: Stabilize = STABILIZE,
     quiet: bool = QUIET,
+    as_json: bool = JSON,
     debug: bool = DEBUG,
 ) -> None:
     """Process every row of a batch CSV; writes batch_summary.csv after each video."""
     from ivy_gpu.batch import BatchOrchestrator, read_batch_csv
 
+    quiet = _quiet(quiet, as_json)
     cfg = _load(scaffold, debug)
     backend, stiv = _engine_and_stiv(
         backend,
@@ -359,7 +405,8 @@ def batch(
         def on_video(k: int, total: int, r) -> None:
             count[0] += 1
             bar.update(task, completed=count[0], msg=f"{count[0]}/{total}")
-            console.print(_result_line(r, cfg.display_units), highlight=False)
+            if not as_json:
+                console.print(_result_line(r, cfg.display_units), highlight=False)
 
         try:
             b = BatchOrchestrator(
@@ -374,6 +421,8 @@ def batch(
                 compat=Compat(compat).value,
                 min_valid_fraction=min_valid_fraction,
                 stabilize=None if stabilize is None else Stabilize(stabilize).value,
+                gauge=gauge,
+                tz=tz,
             ).run(rows, csv_file)
         except ValueError as exc:
             _fail(exc, debug)
@@ -383,12 +432,32 @@ def batch(
                 client.close()
                 if cluster is not None and not scheduler:
                     cluster.close()
+    if as_json:
+        from ivy_gpu.outputs import result_json
+
+        _print_json(
+            {
+                "total_videos": b.total_videos,
+                "successful": b.successful,
+                "failed": b.failed,
+                "summary_csv": str(output / "batch_summary.csv"),
+                "report_html": None if b.report_error else str(output / "report.html"),
+                "summary_error": b.summary_error,
+                "report_error": b.report_error,
+                "discharge_m3s": b.get_discharge_summary(),
+                "videos": [result_json(r, cfg) for r in b.video_results],
+            }
+        )
+        raise typer.Exit(0 if b.failed == 0 and not b.summary_error else 1)
     if b.summary_error:
         err_console.print(f"[red]error:[/red] {escape(b.summary_error)}", highlight=False)
+    if b.report_error:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(b.report_error)}", highlight=False)
     s = b.get_discharge_summary()
     console.print(
         f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
-        f"summary: {output / 'batch_summary.csv'}",
+        f"summary: {output / 'batch_summary.csv'}"
+        + ("" if b.report_error else f", report: {output / 'report.html'}"),
         highlight=False,
     )
     if s["count"]:
@@ -405,12 +474,14 @@ def validate(
     scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
     csv_file: Path = typer.Argument(None, metavar="[CSV]", help="Batch CSV to check too."),
     units: Units = UNITS,
+    as_json: bool = JSON,
     debug: bool = DEBUG,
 ) -> None:
     """Dry-run a scaffold (and every row of a batch CSV): everything short of decoding."""
     from ivy_gpu.batch import read_batch_csv
     from ivy_gpu.dryrun import check_row, check_site
 
+    _quiet(False, as_json)
     cfg = _load(scaffold, debug)
     wse = cfg.rectification.calibration_wse_m
     try:
@@ -420,18 +491,27 @@ def validate(
             check_site(cfg, wse)
     except ValueError as exc:
         _fail(exc, debug)
-    at = f", checked at its calibration WSE {wse:.3f} m" if wse is not None else ""
-    console.print(
-        f"[green]ok[/green] {escape(str(scaffold))}: {cfg.rectification.method}, "
-        f"{cfg.display_units} units, calibration frame {cfg.calibration_size}{at}",
-        highlight=False,
-    )
-    if csv_file is None:
-        raise typer.Exit(0)
-    try:
-        rows = read_batch_csv(csv_file, _units(cfg, units).name)
-    except ValueError as exc:
-        _fail(exc, debug)
+    report: dict = {
+        "scaffold": str(scaffold),
+        "method": cfg.rectification.method,
+        "display_units": cfg.display_units,
+        "calibration_size": cfg.calibration_size,
+        "checked_wse_m": wse,
+        "rows": [],
+    }
+    if not as_json:
+        at = f", checked at its calibration WSE {wse:.3f} m" if wse is not None else ""
+        console.print(
+            f"[green]ok[/green] {escape(str(scaffold))}: {cfg.rectification.method}, "
+            f"{cfg.display_units} units, calibration frame {cfg.calibration_size}{at}",
+            highlight=False,
+        )
+    rows = []
+    if csv_file is not None:
+        try:
+            rows = read_batch_csv(csv_file, _units(cfg, units).name)
+        except ValueError as exc:
+            _fail(exc, debug)
     bad = 0
     for row in rows:
         problem = row.error
@@ -440,14 +520,24 @@ def validate(
                 check_row(cfg, row.config)
             except ValueError as exc:
                 problem = str(exc)
+        bad += bool(problem)
+        report["rows"].append(
+            {"line": row.line, "video_path": str(row.video_path), "ok": not problem,
+             "problem": problem}
+        )  # fmt: skip
+        if as_json:
+            continue
         if problem:
-            bad += 1
             console.print(f"[red]row {row.line}[/red]: {escape(problem)}", highlight=False)
         else:
             console.print(
                 f"[green]row {row.line}[/green]: ok {escape(str(row.video_path))}", highlight=False
             )
-    console.print(f"{len(rows) - bad} of {len(rows)} rows ok", highlight=False)
+    if as_json:
+        report["ok"] = bad == 0
+        _print_json(report)
+    elif rows:
+        console.print(f"{len(rows) - bad} of {len(rows)} rows ok", highlight=False)
     raise typer.Exit(0 if bad == 0 else 1)
 
 
@@ -515,6 +605,14 @@ def demo(
         highlight=False,
     )
     console.print(f"results in {output / 'results' / 'river'}", highlight=False)
+    from ivy_gpu.synthetic_site import write_demo_batch
+
+    write_demo_batch(output, truth)
+    console.print(
+        f"next: ivy-gpu batch {output / 'site.ivy'} {output / 'batch.csv'} -o "
+        f"{output / 'batch'} --gauge {output / 'gauge.csv'} --tz=-05:00  (writes report.html)",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -527,6 +625,28 @@ def bench(
     from ivy_gpu.benchmarks.suite import main as run
 
     console.print(run(quick=quick, out_dir=output, pipeline=pipeline))
+
+
+@app.command()
+def report(
+    output: Path = typer.Argument(..., help="A batch output folder (or a folder of runs)."),
+    gauge: Path = typer.Option(None, "--gauge", help="Gauge record (NWIS RDB or time,value CSV)."),
+    tz: str = typer.Option(None, "--tz", help="Zone of measurement times without one."),
+    gauge_units: str = typer.Option(
+        "m3/s", "--gauge-units", help="Units of a plain CSV gauge whose header does not say."
+    ),
+    debug: bool = DEBUG,
+) -> None:
+    """Rebuild report.html from saved results (no reprocessing)."""
+    from ivy_gpu.report import build_report
+
+    if gauge_units not in ("m3/s", "cfs"):
+        _fail(ValueError(f"--gauge-units: expected m3/s or cfs, got {gauge_units!r}"), debug)
+    try:
+        path = build_report(output, gauge, tz, gauge_units)
+    except ValueError as exc:
+        _fail(exc, debug)
+    console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

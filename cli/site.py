@@ -119,6 +119,9 @@ def create(
     max_velocity: float = VMAX,
     english: bool = ENGLISH,
     units: Length = UNITS,
+    stable_polygon: str = typer.Option(
+        None, "--stable-polygon", help="Stable ground for motion estimation: x1,y1,x2,y2,... px."
+    ),
     debug: bool = DEBUG,
 ) -> None:
     """Solve the camera from GCPs and write a scaffold (method chosen from what is given)."""
@@ -142,6 +145,11 @@ def create(
         img, fps = read_frame(frame)
         if fps:
             opts = dataclasses.replace(opts, fps=fps)
+        if stable_polygon:
+            vals = _numbers(stable_polygon, len(stable_polygon.split(",")), "--stable-polygon")
+            if len(vals) < 6 or len(vals) % 2:
+                raise typer.BadParameter("--stable-polygon needs 3 or more x,y pairs")
+            opts = dataclasses.replace(opts, stable_polygon=np.reshape(vals, (-1, 2)))
         lens = read_intrinsics(intrinsics) if intrinsics else None
         survey = read_survey(section, units=Length(units).value, crs=crs)
         build = build_site(world, pixel, img, survey, wse, lens, opts, ids, source=str(gcps))

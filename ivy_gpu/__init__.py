@@ -30,6 +30,9 @@ _LAZY = {
     "get_engine": "ivy_gpu.backends",
     "resolve_backend": "ivy_gpu.backends",
     "gpu_status": "ivy_gpu.backends",
+    "IvyGpuWarning": "ivy_gpu.log",
+    "build_site": "ivy_gpu.site",
+    "build_report": "ivy_gpu.report",
 }
 
 __all__ = ["__version__", *_LAZY]

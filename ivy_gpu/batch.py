@@ -26,6 +26,7 @@ from ivy_gpu.batch_csv import (
 )
 from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
 from ivy_gpu.lock import FolderLock, remove_stale_temporaries
+from ivy_gpu.log import log
 from ivy_gpu.outputs import read_result
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.provenance import fingerprint
@@ -113,6 +114,10 @@ class BatchOrchestrator:
         Run each video as a task on a Dask cluster. Videos and the output folder must
         be on a file system the workers share; the scaffold is sent to every worker
         once.
+    report : bool
+        Write ``report.html`` at the end (see :func:`ivy_gpu.report.build_report`).
+    gauge, tz : optional
+        A gauge record to compare with in the report, and the zone of measurement times.
     """
 
     def __init__(
@@ -131,9 +136,13 @@ class BatchOrchestrator:
         compat: str | None = None,
         min_valid_fraction: float = 0.5,
         stabilize: str | None = None,
+        report: bool = True,
+        gauge: str | Path | None = None,
+        tz: str | None = None,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
+        self.report, self.gauge, self.tz = report, gauge, tz
         self.runner = VideoRunner(
             scaffold,
             self.out,
@@ -179,6 +188,8 @@ class BatchOrchestrator:
             self._flush(rows, results)
             for k, res in self.executor.run(self.runner, jobs):
                 results[k] = res
+                state = "completed" if res.success else f"failed at {res.error_stage}"
+                log.info("batch %d/%d: %s %s", k + 1, len(rows), rows[k].video_path.name, state)
                 self._flush(rows, results)
                 if self.progress:
                     self.progress(k, len(rows), res)
@@ -188,7 +199,19 @@ class BatchOrchestrator:
             error = self._flush(rows, final)  # retried at the end: the last word
         batch = BatchResult(final, self.out, csv_path, time.perf_counter() - t0)
         batch.summary_error = error
+        if self.report and error is None:
+            batch.report_error = self._report()
         return batch
+
+    def _report(self) -> str | None:
+        """Write ``report.html``; a failure is returned as one line, never raised."""
+        from ivy_gpu.report import build_report
+
+        try:
+            build_report(self.out, self.gauge, self.tz)
+        except (OSError, ValueError) as exc:
+            return f"{self.out / 'report.html'}: not written ({exc})"
+        return None
 
     def _flush(self, rows: list[BatchRow], results: list[ProcessingResult | None]) -> str | None:
         """Rewrite the summary; an I/O failure is returned (and retried next time), not raised."""
@@ -250,16 +273,20 @@ def process_batch_csv(
     min_valid_fraction: float = 0.5,
     stabilize: str | None = None,
     csv_units: str | None = None,
+    gauge: str | Path | None = None,
+    tz: str | None = None,
 ) -> BatchResult:
     """Process every row of a batch CSV.
 
     The CSV's WSE (and gauge height) are in the scaffold's display units, as IVyTools
     reads them, unless ``csv_units`` (``"Metric"`` or ``"English"``) says otherwise.
-    Other arguments as :func:`process_batch`.
+    ``gauge`` and ``tz`` go to the batch's ``report.html``. Other arguments as
+    :func:`process_batch`.
     """
     scaffold = as_scaffold(scaffold_path)
     rows = read_batch_csv(batch_csv_path, csv_units or scaffold.display_units)
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
     options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize)
+    options.update(gauge=gauge, tz=tz)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows, Path(batch_csv_path))

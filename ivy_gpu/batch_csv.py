@@ -21,6 +21,7 @@ REQUIRED_COLUMNS = ("video_path", "water_surface_elevation")
 #: :data:`ENGLISH_TWINS` right after each SI column (see :func:`summary_columns`).
 SUMMARY_COLUMNS = (
     "video_path",
+    "output_folder",
     "status",
     "measurement_number",
     "measurement_date",
@@ -217,6 +218,7 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
     when = measurement_datetime(cfg, row.video_path) if cfg is not None else None
     out = {
         "video_path": str(row.video_path),
+        "output_folder": result.output_directory.name if result.output_directory else "",
         "status": "completed" if ok else "failed",
         "measurement_number": ""
         if cfg is None or cfg.measurement_number is None

@@ -73,14 +73,28 @@ def write_tables(ctx: OutputContext) -> None:
     )
 
 
+def plan_north(scaffold: ScaffoldConfig) -> tuple[float, float] | None:
+    """Image direction (dx, dy) of world +Y in the plan view, None when unknown (scale)."""
+    r = scaffold.rectification
+    if r.method == "scale":
+        return None
+    north_up = r.method == "camera matrix" or r.world_extent is not None
+    dy = -1.0 if north_up else 1.0  # IVyTools' homography canvas puts +Y down
+    return (0.0, -dy if r.flip_y else dy)
+
+
 def write_figures(ctx: OutputContext) -> None:
-    """Vectors over the first rectified frame, the best STIs and the section profile."""
+    """Vectors over the first rectified frame, three STIs and the section profile."""
     from ivy_gpu import figures
 
     r, sr, scaffold = ctx.result, ctx.stiv, ctx.scaffold
+    u = unit_system(scaffold.display_units)
     nodes = r.node_positions
     flags = r.node_flags or [""] * len(nodes)
     excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
+    q = f"{r.total_discharge * u.discharge:.4g} {u.discharge_label}"
+    if u.name == "English":
+        q += f" ({r.total_discharge:.4g} m³/s)"
     figures.rectified_vectors(
         ctx.out / "rectified_vectors.png",
         ctx.first_frame,
@@ -88,14 +102,19 @@ def write_figures(ctx: OutputContext) -> None:
         scaffold.cross_section_line,
         sr.magnitude,
         sr.direction,
-        f"{r.video_path.name}: Q = {r.total_discharge:.3f} m³/s",
+        f"{r.video_path.name}: Q = {q}",
         excluded=excluded,
         noted=np.array([bool(fl) for fl in flags]) & ~excluded,
+        gsd_m=r.pixel_gsd,
+        units=u,
+        north=plan_north(scaffold),
     )
     if sr.sti is not None:
-        ids = sorted({int(k) for k in np.linspace(0, len(nodes) - 1, 4).round()})
-        figures.best_stis(ctx.out / "best_stis.png", sr.sti, ids, sr.theta)
-    u = unit_system(scaffold.display_units)
+        picks = figures.pick_sti_nodes(np.where(excluded, np.nan, sr.score), sr.magnitude)
+        figures.sti_panels(
+            ctx.out / "stis.png", sr.sti, picks, sr.theta, sr.magnitude, sr.score,
+            r.pixel_gsd or 1.0, r.timestep_seconds or 1.0, r.node_stride, u,
+        )  # fmt: skip
     table = r.discharge_dataframe
     figures.section_profile(
         ctx.out / "section.png",
@@ -107,6 +126,8 @@ def write_figures(ctx: OutputContext) -> None:
         u.velocity_label,
         u.velocity,
         filled=np.concatenate([[False], excluded, [False]]),
+        title=f"{r.video_path.name}: cross-section at WSE "
+        f"{r.water_surface_elevation * u.length:.3f} {u.length_label}",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from ivy_gpu import backends
 from ivy_gpu.analysis import analyse
 from ivy_gpu.lock import FolderLock
+from ivy_gpu.log import IvyGpuWarning, log
 from ivy_gpu.outputs import OutputContext, write_outputs, write_result_json
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.provenance import fingerprint, inputs_of, provenance, utc_now
@@ -131,6 +133,12 @@ def run_video(
             if result.success:
                 result.success, result.error_stage = False, "save"
                 result.error_message = f"{out}: cannot write results ({exc})"
+    if result.success:
+        log.info("%s: Q = %.5g m3/s in %.2f s", video.video_path, result.total_discharge,
+                 result.processing_time_seconds)  # fmt: skip
+    else:
+        log.info("%s: failed at %s: %s", video.video_path, result.error_stage, result.error_message)
+    log.debug("%s: stage seconds %s", video.video_path, result.stage_seconds)
     if progress:
         progress("done", 1.0, "completed" if result.success else f"failed: {result.error_stage}")
     return result
@@ -196,7 +204,8 @@ def process_video(
     Returns
     -------
     ProcessingResult
-        ``success`` False with ``error_stage`` / ``error_message`` on failure.
+        ``success`` False with ``error_stage`` / ``error_message`` on failure. Each of
+        its ``warnings`` is also issued as an :class:`~ivy_gpu.log.IvyGpuWarning`.
 
     Raises
     ------
@@ -223,7 +232,7 @@ def process_video(
     )
     out = None if output_directory is None else Path(output_directory)
     with FolderLock(out) if out is not None else contextlib.nullcontext():
-        return run_video(
+        result = run_video(
             scaffold,
             video,
             output_directory=out,
@@ -234,3 +243,6 @@ def process_video(
             rules=rules,
             stabilize=mode,
         )
+    for w in result.warnings:  # what the caller should look at, as Python warnings
+        warnings.warn(f"{video.video_path.name}: {w}", IvyGpuWarning, stacklevel=2)
+    return result

@@ -4,7 +4,9 @@ pyorc's ``CameraConfig`` JSON holds the GCPs (``gcps.src``: pixel column, row;
 ``gcps.dst``: x, y or x, y, z in the config's CRS; ``z_0``: the water level of the
 calibration in that vertical datum; ``h_ref``: the local gauge reading at that time),
 the intrinsics (``camera_matrix``, ``dist_coeffs``), the CRS (WKT or EPSG), the area
-of interest (``bbox``, a WKT polygon) and the plan-view ``resolution`` (m).
+of interest (``bbox``, a WKT polygon), the plan-view ``resolution`` (m) and, when set,
+the stable-ground polygon ``stabilize`` (frame pixels), which becomes the scaffold's
+``stabilization_polygon``.
 
 GCPs given as x, y lie on the water surface at ``z_0``. A video with gauge reading
 ``h`` has its water surface at ``z_0 + (h - h_ref)``, as pyorc defines it.
@@ -37,6 +39,7 @@ class PyorcCamera:
     bbox: np.ndarray | None  # polygon vertices (n, 2)
     resolution: float | None
     lens_position: np.ndarray | None
+    stabilize: np.ndarray | None = None  # stable-ground polygon, frame pixels (n, 2)
 
     def water_level(self, h: float | None = None) -> float:
         """Water-surface elevation for a gauge reading ``h`` (``z_0`` when None)."""
@@ -94,6 +97,13 @@ def read_pyorc_camera(path: str | Path) -> PyorcCamera:
     if isinstance(crs, int):
         crs = f"EPSG:{crs}"
     lp = d.get("lens_position")
+    stab = d.get("stabilize")
+    try:
+        stab = None if not stab else np.asarray(stab, float).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise ValueError(f"{src}: 'stabilize' must be a polygon of (column, row) pixels") from None
+    if stab is not None and len(stab) < 3:
+        raise ValueError(f"{src}: 'stabilize' needs at least 3 points")
     return PyorcCamera(
         source=src,
         size=size,
@@ -106,4 +116,5 @@ def read_pyorc_camera(path: str | Path) -> PyorcCamera:
         bbox=_polygon(d["bbox"], src) if d.get("bbox") else None,
         resolution=float(d["resolution"]) if d.get("resolution") else None,
         lens_position=None if lp is None else np.asarray(lp, float).ravel(),
+        stabilize=stab,
     )

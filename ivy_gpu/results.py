@@ -200,6 +200,7 @@ class BatchResult:
     batch_csv_path: Path | None = None
     processing_time_seconds: float = 0.0
     summary_error: str | None = None
+    report_error: str | None = None
 
     def __repr__(self) -> str:
         return (

@@ -78,6 +78,9 @@ class SiteOptions:
     fps : float
         Frame rate of the videos (for the default search line and the time step).
     display_units : {"Metric", "English"}
+    stable_polygon : array (n, 2) or None
+        Stable ground in frame pixels, for camera-motion estimation
+        (``stabilization_polygon``); default: the frame outside the water.
     """
 
     cell_size_m: float | None = None
@@ -93,6 +96,7 @@ class SiteOptions:
     max_velocity: float = 5.0
     fps: float = 30.0
     display_units: str = "Metric"
+    stable_polygon: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.start_bank not in ("left", "right"):
@@ -386,6 +390,11 @@ def build_site(
         "line_mode": "cross_section",
         "comments": f"site set up by ivy_gpu.site ({calib.method}, {calib.solver})",
     }
+    if opts.stable_polygon is not None:
+        poly = np.asarray(opts.stable_polygon, float).reshape(-1, 2)
+        if len(poly) < 3:
+            raise ValueError("stable polygon: at least 3 (column, row) points are needed")
+        project["stabilization_polygon"] = poly.tolist()
     if calib.method == "camera matrix":  # the GUI's default entry, kept for its loader
         project["rectification_parameters"] = {"homography_matrix": np.eye(3).tolist()}
     members = {CALIBRATION_IMAGE: encode_jpeg(frame), GCP_MEMBER: gcp_csv(calib, ids)}
@@ -490,6 +499,8 @@ def site_from_pyorc(
         fill["extent"] = cam.extent
     if fps:
         fill["fps"] = fps
+    if opts.stable_polygon is None and cam.stabilize is not None:
+        fill["stable_polygon"] = cam.stabilize
     opts = dataclasses.replace(opts, **fill)
     wse = float(wse_m) if wse_m is not None else cam.water_level(h)
     build = build_site(cam.world, cam.pixel, frame, survey, wse, cam.lens, opts, source=cam.source)

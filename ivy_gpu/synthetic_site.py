@@ -358,3 +358,29 @@ def make_site(
         truth.update(video=video_name, num_frames=n)
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
+
+
+def write_demo_batch(out_dir: str | Path, truth: dict, start: str = "2026-05-01T10:00:00") -> None:
+    """``batch.csv`` (three windows of the demo clip, 20 minutes apart) and ``gauge.csv``.
+
+    The "gauge" is the site's true discharge, every 5 minutes over two hours, so the
+    batch report (``ivy-gpu batch ... --gauge gauge.csv``) shows the error of each video.
+    Times are written with an explicit UTC offset (``-05:00``).
+    """
+    import datetime as dt
+
+    out = Path(out_dir)
+    t0 = dt.datetime.fromisoformat(start)
+    rows = [("0", "2.5"), ("1.25", "3.75"), ("2.5", "")]
+    lines = ["video_path,water_surface_elevation,measurement_date,measurement_time,"
+             "measurement_number,start_time,end_time,comments"]  # fmt: skip
+    for k, (a, b) in enumerate(rows):
+        t = t0 + dt.timedelta(minutes=20 * k)
+        when = f"{t.date()},{t.time()}"
+        lines.append(f"{truth['video']},{truth['wse_m']},{when},{k + 1},{a},{b},window {k + 1}")
+    (out / "batch.csv").write_text("\n".join(lines) + "\n")
+    gauge = ["time,discharge_m3s"]
+    for k in range(25):
+        t = t0 - dt.timedelta(minutes=30) + dt.timedelta(minutes=5 * k)
+        gauge.append(f"{t.isoformat()}-05:00,{truth['discharge_m3s']:.5f}")
+    (out / "gauge.csv").write_text("\n".join(gauge) + "\n")

@@ -1,5 +1,7 @@
 """The CLI through typer's runner and as an installed console script."""
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -109,6 +111,8 @@ def test_bench_quick_writes_a_table(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "stiv_bench.md").read_text()
     assert "| quick | numba |" in text and "| quick | numpy |" in text
+    data = json.loads((tmp_path / "stiv_bench.json").read_text())  # as its help says
+    assert {r["backend"] for r in data["rows"]} >= {"numpy", "numba"}
 
 
 def test_installed_console_scripts():
@@ -127,3 +131,40 @@ def test_version_flag():
 
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and f"ivy-gpu {__version__}" in res.output
+
+
+def test_json_output_and_logging(video_site, tmp_path):
+    d, truth = video_site
+    args = ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+            str(truth["wse_m"]), "-o", str(tmp_path / "p"), "--max-frames", "40"]  # fmt: skip
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)  # the whole of stdout is one JSON document
+    assert data["status"] == "completed" and data["discharge_m3s"] > 0
+    assert data["display_units"] == "Metric"
+    res = runner.invoke(app, ["validate", str(d / "site.ivy"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["method"] == "camera matrix"
+    # -v logs each video on stderr through the "ivy_gpu" logger
+    res = subprocess.run(
+        [sys.executable, "-m", "ivy_gpu.cli.main", "-v", *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"INFO ivy_gpu: .*river.mp4: Q = [\d.]+ m3/s", res.stderr)
+    assert "completed river.mp4" in res.stdout
+
+
+def test_the_api_issues_result_warnings(video_site, tmp_path):
+    import warnings
+
+    from ivy_gpu import process_video
+    from ivy_gpu.log import IvyGpuWarning
+
+    d, truth = video_site
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], max_frames=40,
+                          backend="numba")  # fmt: skip
+    mine = [w for w in caught if issubclass(w.category, IvyGpuWarning)]
+    assert len(mine) == len(r.warnings)
+    assert all(str(w.message).startswith("river.mp4: ") for w in mine)

@@ -52,7 +52,7 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
         "flags",
     ]
     assert len(stiv) == 25
-    for png in ("rectified_vectors.png", "best_stis.png", "section.png"):
+    for png in ("rectified_vectors.png", "stis.png", "section.png"):
         assert (out / png).stat().st_size > 1000
     assert not list(out.glob(".*tmp"))  # no half-written files left
 

@@ -207,3 +207,39 @@ def test_ngwerere_from_pyorc_then_process(tmp_path):
                       tmp_path / "out", alpha=0.85)  # fmt: skip
     assert r.success, r.error
     assert 0.1 < r.total_discharge < 0.35
+
+
+def test_pyorc_import_on_a_synthetic_camera(tmp_path):
+    """pyorc's keys mapped as pyorc defines them: z_0/h_ref, intrinsics, bbox, resolution."""
+    import cv2
+
+    from ivy_gpu.site import site_from_pyorc
+
+    site, world, _, _, _, frame = _synthetic_inputs(tmp_path)
+    water = np.array([[21.0, 29.0], [25.0, 29.2], [24.6, 31.0], [21.4, 30.8]])
+    z0 = SPEC.wse_m
+    src = site.camera.project(np.column_stack([water, np.full(4, z0)]))
+    f = 0.9 * SPEC.width_px
+    cam = {
+        "height": SPEC.height_px, "width": SPEC.width_px, "crs": None, "resolution": 0.02,
+        "gcps": {"src": src.tolist(), "dst": water.tolist(), "h_ref": 0.5, "z_0": z0},
+        "camera_matrix": [[f, 0, SPEC.width_px / 2], [0, f, SPEC.height_px / 2], [0, 0, 1]],
+        "dist_coeffs": [[0.0]] * 5,
+        "bbox": "POLYGON ((19.5 27.5, 27.5 27.5, 27.5 32.5, 19.5 32.5, 19.5 27.5))",
+        "stabilize": [[0, 0], [100, 0], [100, 100], [0, 100]],
+    }  # fmt: skip
+    (tmp_path / "cam.json").write_text(json.dumps(cam))
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    # a gauge reading of 0.5 (= h_ref) puts the water at z_0
+    build = site_from_pyorc(tmp_path / "cam.json", tmp_path / "xyz.csv", tmp_path / "frame.png",
+                            h=0.5)  # fmt: skip
+    c = build.calibration
+    assert c.solver == "pnp" and c.rms_px < 1e-4
+    assert np.linalg.norm(CameraModel(c.camera_matrix).centre - site.camera.centre) < 1e-3
+    r = build.scaffold.rectification
+    assert r.cell_size_m == 0.02 and np.allclose(r.extent, [19.5, 27.5, 27.5, 32.5])
+    assert r.calibration_wse_m == pytest.approx(z0)
+    assert build.scaffold.project["stabilization_polygon"] == cam["stabilize"]
+    higher = site_from_pyorc(tmp_path / "cam.json", tmp_path / "xyz.csv",
+                             tmp_path / "frame.png", h=0.7)  # fmt: skip
+    assert higher.scaffold.rectification.calibration_wse_m == pytest.approx(z0 + 0.2)

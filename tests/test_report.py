@@ -1,0 +1,140 @@
+"""report.html: the discharge record, the gauge join, rebuild from saved results, a real browser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ivy_gpu import process_batch_csv
+from ivy_gpu.cli.main import app
+from ivy_gpu.params import VideoConfig
+from ivy_gpu.record import gauge_at, gauge_zone, measurement_datetime, parse_zone, read_gauge
+from ivy_gpu.units import FT_PER_M
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_nwis_gauge_record_in_its_zones(data_dir):
+    f = data_dir / "boneyard" / "03337000_results.txt"
+    g = read_gauge(f)
+    assert len(g) == 594
+    # first row: 2017-06-29 23:00 CST = 05:00 UTC, 11.8 cfs
+    assert g["time"].iloc[0].isoformat() == "2017-06-30T05:00:00+00:00"
+    assert g["discharge_m3s"].iloc[0] == pytest.approx(11.8 / FT_PER_M**3)
+    zone = gauge_zone(f)
+    # the USGS camera names its clips by local time: 11:55 lies between 11:50 (76.7 cfs)
+    # and 12:00 (59.5 cfs)
+    when = measurement_datetime(
+        VideoConfig("x.mp4", 1.0, measurement_date="2017-06-30"),
+        "03337000_bullet_20170630-115500.mp4",
+        zone,
+    )
+    assert when.isoformat() == "2017-06-30T11:55:00-06:00"
+    assert gauge_at(g, when) * FT_PER_M**3 == pytest.approx((76.7 + 59.5) / 2)
+    # the same instant written in UTC gives the same value; outside the record, nothing
+    assert gauge_at(g, when.astimezone(dt.timezone.utc)) == pytest.approx(gauge_at(g, when))
+    assert gauge_at(g, dt.datetime(2016, 1, 1, tzinfo=dt.timezone.utc)) is None
+
+
+def test_plain_gauge_csv_and_zones(tmp_path):
+    f = tmp_path / "g.csv"
+    f.write_text(
+        "time,discharge_cfs\n2026-05-01T10:00:00-05:00,100\n2026-05-01T11:00:00-05:00,200\n"
+    )
+    g = read_gauge(f)
+    at = dt.datetime(2026, 5, 1, 15, 30, tzinfo=dt.timezone.utc)  # 10:30 at -05:00
+    assert gauge_at(g, at) * FT_PER_M**3 == pytest.approx(150.0)
+    naive = tmp_path / "n.csv"
+    naive.write_text("time,value\n2026-05-01 10:00,1.0\n")
+    with pytest.raises(ValueError, match="n.csv: times without a zone"):
+        read_gauge(naive)
+    assert read_gauge(naive, parse_zone("UTC"))["discharge_m3s"].iloc[0] == 1.0
+    with pytest.raises(ValueError, match="time zone: 'Mars/Olympus'"):
+        parse_zone("Mars/Olympus")
+
+
+@pytest.fixture(scope="module")
+def reported_batch(video_site, tmp_path_factory):
+    d, truth = video_site
+    tmp = tmp_path_factory.mktemp("report")
+    shutil.copy(d / truth["video"], tmp / "clip.mp4")
+    wse = truth["wse_m"]
+    (tmp / "batch.csv").write_text(
+        "video_path,water_surface_elevation,measurement_date,measurement_time,max_frames\n"
+        f"clip.mp4,{wse},2026-05-01,10:00,60\n"
+        f"missing.mp4,{wse},2026-05-01,11:00,60\n"
+        f"clip.mp4,{wse},2026-05-01,12:00,60\n"
+    )
+    q = truth["discharge_m3s"]
+    start = dt.datetime(2026, 5, 1, 9, 0)
+    (tmp / "gauge.csv").write_text(
+        "time,discharge_m3s\n"
+        + "".join(
+            f"{(start + dt.timedelta(minutes=15 * k)).isoformat()}-05:00,{q * 1.1:.6f}\n"
+            for k in range(17)
+        )
+    )
+    b = process_batch_csv(d / "site.ivy", tmp / "batch.csv", tmp / "out", backend="numba",
+                          gauge=tmp / "gauge.csv", tz="-05:00")  # fmt: skip
+    assert b.report_error is None
+    return tmp, b, q
+
+
+def test_report_structure_and_gauge_difference(reported_batch):
+    tmp, b, q = reported_batch
+    page = (tmp / "out" / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained
+    assert page.count('<tr class="completed">') == 2 and page.count('<tr class="failed">') == 1
+    assert page.count('<section class="video"') == 3
+    assert 'id="record"' in page and page.count("data:image/jpeg;base64,") == 6  # 3 per video
+    assert "read: " in page and "missing.mp4: video file not found" in page
+    measured = b.video_results[0].total_discharge
+    expected = 100 * (measured / (1.1 * q) - 1)
+    diffs = re.findall(r"<td class=num>([+-]\d+\.\d)</td>", page)
+    assert [float(x) for x in diffs] == pytest.approx([expected] * 2, abs=0.051)
+    assert "2026-05-01 10:00:00-05:00" in page
+
+
+def test_report_is_rebuilt_from_saved_results(reported_batch):
+    tmp, _, _ = reported_batch
+    first = (tmp / "out" / "report.html").read_text()
+    (tmp / "out" / "report.html").unlink()
+    res = CliRunner().invoke(app, ["report", str(tmp / "out"), "--gauge", str(tmp / "gauge.csv"),
+                                   "--tz", "-05:00"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    again = (tmp / "out" / "report.html").read_text()
+    strip = re.compile(r"Made [^.]*\.")  # the build time differs, nothing else
+    assert strip.sub("", again) == strip.sub("", first)
+    bad = CliRunner().invoke(app, ["report", str(tmp / "nothing_here")])
+    assert bad.exit_code == 2 and "no batch_summary.csv and no results.json" in bad.output
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)")
+def test_report_in_headless_chromium(reported_batch, tmp_path):
+    import cv2
+
+    tmp, _, _ = reported_batch
+    url = (tmp / "out" / "report.html").resolve().as_uri()
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-ready="1"' in dom.stdout  # the page's script ran to its end
+    assert dom.stdout.count("<section") == 3 and 'id="videos"' in dom.stdout
+    assert not re.search(r"Uncaught|CONSOLE\(\d+\).*[Ee]rror", dom.stderr)
+    shot = tmp_path / "report.png"
+    run = subprocess.run([*flags, "--window-size=1300,1600", f"--screenshot={shot}", url],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    img = cv2.imread(str(shot))
+    assert img.shape[:2] == (1600, 1300)
+    assert np.std(img) > 20  # the figures and the table are drawn, not a blank page
+    assert not re.search(r"Uncaught", run.stderr)
