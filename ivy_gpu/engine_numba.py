@@ -77,6 +77,6 @@ class NumbaEngine(HostMemory):
     def gradient_scores(self, stack_hwt: np.ndarray, taps: Taps):
         """Structure-tensor ``(slope px/frame, coherence)`` per STI."""
         raw = self.gather(stack_hwt, taps)
-        slope, coherence = structure_tensor.orientation_xp(raw, np)
+        slope, coherence = structure_tensor.orientation_numba(raw)
         _, valid = sti.gather_numba(stack_hwt, *taps, standardize=True)  # ~10 us: cheaper than std
         return slope, np.where(valid, coherence, np.nan)
