@@ -24,7 +24,7 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: Path) -> Path:
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, pil_kwargs={"compress_level": 1})
     return Path(path)
 
 
