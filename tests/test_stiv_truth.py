@@ -111,3 +111,31 @@ def test_gradient_method_finds_slow_flow(texture_factory):
     assert np.all(np.abs(r.magnitude / truth - 1) < 0.05), r.magnitude / truth
     assert np.all(np.abs(r.direction - 80.0) < 3.0), r.direction
     assert np.all((r.score > 0.5) & (r.score <= 1.0))
+
+
+def test_the_diagonal_bias_is_ivytools_stretched_line():
+    """2.4 px/frame along a 45 deg diagonal: IVyTools' lines of L = P - 1 read (P-1)/P low.
+
+    Where the line's end points round so that L = P - 1 (spec 8.2), IVyTools spreads P samples
+    over P - 1 pixels; the speed in pixels along the line is then short by 1/P. The default
+    one-sided unit lines do not have it.
+    """
+    from ivy_gpu.synthetic import advected_texture
+
+    speed, direction, p = 2.4, 45.0, 48
+    stack = advected_texture((300, 180, 180), speed_px=speed, direction_geo=direction, seed=11)
+    common = dict(num_pixels=p, phi_origin=direction + 5, d_phi=1, phi_range=20, pixel_gsd=1.0,
+                  d_t=1.0, backend="numba")  # fmt: skip
+    ivy = stiv_exhaustive(stack, XS, YS, search_line="ivytools", interpolation="nearest",
+                          refine=False, **common)  # fmt: skip
+    a = np.deg2rad(90.0 - ivy.phi)
+    lengths = np.hypot(p * np.cos(a), p * np.sin(a))
+    ends = np.hypot((XS + p * np.cos(a)) - XS, (YS - p * np.sin(a)) - YS).astype(int)
+    stretched = ends < p
+    assert stretched.any() and (~stretched).any() and np.allclose(lengths, p)
+    ratio = ivy.magnitude / speed
+    # stretched nodes read about 1/P lower than the others on the same texture
+    gap = np.mean(ratio[~stretched]) - np.mean(ratio[stretched])
+    assert gap == pytest.approx(1.0 / p, abs=0.005)
+    unit = stiv_exhaustive(stack, XS, YS, refine=True, **common)
+    assert abs(np.nanmean(unit.magnitude / speed - 1)) < 0.005
