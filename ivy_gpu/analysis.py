@@ -21,6 +21,7 @@ from ivy_gpu.quality import (
     QualityRules,
     assess,
     downstream_normal,
+    gradient_check,
     signed_normal,
     window_normals,
 )
@@ -111,6 +112,9 @@ def analyse(
     window_vn = window_normals(loaded, nodes, sr, params, engine, n_hat, rules)
     quality = assess(sr, vn, ns.stations, window_vn, params.phi_range, rules)
     result.warnings += quality.notes
+    check = gradient_check(loaded, nodes, sr, params, engine, rules)
+    if check:
+        result.warnings.append(check)
     result.stiv_normal_velocities = vn
     result.node_flags = quality.flag_strings()
     result.node_stride = sr.stride if sr.stride is not None else np.ones(len(vn), int)

@@ -39,6 +39,12 @@ of ``stiv_results.csv``). The rules and their thresholds (:class:`QualityRules`)
 
 Nodes flagged ``invalid``, ``threshold``, ``outlier``, ``low_score`` or ``unsteady`` are left
 out of the discharge and filled by interpolation along the section like a NaN.
+
+With ``method="gradient"`` the video is also checked against the ACF
+(:func:`gradient_check`): the ACF re-measures up to ``gradient_check_nodes`` (8) nodes over
+the whole fan, and a warning says so when the median ratio of the two speeds is off by more
+than ``gradient_check_tolerance`` (25 %). A least-squares tensor fits one motion per STI and
+can lock onto texture that hardly moves (the real Ngwerere clip: a quarter of the ACF's speed).
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ class QualityRules:
     windows: int = 4
     min_window_frames: int = 30
     min_valid_fraction: float = 0.5
+    gradient_check_nodes: int = 8
+    gradient_check_tolerance: float = 0.25
 
 
 @dataclass
@@ -272,6 +280,45 @@ def window_normals(
         backend=engine,
     )
     return np.array([signed_normal(r.magnitude, r.direction, n_hat) for r in results])
+
+
+def gradient_check(
+    loaded: Any, nodes: np.ndarray, sr: Any, params: Any, engine: Any, rules: QualityRules
+) -> str | None:
+    """A warning when the gradient method's speeds disagree with the ACF's at a few nodes.
+
+    None when the method is not ``gradient``, when they agree, or when too few nodes
+    have a speed from both methods (fewer than three) to tell.
+    """
+    from ivy_gpu.stiv import run_stiv
+
+    if params.method != "gradient":
+        return None
+    have = np.flatnonzero(np.isfinite(sr.magnitude))
+    if have.size < 3:
+        return None
+    spread = np.linspace(0, have.size - 1, rules.gradient_check_nodes).round().astype(int)
+    pick = have[np.unique(spread)]
+    ox, oy = loaded.offset
+    acf = run_stiv(
+        loaded.stack,
+        nodes[pick, 0] - ox,
+        nodes[pick, 1] - oy,
+        params.replace(method="acf"),
+        pixel_gsd=loaded.rectifier.pixel_gsd,
+        d_t=loaded.dt,
+        backend=engine,
+    )
+    ok = np.isfinite(acf.magnitude) & (acf.magnitude > 0)
+    if ok.sum() < 3:
+        return None
+    ratio = float(np.median(sr.magnitude[pick][ok] / acf.magnitude[ok]))
+    if abs(ratio - 1.0) <= rules.gradient_check_tolerance:
+        return None
+    return (
+        f"method 'gradient' reads {ratio:.2f} x the ACF's speed at {int(ok.sum())} check "
+        "nodes (median): it does not fit this video; use method 'acf'"
+    )
 
 
 def quality_rules(min_valid_fraction: float = 0.5) -> QualityRules:

@@ -283,3 +283,22 @@ def test_a_whole_clean_video_has_no_container_warning(video_site):
     cfg = VideoConfig(d / truth["video"], truth["wse_m"])
     loaded = load_stack(load_scaffold(d / "site.ivy"), cfg, backends.get_engine("numba"))
     assert not [w for w in loaded.warnings if "truncated" in w or "rotation" in w]
+
+
+def test_gradient_check_is_silent_where_the_methods_agree(video_site):
+    d, truth = video_site
+    r = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba",
+                      stiv={"method": "gradient"})  # fmt: skip
+    assert r.success, r.error_message
+    assert not any("does not fit this video" in w for w in r.warnings), r.warnings
+    assert r.total_discharge == pytest.approx(truth["discharge_m3s"], rel=0.03)
+
+
+@pytest.mark.skipif(not NGWERERE.is_dir(), reason="needs ../shared/fixtures/ngwerere")
+def test_gradient_check_flags_ngwerere():
+    """On the real clip the tensor reads a fraction of the ACF's speed: said, not hidden."""
+    r = process_video(NGWERERE / "ngwerere_site.ivy", NGWERERE / "ngwerere_20191103.mp4",
+                      1182.2, alpha=0.85, backend="numba", stiv={"method": "gradient"})  # fmt: skip
+    assert r.success, r.error_message
+    warn = [w for w in r.warnings if "does not fit this video" in w]
+    assert len(warn) == 1 and "use method 'acf'" in warn[0]
