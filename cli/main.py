@@ -141,11 +141,9 @@ def _quiet(quiet: bool, as_json: bool = False) -> bool:
 
 
 def _print_json(data: object) -> None:
-    import json
+    from ivy_gpu.outputs import json_text
 
-    from ivy_gpu.outputs import _clean, _json_default
-
-    sys.stdout.write(json.dumps(_clean(data), indent=1, default=_json_default) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
 
 
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
@@ -339,10 +337,10 @@ def batch(
     units: Units = UNITS,
     gauge: Path = typer.Option(
         None, "--gauge", help="Gauge record for report.html (NWIS RDB or time,value CSV)."
-    ),  # noqa: E501
+    ),
     tz: str = typer.Option(
         None, "--tz", help="Zone of measurement times without one (e.g. CST, -05:00)."
-    ),  # noqa: E501
+    ),
     backend: Backend = BACKEND,
     method: Method = METHOD,
     interpolation: Interpolation = INTERPOLATION,

@@ -101,11 +101,11 @@ def create(
     frame: Path = typer.Option(..., "--frame", help="Calibration frame: an image or a video."),
     section: Path = typer.Option(
         ..., "--section", help="Survey: .csv (x,y,z or station,elevation), .mat or .geojson."
-    ),  # noqa: E501
+    ),
     wse: float = typer.Option(..., "--wse", help="Water-surface elevation of the frame, m."),
     intrinsics: Path = typer.Option(
         None, "--intrinsics", help="Camera intrinsics JSON (pose from >= 4 GCPs)."
-    ),  # noqa: E501
+    ),
     crs: str = typer.Option(None, "--crs", help="The site's CRS (to reproject GeoJSON surveys)."),
     cell_size: float = CELL,
     extent: str = EXTENT,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ivy_gpu.fileio import atomic_write_text
-from ivy_gpu.results import ProcessingResult, VideoConfig
+from ivy_gpu.results import ProcessingResult, VideoConfig, display_twins
 from ivy_gpu.units import unit_system
 from ivy_gpu.video import parse_time
 
@@ -200,7 +200,8 @@ def output_names(rows: list[BatchRow]) -> list[str]:
     return names
 
 
-def _fmt(v: float | None, spec: str = ".6g") -> str:
+def format_value(v: float | None, spec: str = ".6g") -> str:
+    """``v`` formatted by ``spec``; an empty cell for None, NaN or infinity."""
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return ""
     return format(v, spec)
@@ -227,20 +228,22 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "measurement_time": (cfg.measurement_time or "") if cfg else "",
         "measurement_datetime": when.isoformat() if when is not None else "",
         "comments": (cfg.comments or "") if cfg else "",
-        "start_time_s": _fmt(cfg.start_time if cfg else None, ".3f"),
-        "end_time_s": _fmt(cfg.end_time if cfg else None, ".3f"),
-        "water_surface_elevation_m": _fmt(wse_m, ".4f") if cfg else row.wse_display,
-        "alpha": _fmt(cfg.alpha if cfg else None, ".3f"),
-        "discharge_m3s": _fmt(result.total_discharge if ok else None, ".5g"),
-        "area_m2": _fmt(result.total_area if ok else None, ".4f"),
-        "mean_velocity_ms": _fmt(result.mean_velocity if ok else None, ".4f"),
-        "uncertainty_iso_95": _fmt(unc.get("iso_u95") if ok else None, ".4f"),
-        "uncertainty_ive_95": _fmt(unc.get("ive_u95") if ok else None, ".4f"),
+        "start_time_s": format_value(cfg.start_time if cfg else None, ".3f"),
+        "end_time_s": format_value(cfg.end_time if cfg else None, ".3f"),
+        "water_surface_elevation_m": format_value(wse_m, ".4f") if cfg else row.wse_display,
+        "alpha": format_value(cfg.alpha if cfg else None, ".3f"),
+        "discharge_m3s": format_value(result.total_discharge if ok else None, ".5g"),
+        "area_m2": format_value(result.total_area if ok else None, ".4f"),
+        "mean_velocity_ms": format_value(result.mean_velocity if ok else None, ".4f"),
+        "uncertainty_iso_95": format_value(unc.get("iso_u95") if ok else None, ".4f"),
+        "uncertainty_ive_95": format_value(unc.get("ive_u95") if ok else None, ".4f"),
         "num_frames": str(result.num_frames) if result.num_frames else "",
         "valid_nodes": str(result.valid_nodes) if ok else "",
         "filled_nodes": str(result.filled_nodes) if ok else "",
         "flagged_nodes": str(result.flagged_nodes) if ok else "",
-        "camera_motion_rms_px": _fmt(result.motion.get("rms_px"), ".2f") if result.motion else "",
+        "camera_motion_rms_px": format_value(result.motion.get("rms_px"), ".2f")
+        if result.motion
+        else "",
         "warnings": " | ".join(result.warnings),
         "error_stage": result.error_stage or "",
         "error_message": result.error_message or "",
@@ -249,16 +252,13 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "reused": "yes" if result.reused else "",
     }
     gage = cfg.gage_height if cfg is not None else None
-    out[f"gage_height_{u.length_label}"] = _fmt(gage, ".4f")
-    if u.name == "English":
-        out["water_surface_elevation_ft"] = row.wse_display
-        for si, twin, factor, spec in (
-            ("discharge_m3s", "discharge_cfs", u.discharge, ".5g"),
-            ("area_m2", "area_ft2", u.area, ".4f"),
-            ("mean_velocity_ms", "mean_velocity_fts", u.velocity, ".4f"),
-        ):
-            v = out[si]
-            out[twin] = _fmt(float(v) * factor, spec) if v else ""
+    out[f"gage_height_{u.length_label}"] = format_value(gage, ".4f")
+    twins = display_twins(result, u.name)
+    for twin, spec in (("discharge_cfs", ".5g"), ("area_ft2", ".4f"), ("mean_velocity_fts", ".4f")):
+        if twin in twins:
+            out[twin] = format_value(twins[twin], spec)
+    if twins:
+        out["water_surface_elevation_ft"] = row.wse_display  # as the CSV gave it
     return out
 
 

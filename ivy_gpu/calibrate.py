@@ -129,7 +129,8 @@ class Calibration:
         return "\n".join(lines)
 
 
-def _with_residuals(c: Calibration) -> Calibration:
+def with_residuals(c: Calibration) -> Calibration:
+    """``c`` with its per-GCP residuals (px and m) computed."""
     px = np.hypot(*(c.project(c.world) - c.pixel).T)
     m = np.hypot(*(c.back_project(c.pixel, c.world[:, 2]) - c.world[:, :2]).T)
     inl = c.inliers if c.inliers.size else np.ones(len(c.world), bool)
@@ -206,7 +207,7 @@ def solve_scale(world: np.ndarray, pixel: np.ndarray) -> Calibration:
     a = s * np.array([[c, -si], [-si, -c]])  # rotate, scale, then flip y
     t = pixel[0] - a @ world[0, :2]
     h = np.array([[a[0, 0], a[0, 1], t[0]], [a[1, 0], a[1, 1], t[1]], [0, 0, 1.0]])
-    return _with_residuals(
+    return with_residuals(
         Calibration(
             "scale",
             "scale",
@@ -230,7 +231,7 @@ def solve_homography(world: np.ndarray, pixel: np.ndarray, source: str = "GCPs")
         raise ValueError(f"{source}: the homography is degenerate (3 or more GCPs on a line?)")
     t = np.array([[1.0, 0, -o[0]], [0, 1, -o[1]], [0, 0, 1]])
     h = h_local @ t
-    return _with_residuals(
+    return with_residuals(
         Calibration(
             "homography", "homography", world, pixel, homography=h / h[2, 2],
             plane_z=float(np.median(world[:, 2])),
@@ -242,9 +243,9 @@ def solve_dlt(world: np.ndarray, pixel: np.ndarray, source: str = "GCPs") -> Cal
     """IVyTools' normalized DLT, refined by Levenberg-Marquardt on the pixel error."""
     p0 = solve_camera_matrix(world, pixel, source)
     p = refine_camera_matrix(p0, world, pixel)
-    c = _with_residuals(Calibration("camera matrix", "dlt+lm", world, pixel, camera_matrix=p))
+    c = with_residuals(Calibration("camera matrix", "dlt+lm", world, pixel, camera_matrix=p))
     if c.rms_px > CameraModel(p0).reprojection_rms_px(world, pixel) + 1e-6:  # never worse
-        c = _with_residuals(Calibration("camera matrix", "dlt", world, pixel, camera_matrix=p0))
+        c = with_residuals(Calibration("camera matrix", "dlt", world, pixel, camera_matrix=p0))
     return c
 
 
@@ -286,7 +287,7 @@ def solve_pnp(
     notes = ()
     if (~inliers).any():
         notes = (f"RANSAC set aside {int((~inliers).sum())} GCP(s) beyond {RANSAC_PX} px",)
-    return _with_residuals(
+    return with_residuals(
         Calibration(
             "camera matrix", solver, world, pixel, camera_matrix=p / p[2, 3], lens=lens,
             inliers=inliers, notes=notes,

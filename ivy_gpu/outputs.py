@@ -20,7 +20,7 @@ import pandas as pd
 
 from ivy_gpu.fileio import atomic_write_text
 from ivy_gpu.quality import EXCLUDING
-from ivy_gpu.results import ProcessingResult
+from ivy_gpu.results import ProcessingResult, display_twins
 from ivy_gpu.scaffold import ScaffoldConfig
 from ivy_gpu.stiv import StivResult
 from ivy_gpu.units import unit_system
@@ -164,22 +164,9 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def display_twins(result: ProcessingResult, display_units: str) -> dict[str, float | None]:
-    """English values beside the SI ones (``discharge_cfs``, ...); nothing for SI sites."""
-    u = unit_system(display_units)
-    if u.name != "English":
-        return {}
-    ok = result.success
-
-    def conv(v: float | None, f: float) -> float | None:
-        return None if v is None else v * f
-
-    return {
-        "water_surface_elevation_ft": conv(result.water_surface_elevation, u.length),
-        "discharge_cfs": conv(result.total_discharge if ok else None, u.discharge),
-        "area_ft2": conv(result.total_area if ok else None, u.area),
-        "mean_velocity_fts": conv(result.mean_velocity if ok else None, u.velocity),
-    }
+def json_text(data: Any) -> str:
+    """Strict JSON (NaN as null; NumPy values and paths converted), indented."""
+    return json.dumps(_clean(data), indent=1, default=_json_default)
 
 
 def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> dict[str, Any]:
@@ -199,7 +186,7 @@ def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> di
 def write_result_json(out: Path, result: ProcessingResult, scaffold: ScaffoldConfig | None) -> None:
     """Write ``results.json`` atomically (the folder is created if needed)."""
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result_json(result, scaffold), indent=1, default=_json_default)
+    text = json_text(result_json(result, scaffold))
     atomic_write_text(out / RESULT_JSON, text)
 
 

@@ -242,6 +242,12 @@ class VideoConfig:
             )
 
 
+def search_line_pixels(length_m: float, gsd_m: float) -> int:
+    """The GUI's search-line length in pixels: ``int(L / g)``, made even (spec 8.7)."""
+    p = int(length_m / gsd_m)
+    return p + (p % 2)
+
+
 def stiv_params_for(
     scaffold: Any, stiv: StivParams | Mapping[str, Any] | None = None
 ) -> StivParams:

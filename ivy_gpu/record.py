@@ -107,6 +107,10 @@ def _units_factor(name: str, default: str) -> tuple[float, str]:
 def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/s") -> pd.DataFrame:
     """A gauge record as a frame with ``time`` (UTC) and ``discharge_m3s``, sorted.
 
+    Times without a zone are in ``tz``, else in the zone of the file's first NWIS
+    ``tz_cd`` code, which ``attrs["zone"]`` also gives (None without one): the zone of
+    measurement times that carry none.
+
     Raises
     ------
     ValueError
@@ -129,7 +133,7 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
     low = [h.lower() for h in header]
     t_col = next(
         (i for i, h in enumerate(low) if h in ("datetime", "time", "date_time", "timestamp")), None
-    )  # noqa: E501
+    )
     if t_col is None:
         t_col = 0
     skip = {"agency_cd", "site_no", "datetime", "tz_cd", header[t_col].lower()}
@@ -138,6 +142,11 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
         raise ValueError(f"{path}: the gauge record has no value column")
     factor, _ = _units_factor(header[v_col], units)
     z_col = low.index("tz_cd") if "tz_cd" in low else None
+    first_zone = None  # the zone of the first row with an NWIS code: for rows and times without
+    if z_col is not None:
+        codes = (r[z_col].strip().upper() for r in rows if len(r) > z_col)
+        first_zone = next((parse_zone(c) for c in codes if c in TZ_CODES), None)
+    tz = tz if tz is not None else first_zone
     times, values = [], []
     for k, r in enumerate(rows, start=2):
         try:
@@ -149,7 +158,7 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
         except (ValueError, IndexError):
             raise ValueError(
                 f"{path}: line {k}: {r[t_col] if len(r) > t_col else ''!r} is not a time"
-            ) from None  # noqa: E501
+            ) from None
         zone = parse_zone(r[z_col]) if z_col is not None and len(r) > z_col else tz
         if t.tzinfo is None:
             if zone is None:
@@ -160,26 +169,9 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
     if not times:
         raise ValueError(f"{path}: the gauge record has no numeric values")
     out = pd.DataFrame({"time": pd.DatetimeIndex(times), "discharge_m3s": values})
-    return out.sort_values("time", kind="stable").reset_index(drop=True)
-
-
-def gauge_zone(path: str | Path) -> _dt.tzinfo | None:
-    """The zone of an NWIS file's first data row (for measurement times without one)."""
-    try:
-        lines = [ln for ln in Path(path).read_text().splitlines() if ln and ln[0] != "#"]
-    except OSError:
-        return None
-    if not lines or "\t" not in lines[0]:
-        return None
-    header = lines[0].split("\t")
-    if "tz_cd" not in header:
-        return None
-    i = header.index("tz_cd")
-    for ln in lines[1:]:
-        cells = ln.split("\t")
-        if len(cells) > i and cells[i].strip().upper() in TZ_CODES:
-            return parse_zone(cells[i])
-    return None
+    out = out.sort_values("time", kind="stable").reset_index(drop=True)
+    out.attrs["zone"] = first_zone
+    return out
 
 
 def gauge_at(gauge: pd.DataFrame, when: _dt.datetime | None) -> float | None:

@@ -64,6 +64,20 @@ def camera_cell_size(extent: np.ndarray, width: int, height: int) -> float:
     return float(np.sqrt((x1 - x0) * (y1 - y0)) / np.sqrt(width * height))
 
 
+def plan_axes(extent, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """World X of the plan view's columns and Y of its rows (row 0 = largest Y), spec 5.2."""
+    x0, x1, y0, y1 = (float(v) for v in np.asarray(extent).ravel()[:4])
+    xs = np.arange(x0, x1, cell)
+    ys = y0 + cell * np.arange(np.arange(y0, y1, cell).size)[::-1]
+    return xs, ys
+
+
+def world_to_plan(extent, cell: float) -> np.ndarray:
+    """3x3 map from world (X, Y, 1) to plan-view (column, row, 1), without flips."""
+    xs, ys = plan_axes(extent, cell)
+    return np.array([[1 / cell, 0, -xs[0] / cell], [0, -1 / cell, ys[0] / cell], [0, 0, 1.0]])
+
+
 class Rectifier:
     """Remap tables from an original frame to the rectified plan view.
 
@@ -151,8 +165,7 @@ class Rectifier:
         return map_x, map_y, s
 
     def _plan_axes(self, x0: float, x1: float, y0: float, y1: float, s: float):
-        xs = np.arange(x0, x1, s)
-        ys = y0 + s * np.arange(np.arange(y0, y1, s).size)[::-1]
+        xs, ys = plan_axes((x0, x1, y0, y1), s)
         self.x0, self.y_top, self.cell = x0, float(ys[0]), s
         return xs, ys
 

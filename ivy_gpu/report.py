@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ivy_gpu.batch_csv import format_value
 from ivy_gpu.fileio import atomic_write_text
-from ivy_gpu.record import gauge_at, gauge_zone, parse_zone, read_gauge
+from ivy_gpu.record import gauge_at, parse_zone, read_gauge
 from ivy_gpu.units import unit_system
 
 REPORT = "report.html"
@@ -155,7 +156,7 @@ def record_figure(
         x = [pd.Timestamp(e.when) for e in done]
         ax.set_xlabel(
             "measurement time" + (f" ({done[0].when.tzname()})" if done[0].when.tzinfo else "")
-        )  # noqa: E501
+        )
     else:
         x = [entries.index(e) + 1 for e in done]
         ax.set_xlabel("video (batch order)")
@@ -168,14 +169,13 @@ def record_figure(
         lo, hi = min(x), max(x)
         pad = max((hi - lo) * 0.1, pd.Timedelta(minutes=30))
         ax.set_xlim(lo - pad, hi + pad)
-    if gauge is not None and timed and not gauge.empty:
-        lo, hi = min(x), max(x)
-        pad = max((hi - lo) * 0.1, pd.Timedelta(hours=2))
         zone = done[0].when.tzinfo
-        g = gauge[(gauge["time"] >= lo - pad) & (gauge["time"] <= hi + pad)]
-        if zone is not None and not g.empty:
-            ax.plot(g["time"].dt.tz_convert(zone), g["discharge_m3s"] * u.discharge, "-",
-                    color="steelblue", lw=1.2, label="gauge")  # fmt: skip
+        if gauge is not None and not gauge.empty and zone is not None:
+            pad = max((hi - lo) * 0.1, pd.Timedelta(hours=2))
+            g = gauge[(gauge["time"] >= lo - pad) & (gauge["time"] <= hi + pad)]
+            if not g.empty:
+                ax.plot(g["time"].dt.tz_convert(zone), g["discharge_m3s"] * u.discharge, "-",
+                        color="steelblue", lw=1.2, label="gauge")  # fmt: skip
     ax.set_ylabel(f"discharge ({u.discharge_label})")
     ax.grid(alpha=0.3)
     if done:
@@ -183,10 +183,6 @@ def record_figure(
     fig.autofmt_xdate()
     fig.tight_layout()
     return _save(fig, path)
-
-
-def _fmt(v: float | None, spec: str) -> str:
-    return "" if v is None else format(v, spec)
 
 
 def build_report(
@@ -214,12 +210,14 @@ def build_report(
         One line: nothing to report on, or an unreadable gauge record.
     """
     out = Path(out_dir)
-    zone = parse_zone(tz) if tz else (gauge_zone(gauge) if gauge else None)
-    entries, units = collect(out, zone)
-    u = unit_system(units)
+    zone = parse_zone(tz) if tz else None
     g = None
     if gauge is not None:
         g = read_gauge(gauge, zone, "cfs" if gauge_units == "cfs" else "m3/s")
+        zone = zone or g.attrs["zone"]
+    entries, units = collect(out, zone)
+    u = unit_system(units)
+    if g is not None:
         for e in entries:
             e.gauge_m3s = gauge_at(g, e.when)
     rec = record_figure(entries, g, units, out / ".report_record.png")
@@ -230,10 +228,10 @@ def build_report(
     ql = u.discharge_label
     rows = []
     for k, e in enumerate(entries, 1):
-        q = _fmt(None if e.discharge_m3s is None else e.discharge_m3s * u.discharge, ".4g")
-        gq = _fmt(None if e.gauge_m3s is None else e.gauge_m3s * u.discharge, ".4g")
+        q = format_value(None if e.discharge_m3s is None else e.discharge_m3s * u.discharge, ".4g")
+        gq = format_value(None if e.gauge_m3s is None else e.gauge_m3s * u.discharge, ".4g")
         rd = (
-            _fmt(100 * (e.discharge_m3s / e.gauge_m3s - 1), "+.1f")
+            format_value(100 * (e.discharge_m3s / e.gauge_m3s - 1), "+.1f")
             if e.discharge_m3s and e.gauge_m3s
             else ""
         )
@@ -242,7 +240,7 @@ def build_report(
             f'<tr class="{html.escape(e.status)}"><td>{k}</td>'
             f'<td><a href="#v{k}">{html.escape(e.name)}</a></td><td>{html.escape(when)}</td>'
             f"<td>{html.escape(e.status)}</td><td class=num>{q}</td>"
-            f"<td class=num>{_fmt(None if e.u95 is None else 100 * e.u95, '.1f')}</td>"
+            f"<td class=num>{format_value(None if e.u95 is None else 100 * e.u95, '.1f')}</td>"
             f"<td class=num>{gq}</td><td class=num>{rd}</td><td>{html.escape(e.quality)}</td>"
             f"<td>{html.escape(e.error)}</td><td class=num>{len(e.warnings) or ''}</td></tr>"
         )

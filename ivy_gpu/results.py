@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ivy_gpu.params import VideoConfig  # noqa: F401  (re-exported: its old home)
+from ivy_gpu.units import unit_system
 
 #: Where a video can fail, in pipeline order; ``worker`` is a cluster task that died.
 ERROR_STAGES = ("read", "rectify", "grid", "stiv", "discharge", "save", "worker")
@@ -249,3 +250,21 @@ class BatchResult:
             "std": float(q.std()),
             "count": int(q.size),
         }
+
+
+def display_twins(result: ProcessingResult, display_units: str) -> dict[str, float | None]:
+    """English values beside the SI ones (``discharge_cfs``, ...); nothing for SI sites."""
+    u = unit_system(display_units)
+    if u.name != "English":
+        return {}
+    ok = result.success
+
+    def conv(v: float | None, f: float) -> float | None:
+        return None if v is None else v * f
+
+    return {
+        "water_surface_elevation_ft": conv(result.water_surface_elevation, u.length),
+        "discharge_cfs": conv(result.total_discharge if ok else None, u.discharge),
+        "area_ft2": conv(result.total_area if ok else None, u.area),
+        "mean_velocity_fts": conv(result.mean_velocity if ok else None, u.velocity),
+    }

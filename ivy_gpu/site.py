@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 
 from ivy_gpu.angles import ari_to_geo
-from ivy_gpu.calibrate import Calibration, calibrate, solve_scale
+from ivy_gpu.calibrate import Calibration, calibrate, solve_scale, with_residuals
 from ivy_gpu.lens import LensModel
-from ivy_gpu.params import StivParams
-from ivy_gpu.rectify import RectificationParams, Rectifier, camera_cell_size
+from ivy_gpu.params import StivParams, search_line_pixels
+from ivy_gpu.rectify import RectificationParams, Rectifier, camera_cell_size, world_to_plan
 from ivy_gpu.scaffold import (
     CALIBRATION_IMAGE,
     GCP_MEMBER,
@@ -215,11 +215,7 @@ def _rectification(
             lens=calib.lens, cell_size_m=cell, **common,
         )  # fmt: skip
     if calib.method == "homography":
-        x0, x1, y0, y1 = extent
-        n_y = np.arange(y0, y1, cell).size
-        y_top = y0 + cell * (n_y - 1)
-        plan = np.array([[1 / cell, 0, -x0 / cell], [0, -1 / cell, y_top / cell], [0, 0, 1]])
-        h = plan @ np.linalg.inv(calib.homography)  # raw pixel -> plan (col, row)
+        h = world_to_plan(extent, cell) @ np.linalg.inv(calib.homography)  # pixel -> plan
         return RectificationParams(
             "homography", homography=h / h[2, 2], world_extent=extent, cell_size_m=cell,
             **common,
@@ -243,11 +239,9 @@ def downstream_bearing(line_px: np.ndarray) -> float:
 
 def _search_pixels(opts: SiteOptions, cell: float) -> int:
     if opts.search_line_m is not None:
-        p = int(opts.search_line_m / cell)
-    else:
-        travel = SEARCH_FRAMES * opts.expected_velocity / opts.fps / cell
-        p = int(np.clip(round(travel), *SEARCH_PX))
-    return p + (p % 2)  # IVyTools' rule: even
+        return search_line_pixels(opts.search_line_m, cell)
+    p = int(np.clip(round(SEARCH_FRAMES * opts.expected_velocity / opts.fps / cell), *SEARCH_PX))
+    return p + (p % 2)  # even, as IVyTools' lines are
 
 
 def encode_jpeg(frame: np.ndarray) -> bytes:
@@ -313,12 +307,7 @@ def build_site(
     opts = options or SiteOptions()
     h, w = frame.shape[:2]
     ids = ids or tuple(f"GCP{i + 1}" for i in range(len(world)))
-    if (
-        lens is not None
-        and lens.camera_matrix[0, 2] > w
-        or lens is not None
-        and (lens.camera_matrix[1, 2] > h)
-    ):
+    if lens is not None and (lens.camera_matrix[0, 2] > w or lens.camera_matrix[1, 2] > h):
         raise ValueError(f"intrinsics: principal point lies outside the {w}x{h} frame")
     calib = calibrate(world, pixel, lens, source)
     if opts.start_bank == "right":  # stations then run from the left bank, as in AC3
@@ -431,22 +420,16 @@ def calibration_of(scaffold: ScaffoldConfig) -> Calibration | None:
         return None
     world = np.asarray(r.world_coords, float).reshape(-1, 3)
     pixel = np.asarray(r.pixel_coords, float).reshape(-1, 2)
-    from ivy_gpu.calibrate import _with_residuals
-
     if r.method == "camera matrix":
         c = Calibration("camera matrix", "stored", world, pixel, r.camera_matrix, lens=r.lens)
     elif r.method == "homography" and r.world_extent is not None and r.cell_size_m:
-        x0, _, y0, y1 = r.world_extent
-        s = r.cell_size_m
-        y_top = y0 + s * (np.arange(y0, y1, s).size - 1)
-        plan = np.array([[1 / s, 0, -x0 / s], [0, -1 / s, y_top / s], [0, 0, 1]])
-        hw = np.linalg.inv(r.homography) @ plan
+        hw = np.linalg.inv(r.homography) @ world_to_plan(r.world_extent, r.cell_size_m)
         c = Calibration("homography", "stored", world, pixel, homography=hw / hw[2, 2])
     elif r.method == "scale" and len(world) == 2:
         return solve_scale(world, pixel)
     else:
         return None
-    return _with_residuals(c)
+    return with_residuals(c)
 
 
 def read_frame(path: str | Path) -> tuple[np.ndarray, float | None]:

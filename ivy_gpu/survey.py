@@ -163,38 +163,29 @@ def transform_xy(xy: np.ndarray, src_crs: str, dst_crs: str, source: str) -> np.
     return np.column_stack([x, y])
 
 
-def read_geojson_points(
-    path: Path, crs: str | None = None, need_z: bool = True
-) -> tuple[np.ndarray, list]:
-    """Coordinates (n, 2 or 3) of a GeoJSON's points in ``crs``, and their properties."""
+def read_geojson_points(path: Path, crs: str | None = None) -> np.ndarray:
+    """x, y, z (n, 3) of a GeoJSON's Point features (or LineString vertices), in ``crs``."""
     src = str(path)
     data = read_json(path, "GeoJSON")
     feats = data.get("features") if isinstance(data, dict) else None
     if not feats:
         raise ValueError(f"{src}: a GeoJSON FeatureCollection with features is expected")
-    pts, props = [], []
+    pts = []
     for f in feats:
         g = f.get("geometry") or {}
         if g.get("type") == "Point":
             pts.append(g["coordinates"])
-            props.append(f.get("properties") or {})
         elif g.get("type") == "LineString":
             pts += g["coordinates"]
-            props += [f.get("properties") or {}] * len(g["coordinates"])
-    dim = {len(p) for p in pts}
-    if not pts or (need_z and min(dim) < 3) or min(dim) < 2:
-        raise ValueError(
-            f"{src}: expected Point or LineString features with "
-            + ("x, y, z" if need_z else "x, y")
-            + " coordinates"
-        )
-    a = np.array([p[: 3 if need_z else 2] for p in pts], float)
+    if not pts or min(len(p) for p in pts) < 3:
+        raise ValueError(f"{src}: expected Point or LineString features with x, y, z coordinates")
+    a = np.array([p[:3] for p in pts], float)
     file_crs = geojson_crs(data)
     if crs is not None:
         a[:, :2] = transform_xy(a[:, :2], file_crs, crs, src)
     elif file_crs == GEOGRAPHIC:
         raise ValueError(f"{src}: the points are lon/lat; give the site's projected CRS")
-    return a, props
+    return a
 
 
 def read_survey(path: str | Path, units: str = "m", crs: str | None = None) -> Survey:
@@ -220,7 +211,7 @@ def read_survey(path: str | Path, units: str = "m", crs: str | None = None) -> S
     if suffix in (".csv", ".txt"):
         return read_survey_csv(path, units, crs)
     if suffix in (".geojson", ".json"):
-        a, _ = read_geojson_points(path, crs)
+        a = read_geojson_points(path, crs)
         if units == "ft":
             a = a * np.array([1.0, 1.0, M_PER_FT])
         return _from_xyz(a, units, str(path), crs)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ivy_gpu.camera import CameraModel, solve_camera_matrix
+from ivy_gpu.params import search_line_pixels
 from ivy_gpu.rectify import RectificationParams, Rectifier, camera_cell_size
 from ivy_gpu.scaffold import (
     AC3_MEMBER,
@@ -259,8 +260,7 @@ def make_site(
     stored_gsd = 0.5 * (
         (site.extent[1] - site.extent[0]) / n_x + (site.extent[3] - site.extent[2]) / n_y
     )
-    p_px = int(spec.search_line_m / cell)
-    p_px += p_px % 2
+    p_px = search_line_pixels(spec.search_line_m, cell)
     project = {
         "rectification_method": "camera matrix",
         "rectification_parameters": {

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ivy_gpu import process_batch_csv
 from ivy_gpu.cli.main import app
 from ivy_gpu.params import VideoConfig
-from ivy_gpu.record import gauge_at, gauge_zone, measurement_datetime, parse_zone, read_gauge
+from ivy_gpu.record import gauge_at, measurement_datetime, parse_zone, read_gauge
 from ivy_gpu.units import FT_PER_M
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,7 +27,7 @@ def test_nwis_gauge_record_in_its_zones(data_dir):
     # first row: 2017-06-29 23:00 CST = 05:00 UTC, 11.8 cfs
     assert g["time"].iloc[0].isoformat() == "2017-06-30T05:00:00+00:00"
     assert g["discharge_m3s"].iloc[0] == pytest.approx(11.8 / FT_PER_M**3)
-    zone = gauge_zone(f)
+    zone = g.attrs["zone"]
     # the USGS camera names its clips by local time: 11:55 lies between 11:50 (76.7 cfs)
     # and 12:00 (59.5 cfs)
     when = measurement_datetime(

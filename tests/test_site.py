@@ -66,7 +66,7 @@ def test_station_elevation_csv_and_geojson_in_lon_lat(tmp_path):
             "type": "Feature",
             "properties": {},
             "geometry": {"type": "Point", "coordinates": [a, b, z]},
-        }  # noqa: E501
+        }
         for a, b, z in zip(lon, lat, utm[:, 2], strict=True)
     ]
     g = tmp_path / "xs.geojson"
