@@ -38,13 +38,14 @@ else
 		--repo $(CURDIR) --out $(GPU_OUT)
 endif
 
-# Wheels a GPU machine without a registry needs: ivy_gpu itself and PyAV (cp312, x86-64).
+# Wheels a GPU machine without a registry needs: ivy_gpu itself, PyAV and Rocket-FFT (cp312,
+# x86-64).
 wheels:
 	rm -rf .whl && mkdir -p .whl
 	$(PYTHON) -m pip wheel -q --no-deps . -w .whl
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-		--platform manylinux2014_x86_64 -d .whl av
+		--platform manylinux2014_x86_64 -d .whl av rocket-fft
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

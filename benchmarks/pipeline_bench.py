@@ -22,6 +22,31 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+#: PyAV threading variants timed against the reader's default (``AUTO``, one thread per core).
+DECODE_SETTINGS = (("NONE", 1), ("SLICE", 0), ("FRAME", 0), ("AUTO", 0), ("AUTO", 1))
+
+
+def decode_rate(video: Path, thread_type: str, threads: int) -> tuple[int, float]:
+    """Frames and seconds to decode ``video`` to luma with one PyAV threading setting.
+
+    ``threads`` 0 lets FFmpeg use one thread per core.
+    """
+    import av
+
+    from ivy_gpu.video import _luma
+
+    t0 = time.perf_counter()
+    n = 0
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = thread_type
+        stream.thread_count = threads
+        for frame in container.decode(stream):
+            _luma(frame)
+            n += 1
+    return n, time.perf_counter() - t0
+
+
 def run(
     width: int = 1920,
     height: int = 1080,
@@ -58,6 +83,17 @@ def run(
                 detail=f"{n / decode:.0f} frames/s",
             )
         )
+        for thread_type, threads in DECODE_SETTINGS:
+            n_dec, secs = decode_rate(video, thread_type, threads)
+            rows.append(
+                dict(
+                    case=f"decode only, PyAV thread_type {thread_type}, "
+                    f"thread_count {threads or 'auto'}",
+                    backend="-",
+                    seconds=secs,
+                    detail=f"{n_dec / secs:.0f} frames/s",
+                )
+            )
         cfg = VideoConfig(video, truth["wse_m"])
         names = ["numba", *gpu_backends()]
         for name in names:

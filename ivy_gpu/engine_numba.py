@@ -15,7 +15,7 @@ import scipy.fft
 
 from ivy_gpu import config
 from ivy_gpu.engine import HostMemory, Taps, Window
-from ivy_gpu.kernels import acf, rays, sti, structure_tensor
+from ivy_gpu.kernels import acf, acf_fused, rays, sti, structure_tensor
 
 
 def _threaded_fft() -> SimpleNamespace:
@@ -31,8 +31,18 @@ class NumbaEngine(HostMemory):
 
     name = "numba"
 
+    #: One pass per STI (:mod:`ivy_gpu.kernels.acf_fused`) when Rocket-FFT is installed;
+    #: otherwise the chunked steps.
+    fused: bool = acf_fused.AVAILABLE
+
     def chunk_pairs(self, p: int, t: int) -> int:
-        """(node, angle) pairs per chunk within the CPU budget."""
+        """(node, angle) pairs per chunk within the CPU budget.
+
+        The fused path keeps its intermediates in per-thread scratch, so a pair costs only
+        its taps and scores; the chunked path holds a chunk's spectra and windows.
+        """
+        if self.fused:
+            return config.MAX_CHUNK_PAIRS
         n_fft = t + p
         per_pair = 4 * p * t + 8 * p * (n_fft // 2 + 1) * 3 + 4 * (p // 2 + 3) * n_fft * 4
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
@@ -66,6 +76,8 @@ class NumbaEngine(HostMemory):
         op = plan.operator
         t = stack_hwt.rows.shape[1]
         n_fft = acf.padded_length(t, op.lt_lo, op.lt_hi)
+        if self.fused:
+            return acf_fused.acf_scores_numba(stack_hwt, *taps, n_fft, op, sti.CONSTANT_ROW_STD)
         z, valid = sti.gather_numba(stack_hwt, *taps, n_out=n_fft, standardize=True)
         win = acf.acf_window_xp(
             z, op.lx_max, op.lt_lo, op.lt_hi, np, _threaded_fft(), acf.cross_spectra_numba, t

@@ -100,6 +100,16 @@ def device_of(backend: str) -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
+def numba_path() -> str:
+    """Which formulation the numba engine ran: ``"fused"`` (one pass per STI) or ``"chunked"``.
+
+    The two agree to float32 rounding, not bit for bit (see ``docs/architecture.md``).
+    """
+    from ivy_gpu.engine_numba import NumbaEngine
+
+    return "fused" if NumbaEngine.fused else "chunked"
+
+
 def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[str, Any]:
     """Where a result came from (written into ``results.json``)."""
     from ivy_gpu import __version__
@@ -114,6 +124,7 @@ def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[st
         "pid": os.getpid(),
         "backend": backend,
         "device": device_of(backend),
+        "numba_path": numba_path() if backend == "numba" else None,
         "scaffold_path": None if scaffold.path is None else str(scaffold.path),
         "scaffold_sha256": scaffold_sha256(scaffold),
         "video_path": str(path),

@@ -58,32 +58,42 @@ def cross_spectra_xp(zf: Any, lx_max: int, xp: ModuleType) -> Any:
     return xp.stack(parts, axis=1)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def _cross_spectra_numba(v, lx_max, out):  # pragma: no cover - compiled
-    # v: float32 view (n, P, 2 nf) of the complex64 spectra (re, im interleaved);
-    # out: float32 view (n, lx_max + 1, 2 nf) of the complex64 result.
-    n, p, nf2 = v.shape
+@njit(cache=True, nogil=True, fastmath=True)
+def cross_spectra_one(v, lx_max, acc_r, acc_i, o):  # pragma: no cover - compiled
+    """Cross-spectra of one STI into ``o`` (lx_max + 1, 2 nf), float32 interleaved.
+
+    ``v`` (P, 2 nf) is the float32 view of its complex64 row spectra (re, im interleaved);
+    ``acc_r`` and ``acc_i`` (nf,) are scratch.
+    """
+    p, nf2 = v.shape
     nf = nf2 // 2
-    for s in prange(n):
+    for lx in range(lx_max + 1):
+        acc_r[:] = 0.0
+        acc_i[:] = 0.0
+        for a in range(lx, p):
+            x = v[a]
+            y = v[a - lx]
+            for f in range(nf):
+                xr = x[2 * f]
+                xi = x[2 * f + 1]
+                yr = y[2 * f]
+                yi = y[2 * f + 1]
+                acc_r[f] += xr * yr + xi * yi
+                acc_i[f] += xi * yr - xr * yi
+        ol = o[lx]
+        for f in range(nf):
+            ol[2 * f] = acc_r[f]
+            ol[2 * f + 1] = acc_i[f]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _cross_spectra_numba(v, lx_max, out):  # pragma: no cover - compiled
+    # v: float32 view (n, P, 2 nf) of the complex64 spectra; out: (n, lx_max + 1, 2 nf)
+    nf = v.shape[2] // 2
+    for s in prange(v.shape[0]):
         acc_r = np.empty(nf, np.float32)
         acc_i = np.empty(nf, np.float32)
-        for lx in range(lx_max + 1):
-            acc_r[:] = 0.0
-            acc_i[:] = 0.0
-            for a in range(lx, p):
-                x = v[s, a]
-                y = v[s, a - lx]
-                for f in range(nf):
-                    xr = x[2 * f]
-                    xi = x[2 * f + 1]
-                    yr = y[2 * f]
-                    yi = y[2 * f + 1]
-                    acc_r[f] += xr * yr + xi * yi
-                    acc_i[f] += xi * yr - xr * yi
-            o = out[s, lx]
-            for f in range(nf):
-                o[2 * f] = acc_r[f]
-                o[2 * f + 1] = acc_i[f]
+        cross_spectra_one(v[s], lx_max, acc_r, acc_i, out[s])
 
 
 def cross_spectra_numba(zf: np.ndarray, lx_max: int) -> np.ndarray:

@@ -18,6 +18,7 @@ of a whole batch is a single matrix product (BLAS on CPU, cuBLAS on GPU).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from types import ModuleType
 from typing import Any
 
@@ -116,6 +117,13 @@ class RayOperator:
     lx_max: int
     lt_lo: int
     lt_hi: int
+
+    @cached_property
+    def sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-ray ``(ptr, lag, w)`` lists of the non-zero weights (the fused CPU path)."""
+        from ivy_gpu.kernels.acf_fused import sparse_rays
+
+        return sparse_rays(self.weights)
 
     @property
     def n_lt(self) -> int:

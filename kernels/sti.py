@@ -153,6 +153,53 @@ def _pack_rows(stack, ys, xs, rows):  # pragma: no cover - compiled
             rows[k, t] = stack[t, y, x]
 
 
+#: Numba float flags of the gather loops: reassociation lets the row sums vectorize (a
+#: serial float64 sum otherwise); no NaN/infinity assumptions.
+GATHER_MATH = {"reassoc", "nsz", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=GATHER_MATH)
+def gather_row(rows, index, xa, ya, gx, gy, row):  # pragma: no cover - compiled
+    """Bilinear samples of one STI row (one tap over time) into ``row``; returns their sum."""
+    w00 = (1 - gx) * (1 - gy)
+    w10 = gx * (1 - gy)
+    w01 = (1 - gx) * gy
+    w11 = gx * gy
+    a = rows[index[ya, xa]]
+    b = rows[index[ya, xa + 1]]
+    c = rows[index[ya + 1, xa]]
+    d = rows[index[ya + 1, xa + 1]]
+    m = 0.0
+    for t in range(row.size):
+        v = (
+            w00 * np.float32(a[t])
+            + w10 * np.float32(b[t])
+            + w01 * np.float32(c[t])
+            + w11 * np.float32(d[t])
+        )
+        row[t] = v
+        m += v
+    return m
+
+
+@njit(cache=True, nogil=True, fastmath=GATHER_MATH)
+def standardize_row(row, total, min_std):  # pragma: no cover - compiled
+    """Z-score ``row`` in place (sample std) given its sum; False (row untouched) if constant."""
+    t_len = row.size
+    m = total / t_len
+    ss = 0.0
+    for t in range(t_len):
+        dl = row[t] - m
+        ss += dl * dl
+    sd = math.sqrt(ss / (t_len - 1))
+    if sd < min_std * (1.0 + abs(m)):
+        return False
+    inv = 1.0 / sd
+    for t in range(t_len):
+        row[t] = (row[t] - m) * inv
+    return True
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _gather_numba(
     rows, index, x0, y0, fx, fy, out, valid, min_std, standardize
@@ -163,46 +210,12 @@ def _gather_numba(
     for s in prange(n):
         ok = True
         for i in range(p):
-            xa = x0[s, i]
-            ya = y0[s, i]
-            gx = fx[s, i]
-            gy = fy[s, i]
-            w00 = (1 - gx) * (1 - gy)
-            w10 = gx * (1 - gy)
-            w01 = (1 - gx) * gy
-            w11 = gx * gy
-            a = rows[index[ya, xa]]
-            b = rows[index[ya, xa + 1]]
-            c = rows[index[ya + 1, xa]]
-            d = rows[index[ya + 1, xa + 1]]
             row = out[s, i]
-            m = 0.0
-            for t in range(t_len):
-                v = (
-                    w00 * np.float32(a[t])
-                    + w10 * np.float32(b[t])
-                    + w01 * np.float32(c[t])
-                    + w11 * np.float32(d[t])
-                )
-                row[t] = v
-                m += v
-            if standardize:
-                m /= t_len
-                ss = 0.0
-                for t in range(t_len):
-                    dl = row[t] - m
-                    ss += dl * dl
-                sd = math.sqrt(ss / (t_len - 1))
-                if sd < min_std * (1.0 + abs(m)):
-                    ok = False
-                    for t in range(t_len):
-                        row[t] = 0.0
-                else:
-                    inv = 1.0 / sd
-                    for t in range(t_len):
-                        row[t] = (row[t] - m) * inv
-            for t in range(t_len, n_out):
-                row[t] = 0.0
+            total = gather_row(rows, index, x0[s, i], y0[s, i], fx[s, i], fy[s, i], row[:t_len])
+            if standardize and not standardize_row(row[:t_len], total, min_std):
+                ok = False
+                row[:t_len] = 0.0
+            row[t_len:n_out] = 0.0
         valid[s] = ok
 
 

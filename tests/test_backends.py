@@ -185,3 +185,49 @@ def test_constant_rows_are_no_data_whatever_the_rounding():
     _, v_numba = sti.gather_numba(sti.time_last(stack), *taps, standardize=True)
     _, v_numpy = sti.standardize_numpy(sti.gather_numpy(stack, *taps))
     assert not v_numba[0] and not v_numpy[0]
+
+
+@pytest.mark.parametrize("frames", [(0, 48), (5, 44)])
+def test_fused_numba_scores_match_the_chunked_steps(texture_factory, frames):
+    """One pass per STI (gather to ray peaks in one compiled loop, FFTs by Rocket-FFT)
+    against the chunked steps (gather, SciPy FFTs, cross-spectra, BLAS ray product).
+
+    13 lines (not a multiple of the per-thread block), one crossing a patch that is
+    constant in time (an invalid STI), on the whole stack and on a frame window (the
+    strided re-measurement reads such non-contiguous views).
+    """
+    from ivy_gpu.engine_numba import NumbaEngine
+    from ivy_gpu.kernels import acf_fused
+
+    assert acf_fused.AVAILABLE  # a dependency: the fast path must not go missing quietly
+    stack = texture_factory((48, 40, 60), 1.3, 60.0, seed=9)
+    stack[:, 30:34, 5:40] = 90
+    rng = np.random.default_rng(21)
+    x = rng.uniform(2, 40, (13, 1)) + np.arange(16)[None, :] * 0.9
+    y = rng.uniform(2, 26, (13, 1)) + np.arange(16)[None, :] * 0.4
+    x[12], y[12] = 10 + np.arange(16) * 0.9, 31.5  # along the constant patch
+    taps = sti.bilinear_taps(x, y, 60, 40, "bilinear")
+    engine = NumbaEngine()
+    handle = engine.time_slice(sti.time_last(stack), *frames)
+    plan = rays.AcfPlan.build(16, frames[1] - frames[0], 1.0, 2.0)
+    assert engine.fused
+    fused = engine.acf_scores(handle, taps, plan)
+    engine.fused = False
+    chunked = engine.acf_scores(handle, taps, plan)
+    assert np.array_equal(fused[0], chunked[0])
+    for got, ref in zip(fused[1:], chunked[1:], strict=True):
+        assert np.allclose(got, ref, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert np.isnan(fused[1][12]) and np.isfinite(fused[1][:12]).all()
+
+
+def test_sparse_rays_equal_the_dense_operator():
+    from ivy_gpu.kernels import acf_fused
+
+    op = rays.AcfPlan.build(32, 300, 1.0, 1.0).operator
+    ptr, lag, w = acf_fused.sparse_rays(op.weights)
+    win = np.random.default_rng(3).standard_normal(op.weights.shape[0]).astype(np.float32)
+    got = np.array(
+        [np.dot(w[ptr[q] : ptr[q + 1]], win[lag[ptr[q] : ptr[q + 1]]]) for q in range(ptr.size - 1)]
+    )
+    assert np.allclose(got, win @ op.weights, rtol=1e-5, atol=1e-5)
+    assert lag.size < 0.15 * op.weights.size  # why the fused path sums lists, not the matrix

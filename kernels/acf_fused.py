@@ -1,0 +1,200 @@
+"""The ACF lag window of each STI in one pass per STI (the numba engine's fused path).
+
+The chunked path (:func:`ivy_gpu.kernels.sti.gather_numba`, then
+:func:`ivy_gpu.kernels.acf.acf_window_xp`) writes every intermediate of a chunk -- the
+zero-padded STIs, their row spectra, the cross-spectra, the inverse transforms -- to
+large arrays, each read back by the next step from main memory. Here every thread takes
+a few STIs at a time and runs gather, z-score, row FFTs, cross-spectra, inverse FFTs
+and the lag window on scratch that stays in its cache; only the window (a few hundred
+values per STI) is written out. Same formulation, same operation order per STI.
+
+The FFTs inside the compiled loop come from Rocket-FFT (``np.fft`` in Numba, the
+pocketfft/ducc0 code SciPy uses). Without it (:data:`AVAILABLE` is False) the engine
+keeps the chunked path.
+
+Twins
+-----
+The reference is :func:`ivy_gpu.kernels.sti.gather_numpy`,
+:func:`ivy_gpu.kernels.sti.standardize_numpy` and
+:func:`ivy_gpu.kernels.acf.acf_window_xp` with NumPy; the chunked numba path is the
+fallback.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ivy_gpu.kernels.acf import cross_spectra_one
+from ivy_gpu.kernels.sti import GATHER_MATH, gather_row, standardize_row
+
+try:  # registers np.fft for Numba; imported here so that a missing one is known early
+    import rocket_fft  # noqa: F401
+
+    AVAILABLE, WHY_NOT = True, ""
+except Exception as exc:  # pragma: no cover - depends on the environment
+    # not installed, or built against another Numba (an install made with --no-deps)
+    AVAILABLE, WHY_NOT = False, f"rocket-fft: {type(exc).__name__}: {exc}"
+
+#: STIs one thread handles with one set of scratch arrays. Fixed, so the work of an
+#: STI never depends on how many threads run.
+BLOCK = 8
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=GATHER_MATH)
+def _scores(
+    rows,
+    index,
+    x0,
+    y0,
+    fx,
+    fy,
+    n_fft,
+    lx_max,
+    lt_lo,
+    lt_hi,
+    ray_ptr,
+    ray_lag,
+    ray_w,
+    min_std,
+    idx,
+    peak,
+    before,
+    after,
+):  # pragma: no cover - compiled
+    n, p = x0.shape
+    t_len = rows.shape[1]
+    n_lt = lt_hi - lt_lo + 1
+    nf = n_fft // 2 + 1
+    n_theta = ray_ptr.size - 1
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    for blk in prange(n_blocks):
+        z = np.empty((p, t_len), np.float32)
+        acc_r = np.empty(nf, np.float32)
+        acc_i = np.empty(nf, np.float32)
+        c = np.empty((lx_max + 1, nf), np.complex64)
+        # the block's lag windows side by side (one lane per STI), so the sparse ray sums
+        # run over BLOCK lanes at once
+        win = np.zeros(((lx_max + 1) * n_lt, BLOCK), np.float32)
+        f = np.empty((n_theta, BLOCK), np.float32)
+        ok = np.zeros(BLOCK, np.bool_)
+        s0 = blk * BLOCK
+        for j in range(min(BLOCK, n - s0)):
+            s = s0 + j
+            ok[j] = True
+            for i in range(p):
+                total = gather_row(rows, index, x0[s, i], y0[s, i], fx[s, i], fy[s, i], z[i])
+                if not standardize_row(z[i], total, min_std):
+                    ok[j] = False
+                    break
+            if not ok[j]:
+                win[:, j] = 0.0
+                continue
+            zf = np.fft.rfft(z, n=n_fft, axis=-1)
+            cross_spectra_one(zf.view(np.float32), lx_max, acc_r, acc_i, c.view(np.float32))
+            r = np.fft.irfft(c, n=n_fft, axis=-1)
+            zero = np.float32(r[0, 0])
+            if not zero > 0:
+                zero = np.float32(1.0)
+            for lx in range(lx_max + 1):
+                for k in range(n_lt):
+                    win[lx * n_lt + k, j] = np.float32(r[lx, (lt_lo + k) % n_fft]) / zero
+        for q in range(n_theta):
+            fq = f[q]
+            fq[:] = 0.0
+            for e in range(ray_ptr[q], ray_ptr[q + 1]):
+                we = ray_w[e]
+                wl = win[ray_lag[e]]
+                for j in range(BLOCK):
+                    fq[j] += we * wl[j]
+        for j in range(min(BLOCK, n - s0)):
+            s = s0 + j
+            idx[s] = 0
+            peak[s] = np.nan
+            before[s] = np.nan
+            after[s] = np.nan
+            if not ok[j]:
+                continue
+            best = 0
+            finite = True
+            for q in range(n_theta):
+                v = f[q, j]
+                if not math.isfinite(v):
+                    finite = False
+                    break
+                if v > f[best, j]:
+                    best = q
+            if finite:
+                idx[s] = best
+                peak[s] = f[best, j]
+                if best > 0:
+                    before[s] = f[best - 1, j]
+                if best < n_theta - 1:
+                    after[s] = f[best + 1, j]
+
+
+def sparse_rays(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The folded ray operator ``(n_lags, n_theta)`` as per-ray lists of (lag, weight).
+
+    Returns ``(ptr, lag, w)``: ray ``q`` sums ``w[e] * window[lag[e]]`` for
+    ``e in ptr[q]:ptr[q + 1]``, lags in increasing order. About a tenth of the dense
+    matrix is non-zero.
+    """
+    cols = np.ascontiguousarray(weights.T)
+    q, lag = np.nonzero(cols)
+    ptr = np.zeros(cols.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q, minlength=cols.shape[0]), out=ptr[1:])
+    return ptr, lag.astype(np.int64), cols[q, lag].astype(np.float32)
+
+
+def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std):
+    """ACF ray-integral peaks straight from the packed pixels, one pass per STI.
+
+    Parameters
+    ----------
+    packed : ivy_gpu.kernels.sti.PackedStack
+        Time-last pixels the lines read.
+    x0, y0, fx, fy : ndarray, shape (n, P)
+        Bilinear taps (:func:`ivy_gpu.kernels.sti.bilinear_taps`).
+    n_fft : int
+        FFT length along time (:func:`ivy_gpu.kernels.acf.padded_length`).
+    operator : ivy_gpu.kernels.rays.RayOperator
+        The lag window and the folded rays.
+    min_std : float
+        Relative threshold below which a row counts as constant (the STI is invalid).
+
+    Returns
+    -------
+    idx : ndarray of int64, shape (n,)
+        Best ray (0 for an invalid STI).
+    peak, before, after : ndarray of float32, shape (n,)
+        Ray integral at the best ray and its neighbours (NaN past the ends and for an
+        invalid STI), as :func:`ivy_gpu.kernels.rays.peaks_xp`.
+    """
+    n = x0.shape[0]
+    idx = np.empty(n, dtype=np.int64)
+    peak, before, after = (np.empty(n, dtype=np.float32) for _ in range(3))
+    ptr, lag, w = operator.sparse
+    _scores(
+        packed.rows,
+        packed.index,
+        x0,
+        y0,
+        fx,
+        fy,
+        n_fft,
+        operator.lx_max,
+        operator.lt_lo,
+        operator.lt_hi,
+        ptr,
+        lag,
+        w,
+        min_std,
+        idx,
+        peak,
+        before,
+        after,
+    )
+    return idx, peak, before, after
