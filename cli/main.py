@@ -121,7 +121,7 @@ MIN_VALID = typer.Option(
 STRIDE = typer.Option(
     None,
     "--stride/--no-stride",
-    help="Re-measure slow nodes on every k-th frame (default: on; off with --compat ivytools).",
+    help="Re-measure slow nodes at k frames per step (default: on; off with --compat ivytools).",
 )
 D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")

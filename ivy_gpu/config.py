@@ -44,13 +44,15 @@ RECTIFIER_CACHE_SIZE: int = 8
 PREFETCH_VIDEOS: int = 1
 
 #: Temporal stride of slow nodes (``StivParams.stride``): nodes slower than
-#: STRIDE_BELOW_PX px/frame are re-measured on every k-th frame, k = ceil(STRIDE_TARGET_PX /
-#: speed), keeping at least STRIDE_MIN_FRAMES frames. Measured on synthetic truth (P = 32,
-#: T = 300): unstrided the formulation reads -18 % at 0.1, -3.2 % at 0.6, -1.2 % at 1.0 and
-#: -0.4 to -0.7 % from 1.5 to 3 px/frame; strided, within 1 % from 0.2 to 3 px/frame.
+#: STRIDE_BELOW_PX px/frame are re-measured with streaks over k frames per step, k =
+#: ceil(STRIDE_TARGET_PX / speed), on every frame (the ACF read at frame lags k * m), with at
+#: least STRIDE_MIN_FRAMES steps (T // k; at P = 32 the rays then keep their full length).
+#: Measured on synthetic truth (P = 32, T = 300): unstrided the formulation reads -18 % at 0.1,
+#: -3.2 % at 0.6, -1.2 % at 1.0 and -0.4 to -0.7 % from 1.5 to 3 px/frame; strided, within 1 %
+#: from 0.1 to 3 px/frame (docs/benchmarks.md).
 STRIDE_BELOW_PX: float = 1.8
 STRIDE_TARGET_PX: float = 1.5
-STRIDE_MIN_FRAMES: int = 48
+STRIDE_MIN_FRAMES: int = 32
 STRIDE_MAX: int = 32
 
 #: Rectify only the band of the plan view that the search lines read (plus margins), not

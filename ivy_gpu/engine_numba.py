@@ -75,12 +75,20 @@ class NumbaEngine(HostMemory):
         """Peak ray integral per STI: ``(idx, peak, before, after)``."""
         op = plan.operator
         t = stack_hwt.rows.shape[1]
-        n_fft = acf.padded_length(t, op.lt_lo, op.lt_hi)
+        n_fft = op.fft_length(t)
         if self.fused:
             return acf_fused.acf_scores_numba(stack_hwt, *taps, n_fft, op, sti.CONSTANT_ROW_STD)
         z, valid = sti.gather_numba(stack_hwt, *taps, n_out=n_fft, standardize=True)
         win = acf.acf_window_xp(
-            z, op.lx_max, op.lt_lo, op.lt_hi, np, _threaded_fft(), acf.cross_spectra_numba, t
+            z,
+            op.lx_max,
+            op.lt_lo,
+            op.lt_hi,
+            np,
+            _threaded_fft(),
+            acf.cross_spectra_numba,
+            t,
+            op.lag_step,
         )
         f = rays.apply_ray_operator(win.reshape(win.shape[0], -1), op.weights, config.FFT_WORKERS)
         f[~valid] = np.nan

@@ -38,6 +38,9 @@ class NumpyEngine(HostMemory):
         """Peak ray integral per STI: ``(idx, peak, before, after)``."""
         z, _ = sti.standardize_numpy(self.gather(stack, taps))
         full = acf.acf_full_numpy(z)
+        if plan.lag_step != 1:  # frame lags k * m, m = -(t - 1) ... t - 1, zero lag at t - 1
+            t_full, t = z.shape[-1], plan.num_frames
+            full = full[:, :, (t_full - 1) + plan.lag_step * np.arange(1 - t, t)]
         r0, r1, c0, c1 = rays.crop_bounds(plan.num_pixels, plan.num_frames)
         with np.errstate(invalid="ignore"):
             f = rays.ray_integrals_numpy(

@@ -206,7 +206,16 @@ class XpEngine:
         op = plan.operator
         if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
             self._weights = (plan, xp.asarray(op.weights))
-        win = acf.acf_window_xp(z, op.lx_max, op.lt_lo, op.lt_hi, xp, self.fft, self._cross_spectra)
+        win = acf.acf_window_xp(
+            z,
+            op.lx_max,
+            op.lt_lo,
+            op.lt_hi,
+            xp,
+            self.fft,
+            self._cross_spectra,
+            lag_step=op.lag_step,
+        )
         f = win.reshape(win.shape[0], -1) @ self._weights[1]
         f = xp.where(valid[:, None], f, xp.float32(np.nan))
         peaks = rays.peaks_xp(f, xp)

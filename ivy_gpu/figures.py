@@ -160,8 +160,8 @@ def sti_panels(
     """Space-time images of chosen nodes (e.g. best, median, worst score) in metres and seconds.
 
     ``picks`` are (label, node) pairs. The fitted streak (the detected angle ``theta``) is
-    drawn over each STI; the title gives the node's speed and score. A node re-measured on
-    every k-th frame (``stride``) shows its full-rate STI and angle, and says so.
+    drawn over each STI; the title gives the node's speed and score. A node re-measured at
+    a temporal stride (``stride``) shows its full-rate STI and angle, and says so.
     """
     from ivy_gpu.units import METRIC
 

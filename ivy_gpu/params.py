@@ -91,7 +91,7 @@ class StivParams:
         Sub-step parabolic refinement of the streak and search angles (the
         pipeline's default); ``False`` is the reference grid search.
     stride : bool
-        Re-measure slow nodes with a temporal stride (every k-th frame) so their streak
+        Re-measure slow nodes with a temporal stride (k frames per step) so their streak
         lands where the formulation is unbiased (:func:`ivy_gpu.stiv.apply_stride`).
     search_line : {"unit", "ivytools"}
         ``unit``: 1-px sample spacing on every line (default). ``ivytools``: IVyTools'

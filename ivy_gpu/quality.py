@@ -34,8 +34,10 @@ of ``stiv_results.csv``). The rules and their thresholds (:class:`QualityRules`)
 
 ``stride_limited``
     A slow node needed a temporal stride (:func:`ivy_gpu.stiv.apply_stride`) that the clip
-    is too short to give (fewer than 48 frames would remain): its speed may read low (up
-    to 18 % at 0.1 px/frame unstrided). *Informational*: use a longer clip.
+    is too short to give (fewer than 32 steps of k frames would remain), or its strided
+    re-measurement found no streak (the surface decorrelates over k frames) and it kept its
+    full-rate value: its speed may read low (up to 18 % at 0.1 px/frame unstrided).
+    *Informational*: use a longer clip.
 
 Nodes flagged ``invalid``, ``threshold``, ``outlier``, ``low_score`` or ``unsteady`` are left
 out of the discharge and filled by interpolation along the section like a NaN.

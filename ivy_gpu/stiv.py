@@ -300,12 +300,16 @@ def run_stiv(
     backend: str | Engine = "auto",
     return_sti: bool = False,
     phis: np.ndarray | None = None,
+    lag_step: int = 1,
 ) -> StivResult:
     """Measure surface velocity at each node by exhaustive STIV (see :func:`stiv_exhaustive`).
 
     ``backend`` is a name (resolved through :mod:`ivy_gpu.backends`) or an engine.
     ``phis`` (arithmetic degrees, (nodes, k)) searches each node's own angles instead of
     the fan (the quality windows re-measure each node's best line this way).
+    ``lag_step`` k > 1 measures streaks over k frames per step on every frame (the ACF's
+    temporal stride, :class:`ivy_gpu.kernels.rays.AcfPlan`); ``d_t`` is then the time of
+    k frames.
     """
     check_stack(stack)
     n_frames, height, width = stack.shape
@@ -316,7 +320,7 @@ def run_stiv(
     method = METHOD_OBJECTS[params.method]
 
     lines = line_geometry(nodes, params, width, height, phis)
-    plan = method.plan(params.num_pixels, n_frames, params)
+    plan = method.plan(params.num_pixels, n_frames // lag_step, params, lag_step)
     handle = None
     if lines.pairs.size:
         taps = pair_taps(lines, params)
@@ -350,8 +354,8 @@ def stride_for(slope_px: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndar
 
     A node moving ``slope_px`` < ``config.STRIDE_BELOW_PX`` pixels per frame gets
     ``k = ceil(STRIDE_TARGET_PX / slope_px)``, at most ``config.STRIDE_MAX`` and at most what
-    leaves ``STRIDE_MIN_FRAMES`` frames; ``limited`` marks nodes whose wanted stride the
-    clip could not give (they keep the largest stride it allows).
+    leaves ``STRIDE_MIN_FRAMES`` steps of k frames; ``limited`` marks nodes whose wanted
+    stride the clip could not give (they keep the largest stride it allows).
     """
     from ivy_gpu import config
 
@@ -374,12 +378,15 @@ def apply_stride(
     d_t: float,
     engine: Engine,
 ) -> dict[str, np.ndarray]:
-    """Re-measure slow nodes on every k-th frame (their best line and ``STRIDE_FAN`` on each side).
+    """Re-measure slow nodes at a temporal stride k (best line and ``STRIDE_FAN`` on each side).
 
     The reference formulation reads shallow streaks low (-1.2 % at 1 px/frame, -18 % at
     0.1 px/frame on synthetic truth); with the stride the streak moves about 1.5 to 3 px
-    per kept frame, where it is unbiased to within 1 %. Speed, direction and search angle of
-    those nodes are replaced; ``theta`` and ``score`` stay those of the full-rate search.
+    per step of k frames, where it is unbiased to within 1 %. Every frame is used: the
+    autocorrelation of the full STI is read at frame lags ``k * m`` (the k strided phases
+    summed, :class:`ivy_gpu.kernels.rays.AcfPlan`), not one phase of every k-th frame.
+    Speed, direction and search angle of those nodes are replaced; ``theta`` and ``score``
+    stay those of the full-rate search.
     """
     n_frames = stack.shape[0]
     slope = fields["magnitude"] * d_t / pixel_gsd
@@ -390,7 +397,7 @@ def apply_stride(
     for step in np.unique(k[k > 1]):
         g = np.flatnonzero(k == step)
         r = run_stiv(
-            stack[::step],
+            stack,
             nodes[g, 0],
             nodes[g, 1],
             sub,
@@ -398,12 +405,14 @@ def apply_stride(
             d_t=d_t * step,
             backend=engine,
             phis=fields["best_phi_ari"][g, None] + offsets[None, :],
+            lag_step=int(step),
         )
         ok = np.isfinite(r.magnitude)
         for name in ("magnitude", "direction", "phi"):
             fields[name] = fields[name].copy()
             fields[name][g[ok]] = getattr(r, name)[ok]
         fields["stride"][g[ok]] = step
+        fields["stride_limited"][g[~ok]] = True  # no streak at this stride: kept as measured
     return fields
 
 
@@ -519,7 +528,7 @@ def stiv_exhaustive(
         geometry (stretched lines included; with ``interpolation="nearest"`` it
         reproduces the IVyTools python port, with ``"bilinear"`` the MATLAB original).
     stride : bool
-        Re-measure slow nodes on every k-th frame (:func:`apply_stride`; the pipeline's
+        Re-measure slow nodes at k frames per step (:func:`apply_stride`; the pipeline's
         default). ``False`` keeps the reference formulation's result.
 
     Returns

@@ -32,8 +32,12 @@ class StivMethod(Protocol):
     name: str
     aux_keys: tuple[str, ...]
 
-    def plan(self, p: int, t: int, params: StivParams) -> Any:
-        """Per-call constants (built once per STIV call)."""
+    def plan(self, p: int, t: int, params: StivParams, lag_step: int = 1) -> Any:
+        """Per-call constants (built once per STIV call) for ``t`` frames.
+
+        ``lag_step`` k > 1 scores streaks over k frames per step on a stack of ``k * t``
+        or more frames (the ACF's temporal stride; only the ACF method has one).
+        """
         ...
 
     def score(
@@ -55,9 +59,9 @@ class AcfMethod:
     name = "acf"
     aux_keys = ("idx", "before", "after")
 
-    def plan(self, p: int, t: int, params: StivParams) -> AcfPlan:
-        """Polar grid and folded ray operator for P x T STIs."""
-        return AcfPlan.build(p, t, params.d_rho, params.d_theta)
+    def plan(self, p: int, t: int, params: StivParams, lag_step: int = 1) -> AcfPlan:
+        """Polar grid and folded ray operator for P x t STIs (t in steps of ``lag_step``)."""
+        return AcfPlan.build(p, t, params.d_rho, params.d_theta, lag_step)
 
     def score(self, engine: Engine, handle: Any, taps: Taps, plan: AcfPlan):
         """Peak ray integral, its ray index and its two neighbours."""
@@ -78,8 +82,10 @@ class GradientMethod:
     name = "gradient"
     aux_keys = ("slope",)
 
-    def plan(self, p: int, t: int, params: StivParams) -> None:
-        """Nothing to prepare."""
+    def plan(self, p: int, t: int, params: StivParams, lag_step: int = 1) -> None:
+        """Nothing to prepare (the tensor has its own temporal scales)."""
+        if lag_step != 1:
+            raise ValueError("lag_step: the gradient method has no temporal stride")
         return None
 
     def score(self, engine: Engine, handle: Any, taps: Taps, plan: None):

@@ -168,6 +168,7 @@ def acf_window_xp(
     fft: Any,
     cross_spectra: Any = None,
     n_frames: int | None = None,
+    lag_step: int = 1,
 ) -> Any:
     """Normalized autocorrelation on the lag window the rays need.
 
@@ -185,20 +186,23 @@ def acf_window_xp(
         ``(zf, lx_max) -> C``; defaults to :func:`cross_spectra_xp`.
     n_frames : int, optional
         Frames T when ``z`` is already zero-padded along time (default: its length).
+    lag_step : int
+        Frame lags are ``lag_step * (lt_lo ... lt_hi)`` (a temporal stride read on every
+        frame, :class:`ivy_gpu.kernels.rays.AcfPlan`).
 
     Returns
     -------
     array, shape (n, lx_max + 1, lt_hi - lt_lo + 1), float32
     """
     t = n_frames or z.shape[-1]
-    n_fft = padded_length(t, lt_lo, lt_hi)
+    n_fft = padded_length(t, lag_step * lt_lo, lag_step * lt_hi)
     zf = fft.rfft(z, n=n_fft, axis=-1)
     if cross_spectra is None:
         c = cross_spectra_xp(zf, lx_max, xp)
     else:
         c = cross_spectra(zf, lx_max)
     r = fft.irfft(c, n=n_fft, axis=-1)
-    lags = xp.asarray(np.arange(lt_lo, lt_hi + 1) % n_fft)
+    lags = xp.asarray(lag_step * np.arange(lt_lo, lt_hi + 1) % n_fft)
     win = xp.take(r, lags, axis=-1).astype(xp.float32)
     zero = r[:, 0:1, 0:1].astype(xp.float32)
     zero = xp.where(zero > 0, zero, xp.asarray(np.float32(1.0)))

@@ -55,6 +55,7 @@ def _scores(
     lx_max,
     lt_lo,
     lt_hi,
+    lag_step,
     ray_ptr,
     ray_lag,
     ray_w,
@@ -100,7 +101,8 @@ def _scores(
                 zero = np.float32(1.0)
             for lx in range(lx_max + 1):
                 for k in range(n_lt):
-                    win[lx * n_lt + k, j] = np.float32(r[lx, (lt_lo + k) % n_fft]) / zero
+                    lag = (lag_step * (lt_lo + k)) % n_fft
+                    win[lx * n_lt + k, j] = np.float32(r[lx, lag]) / zero
         for q in range(n_theta):
             fq = f[q]
             fq[:] = 0.0
@@ -159,7 +161,7 @@ def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std):
     x0, y0, fx, fy : ndarray, shape (n, P)
         Bilinear taps (:func:`ivy_gpu.kernels.sti.bilinear_taps`).
     n_fft : int
-        FFT length along time (:func:`ivy_gpu.kernels.acf.padded_length`).
+        FFT length along time (``operator.fft_length(T)``).
     operator : ivy_gpu.kernels.rays.RayOperator
         The lag window and the folded rays.
     min_std : float
@@ -188,6 +190,7 @@ def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std):
         operator.lx_max,
         operator.lt_lo,
         operator.lt_hi,
+        operator.lag_step,
         ptr,
         lag,
         w,

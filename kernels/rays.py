@@ -110,13 +110,17 @@ class RayOperator:
     lx_max : int
         Pixel lags 0 ... lx_max are used (rays never need negative pixel lags).
     lt_lo, lt_hi : int
-        Frame lags lt_lo ... lt_hi (inclusive) are used.
+        Frame lags lt_lo ... lt_hi (inclusive) are used, in units of ``lag_step`` frames.
+    lag_step : int
+        Frames per lag unit: 1 for the reference; k for a temporal stride read on every
+        frame (the autocorrelation at frame lags ``k * m``; see :class:`AcfPlan`).
     """
 
     weights: np.ndarray
     lx_max: int
     lt_lo: int
     lt_hi: int
+    lag_step: int = 1
 
     @cached_property
     def sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,6 +133,12 @@ class RayOperator:
     def n_lt(self) -> int:
         """Number of frame lags in the window."""
         return self.lt_hi - self.lt_lo + 1
+
+    def fft_length(self, t: int) -> int:
+        """FFT length along time for ``t`` frames (circular lags of the window are linear)."""
+        from ivy_gpu.kernels.acf import padded_length
+
+        return padded_length(t, self.lag_step * self.lt_lo, self.lag_step * self.lt_hi)
 
 
 def ray_weight_matrix(
@@ -165,7 +175,15 @@ def ray_weight_matrix(
 
 @dataclass(frozen=True)
 class AcfPlan:
-    """Everything about the ACF score that depends only on (P, T, d_rho, d_theta)."""
+    """Everything about the ACF score that depends only on (P, T, d_rho, d_theta, lag step).
+
+    ``num_frames`` is the STI length the ray geometry is built for. With ``lag_step`` k > 1
+    the plan scores a temporal stride on *every* frame: an STI of ``T >= k * num_frames``
+    frames is autocorrelated in full and read at frame lags ``k * m``. Summed over its k
+    phases, the strided sub-STIs' autocorrelation at lag ``m`` is exactly the full one at
+    lag ``k * m`` (the same frame pairs), so this is the stride without discarding k - 1 of
+    every k frames.
+    """
 
     num_pixels: int
     num_frames: int
@@ -173,12 +191,16 @@ class AcfPlan:
     rho: np.ndarray
     theta: np.ndarray
     operator: RayOperator
+    lag_step: int = 1
 
     @classmethod
-    def build(cls, p: int, t: int, d_rho: float, d_theta: float) -> AcfPlan:
-        """Make the polar grid and the ray operator for ``P x T`` STIs."""
+    def build(cls, p: int, t: int, d_rho: float, d_theta: float, lag_step: int = 1) -> AcfPlan:
+        """Make the polar grid and the ray operator for ``P x t`` STIs (``t`` in lag steps)."""
         rho, theta = polar_grid(p, t, d_rho, d_theta)
-        return cls(p, t, d_rho, rho, theta, ray_weight_matrix(p, t, rho, theta, d_rho))
+        op = ray_weight_matrix(p, t, rho, theta, d_rho)
+        if lag_step != 1:
+            op = RayOperator(op.weights, op.lx_max, op.lt_lo, op.lt_hi, lag_step)
+        return cls(p, t, d_rho, rho, theta, op, lag_step)
 
 
 def peaks_xp(scores: Any, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
