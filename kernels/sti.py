@@ -183,19 +183,32 @@ def gather_row(rows, index, xa, ya, gx, gy, row):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=GATHER_MATH)
-def standardize_row(row, total, min_std):  # pragma: no cover - compiled
-    """Z-score ``row`` in place (sample std) given its sum; False (row untouched) if constant."""
+def row_stats(row, total):  # pragma: no cover - compiled
+    """Mean and sample standard deviation of ``row`` given its sum."""
     t_len = row.size
     m = total / t_len
     ss = 0.0
     for t in range(t_len):
         dl = row[t] - m
         ss += dl * dl
-    sd = math.sqrt(ss / (t_len - 1))
+    return m, math.sqrt(ss / (t_len - 1))
+
+
+@njit(cache=True, nogil=True)
+def row_varies(row, total, min_std):  # pragma: no cover - compiled
+    """False when ``row`` is constant in time (no data): std below ``min_std * (1 + |mean|)``."""
+    m, sd = row_stats(row, total)
+    return sd >= min_std * (1.0 + abs(m))
+
+
+@njit(cache=True, nogil=True, fastmath=GATHER_MATH)
+def standardize_row(row, total, min_std):  # pragma: no cover - compiled
+    """Z-score ``row`` in place (sample std) given its sum; False (row untouched) if constant."""
+    m, sd = row_stats(row, total)
     if sd < min_std * (1.0 + abs(m)):
         return False
     inv = 1.0 / sd
-    for t in range(t_len):
+    for t in range(row.size):
         row[t] = (row[t] - m) * inv
     return True
 

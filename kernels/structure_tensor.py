@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from ivy_gpu.kernels.sti import gather_row, row_varies
+
 #: The pyramid stops below this many samples along the line.
 MIN_LEVEL_SAMPLES = 16
 #: Warped refinements per level.
@@ -186,46 +188,102 @@ def _round_half_even(v):  # pragma: no cover - compiled
     return r
 
 
+@njit(cache=True, nogil=True)
+def level_sizes(p):  # pragma: no cover - compiled
+    """Samples along the line at each pyramid level (finest first)."""
+    sizes = [p]
+    while sizes[-1] >= MIN_LEVEL_SAMPLES:
+        sizes.append((sizes[-1] - 1) // 2)
+    return sizes
+
+
+@njit(cache=True, nogil=True)
+def orientation_one(x, sizes, pyr):  # pragma: no cover - compiled
+    """``(slope, coherence)`` of one raw STI ``x`` (P, T); ``pyr`` (levels, P, T) scratch."""
+    p, t = x.shape
+    levels = len(sizes)
+    pyr[:] = 0.0
+    for a in range(p):
+        mean = 0.0
+        for tt in range(t):
+            mean += x[a, tt]
+        mean32 = np.float32(mean / t)
+        for tt in range(t):
+            pyr[0, a, tt] = np.float32(x[a, tt]) - mean32
+    for lev in range(1, levels):
+        for j in range(sizes[lev]):
+            for tt in range(t):
+                pyr[lev, j, tt] = (
+                    np.float32(0.25) * pyr[lev - 1, 2 * j, tt]
+                    + np.float32(0.5) * pyr[lev - 1, 2 * j + 1, tt]
+                    + np.float32(0.25) * pyr[lev - 1, 2 * j + 2, tt]
+                )
+    u = 0.0
+    for lev in range(levels - 1, -1, -1):
+        if lev < levels - 1:
+            u = 2.0 * u
+        u = _refine_numba(pyr[lev], sizes[lev], t, u, 1)
+    k = int(min(max(_round_half_even(BASELINE_PX / max(abs(u), 1e-3)), 1.0), max(1, t // 4)))
+    if k > 1:
+        u = _refine_numba(pyr[0], p, t, u, k)
+    jaa, jat, jtt = _tensor_numba(pyr[0], p, t, u, k)
+    trace = jaa + jtt
+    if trace > 0:
+        return u, math.sqrt((jaa - jtt) ** 2 + 4.0 * jat**2) / trace
+    return u, np.nan
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def orientation_numba(sti):  # pragma: no cover - compiled
     """CPU twin of :func:`orientation_xp` (one STI per thread, the same arithmetic)."""
     n, p, t = sti.shape
     slope = np.empty(n, np.float64)
     coherence = np.empty(n, np.float64)
-    sizes = [p]
-    while sizes[-1] >= MIN_LEVEL_SAMPLES:
-        sizes.append((sizes[-1] - 1) // 2)
-    levels = len(sizes)
+    sizes = level_sizes(p)
     for s in prange(n):
-        pyr = np.zeros((levels, p, t), np.float32)
-        for a in range(p):
-            mean = 0.0
-            for tt in range(t):
-                mean += sti[s, a, tt]
-            mean32 = np.float32(mean / t)
-            for tt in range(t):
-                pyr[0, a, tt] = np.float32(sti[s, a, tt]) - mean32
-        for lev in range(1, levels):
-            for j in range(sizes[lev]):
-                for tt in range(t):
-                    pyr[lev, j, tt] = (
-                        np.float32(0.25) * pyr[lev - 1, 2 * j, tt]
-                        + np.float32(0.5) * pyr[lev - 1, 2 * j + 1, tt]
-                        + np.float32(0.25) * pyr[lev - 1, 2 * j + 2, tt]
-                    )
-        u = 0.0
-        for lev in range(levels - 1, -1, -1):
-            if lev < levels - 1:
-                u = 2.0 * u
-            u = _refine_numba(pyr[lev], sizes[lev], t, u, 1)
-        k = int(min(max(_round_half_even(BASELINE_PX / max(abs(u), 1e-3)), 1.0), max(1, t // 4)))
-        if k > 1:
-            u = _refine_numba(pyr[0], p, t, u, k)
-        jaa, jat, jtt = _tensor_numba(pyr[0], p, t, u, k)
-        trace = jaa + jtt
-        slope[s] = u
-        if trace > 0:
-            coherence[s] = math.sqrt((jaa - jtt) ** 2 + 4.0 * jat**2) / trace
-        else:
-            coherence[s] = np.nan
+        pyr = np.empty((len(sizes), p, t), np.float32)
+        slope[s], coherence[s] = orientation_one(sti[s], sizes, pyr)
+    return slope, coherence
+
+
+#: STIs one thread handles with one set of scratch arrays in :func:`orientation_packed_numba`.
+BLOCK = 8
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _orientation_packed(rows, index, x0, y0, fx, fy, min_std, slope, coherence):  # pragma: no cover
+    n, p = x0.shape
+    t = rows.shape[1]
+    sizes = level_sizes(p)
+    for blk in prange((n + BLOCK - 1) // BLOCK):
+        x = np.empty((p, t), np.float32)
+        pyr = np.empty((len(sizes), p, t), np.float32)
+        for s in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            ok = True
+            for i in range(p):
+                total = gather_row(rows, index, x0[s, i], y0[s, i], fx[s, i], fy[s, i], x[i])
+                if not row_varies(x[i], total, min_std):
+                    ok = False
+            slope[s], c = orientation_one(x, sizes, pyr)
+            coherence[s] = c if ok else np.nan
+
+
+def orientation_packed_numba(packed, x0, y0, fx, fy, min_std):
+    """:func:`orientation_numba` of STIs gathered from packed pixels, one pass per STI.
+
+    Gathers each STI into per-thread scratch (no (n, P, T) array) and checks its rows for
+    constant ones from the same samples; the orientation arithmetic is
+    :func:`orientation_numba`'s, so the results are identical.
+
+    Returns
+    -------
+    slope : ndarray of float64, shape (n,)
+        px/frame.
+    coherence : ndarray of float64, shape (n,)
+        NaN where a row is constant in time (the STI is invalid).
+    """
+    n = x0.shape[0]
+    slope = np.empty(n, np.float64)
+    coherence = np.empty(n, np.float64)
+    _orientation_packed(packed.rows, packed.index, x0, y0, fx, fy, min_std, slope, coherence)
     return slope, coherence

@@ -231,3 +231,26 @@ def test_sparse_rays_equal_the_dense_operator():
     )
     assert np.allclose(got, win @ op.weights, rtol=1e-5, atol=1e-5)
     assert lag.size < 0.15 * op.weights.size  # why the fused path sums lists, not the matrix
+
+
+def test_fused_gradient_equals_gather_then_orientation(texture_factory):
+    """The numba engine's one-pass gradient scores equal the gather + orientation steps."""
+    from ivy_gpu.kernels import structure_tensor
+
+    stack = texture_factory((48, 40, 60), 1.3, 60.0, seed=9)
+    stack[:, 30:34, 5:40] = 90  # constant in time: an invalid STI
+    rng = np.random.default_rng(21)
+    x = rng.uniform(2, 40, (13, 1)) + np.arange(16)[None, :] * 0.9
+    y = rng.uniform(2, 26, (13, 1)) + np.arange(16)[None, :] * 0.4
+    x[12], y[12] = 10 + np.arange(16) * 0.9, 31.5
+    taps = sti.bilinear_taps(x, y, 60, 40, "bilinear")
+    packed = sti.time_last(stack)
+    slope, coherence = structure_tensor.orientation_packed_numba(
+        packed, *taps, sti.CONSTANT_ROW_STD
+    )
+    raw, _ = sti.gather_numba(packed, *taps)
+    want_slope, want_coherence = structure_tensor.orientation_numba(raw)
+    _, valid = sti.gather_numba(packed, *taps, standardize=True)
+    assert list(valid) == [True] * 12 + [False]
+    assert np.array_equal(slope, want_slope)
+    assert np.array_equal(coherence, np.where(valid, want_coherence, np.nan), equal_nan=True)
