@@ -26,6 +26,7 @@ from ivy_gpu.results import StageError, VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig
 from ivy_gpu.stabilize import (
     AUTO_THRESHOLD_PX,
+    STABLE_INLIERS_MIN,
     MotionEstimator,
     MotionReport,
     compose,
@@ -299,6 +300,13 @@ class _Tracker:
             r.notes.append(
                 f"the camera moved {r.rms_px:.2f} px RMS (max {r.max_px:.2f} px) and "
                 "stabilization is off: velocities may be wrong (use --stabilize auto)"
+            )
+        if r.corrected_frames and r.inlier_fraction < STABLE_INLIERS_MIN:
+            r.notes.append(
+                f"only {100 * r.inlier_fraction:.0f} % of the stable region's features follow "
+                "one camera motion (RANSAC inliers): it holds things that move (vegetation, "
+                "water, people), so the correction, and the velocities, are less sure; draw a "
+                "stabilization_polygon around rigid features (site create --stable-polygon)"
             )
         if self.failed:
             r.notes.append(

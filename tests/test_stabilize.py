@@ -45,13 +45,16 @@ def shaky_site(tmp_path_factory):
     return d, truth, moves
 
 
-def test_motion_estimate_matches_the_jitter_on_stable_ground(shaky_site):
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_motion_estimate_matches_the_jitter_on_stable_ground(shaky_site, scale):
+    """At full resolution (a 1280-px frame's default) and tracked at half resolution (the
+    default from 1600 px wide)."""
     d, truth, moves = shaky_site
     scaffold = load_scaffold(d / "site.ivy")
     rect = rectifier_for(scaffold, truth["wse_m"])
     frames = list(Site(SPEC).render(n_frames=20))
-    est = MotionEstimator(frames[0], stable_mask(rect, scaffold.cross_section_line))
-    assert len(est.points) > 100
+    est = MotionEstimator(frames[0], stable_mask(rect, scaffold.cross_section_line), scale)
+    assert est.scale == (scale or 1.0) and len(est.points) > 100
     p = est.points.reshape(-1, 2).astype(float)
     errors = []
     for f, a_true in zip(frames[1:], moves[1:20], strict=True):
@@ -82,6 +85,7 @@ def test_shaky_video_is_stabilized_and_warned_about(shaky_site):
     assert auto.motion["corrected_frames"] >= 100 and auto.motion["inlier_fraction"] > 0.8
     assert 1.5 < auto.motion["rms_px"] < 5 and auto.motion["max_rotation_deg"] < 0.5
     assert not any("stabilization is off" in w for w in auto.warnings)
+    assert not any("features follow one camera motion" in w for w in auto.warnings)  # rigid
 
 
 def test_still_camera_auto_changes_nothing(video_site):
@@ -92,3 +96,16 @@ def test_still_camera_auto_changes_nothing(video_site):
     assert auto.motion["corrected_frames"] == 0 and auto.motion["rms_px"] < 0.05
     assert np.array_equal(auto.stiv_magnitudes, off.stiv_magnitudes, equal_nan=True)
     assert auto.total_discharge == off.total_discharge
+
+
+def test_large_frames_are_tracked_at_half_resolution():
+    rng = np.random.default_rng(4)
+    big = cv2.GaussianBlur((rng.random((1080, 1920)) * 255).astype(np.uint8), (0, 0), 2.0)
+    est = MotionEstimator(big)
+    assert est.scale == 0.5 and (est.window, est.levels) == (11, 2)
+    a_true = np.array([[1.0, 0.0, 2.3], [0.0, 1.0, -1.7]])
+    a, inliers = est.estimate(cv2.warpAffine(big, a_true, (1920, 1080), flags=cv2.INTER_LINEAR))
+    assert inliers > 0.9 and np.allclose(a, a_true, atol=0.05)
+    assert MotionEstimator(big[:720, :1280]).scale == 1.0
+    with pytest.raises(ValueError, match="scale"):
+        MotionEstimator(big, scale=0.3)
