@@ -326,6 +326,8 @@ def environment() -> dict:
     gpu = device_name() if usable else "none"
     import os
 
+    from ivy_gpu.provenance import numba_path
+
     return dict(
         date=_dt.date.today().isoformat(),
         commit=commit,
@@ -335,6 +337,7 @@ def environment() -> dict:
         gpu_status=why,
         python=platform.python_version(),
         numpy=np.__version__,
+        numba_path=numba_path(),
     )
 
 
@@ -342,7 +345,8 @@ def markdown(rows: list[Row], acc: list[dict], env: dict, rect: list[dict] = ())
     """Render the measurements as Markdown tables."""
     lines = [
         f"Measured {env['date']}, commit `{env['commit']}`, CPU {env['cpu']} "
-        f"({env['cores']} cores), GPU: {env['gpu']}.",
+        f"({env['cores']} cores), GPU: {env['gpu']}; numba ACF path: "
+        f"{env.get('numba_path', 'fused')}.",
         "",
         "| case | backend | frames x rows x cols | nodes x angles | P | time (s) | "
         "us per (node, angle) | STIs/s | peak MB |",
