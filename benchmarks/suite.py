@@ -346,7 +346,7 @@ def markdown(rows: list[Row], acc: list[dict], env: dict, rect: list[dict] = ())
     lines = [
         f"Measured {env['date']}, commit `{env['commit']}`, CPU {env['cpu']} "
         f"({env['cores']} cores), GPU: {env['gpu']}; numba ACF path: "
-        f"{env.get('numba_path', 'fused')}.",
+        f"{env['numba_path']}.",
         "",
         "| case | backend | frames x rows x cols | nodes x angles | P | time (s) | "
         "us per (node, angle) | STIs/s | peak MB |",

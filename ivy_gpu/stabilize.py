@@ -158,10 +158,14 @@ class MotionEstimator:
         return cv2.resize(frame, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
 
     def _to_scaled(self, p: np.ndarray) -> np.ndarray:
-        # pixel centres: a 2 x 2 average's centre (x + 0.5) / 2 - 0.5
+        # pixel centres: a 2 x 2 average's centre (x + 0.5) / 2 - 0.5; full scale untouched
+        if self.scale == 1.0:
+            return p
         return ((p + 0.5) * self.scale - 0.5).astype(np.float32)
 
     def _from_scaled(self, p: np.ndarray) -> np.ndarray:
+        if self.scale == 1.0:
+            return p
         return ((p + 0.5) / self.scale - 0.5).astype(np.float32)
 
     def estimate(self, frame: np.ndarray) -> tuple[np.ndarray | None, float]:
@@ -176,7 +180,7 @@ class MotionEstimator:
             winSize=(self.window, self.window),
             maxLevel=self.levels,
         )
-        nxt = self._from_scaled(nxt) if self.scale != 1.0 else nxt
+        nxt = self._from_scaled(nxt)
         ok = status.ravel() == 1
         if ok.sum() < 6:
             return None, 0.0

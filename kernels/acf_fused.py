@@ -33,10 +33,10 @@ from ivy_gpu.kernels.sti import GATHER_MATH, gather_row, standardize_row
 try:  # registers np.fft for Numba; imported here so that a missing one is known early
     import rocket_fft  # noqa: F401
 
-    AVAILABLE, WHY_NOT = True, ""
-except Exception as exc:  # pragma: no cover - depends on the environment
+    AVAILABLE = True
+except Exception:  # pragma: no cover - depends on the environment
     # not installed, or built against another Numba (an install made with --no-deps)
-    AVAILABLE, WHY_NOT = False, f"rocket-fft: {type(exc).__name__}: {exc}"
+    AVAILABLE = False
 
 #: STIs one thread handles with one set of scratch arrays. Fixed, so the work of an
 #: STI never depends on how many threads run.
@@ -135,20 +135,6 @@ def _scores(
                     before[s] = f[best - 1, j]
                 if best < n_theta - 1:
                     after[s] = f[best + 1, j]
-
-
-def sparse_rays(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The folded ray operator ``(n_lags, n_theta)`` as per-ray lists of (lag, weight).
-
-    Returns ``(ptr, lag, w)``: ray ``q`` sums ``w[e] * window[lag[e]]`` for
-    ``e in ptr[q]:ptr[q + 1]``, lags in increasing order. About a tenth of the dense
-    matrix is non-zero.
-    """
-    cols = np.ascontiguousarray(weights.T)
-    q, lag = np.nonzero(cols)
-    ptr = np.zeros(cols.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(q, minlength=cols.shape[0]), out=ptr[1:])
-    return ptr, lag.astype(np.int64), cols[q, lag].astype(np.float32)
 
 
 def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std):

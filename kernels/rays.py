@@ -17,6 +17,7 @@ of a whole batch is a single matrix product (BLAS on CPU, cuBLAS on GPU).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from types import ModuleType
@@ -125,8 +126,6 @@ class RayOperator:
     @cached_property
     def sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-ray ``(ptr, lag, w)`` lists of the non-zero weights (the fused CPU path)."""
-        from ivy_gpu.kernels.acf_fused import sparse_rays
-
         return sparse_rays(self.weights)
 
     @property
@@ -139,6 +138,20 @@ class RayOperator:
         from ivy_gpu.kernels.acf import padded_length
 
         return padded_length(t, self.lag_step * self.lt_lo, self.lag_step * self.lt_hi)
+
+
+def sparse_rays(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The folded ray operator ``(n_lags, n_theta)`` as per-ray lists of (lag, weight).
+
+    Returns ``(ptr, lag, w)``: ray ``q`` sums ``w[e] * window[lag[e]]`` for
+    ``e in ptr[q]:ptr[q + 1]``, lags in increasing order. About a tenth of the dense
+    matrix is non-zero.
+    """
+    cols = np.ascontiguousarray(weights.T)
+    q, lag = np.nonzero(cols)
+    ptr = np.zeros(cols.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q, minlength=cols.shape[0]), out=ptr[1:])
+    return ptr, lag.astype(np.int64), cols[q, lag].astype(np.float32)
 
 
 def ray_weight_matrix(
@@ -191,16 +204,18 @@ class AcfPlan:
     rho: np.ndarray
     theta: np.ndarray
     operator: RayOperator
-    lag_step: int = 1
+
+    @property
+    def lag_step(self) -> int:
+        """Frames per lag step (the operator's)."""
+        return self.operator.lag_step
 
     @classmethod
     def build(cls, p: int, t: int, d_rho: float, d_theta: float, lag_step: int = 1) -> AcfPlan:
         """Make the polar grid and the ray operator for ``P x t`` STIs (``t`` in lag steps)."""
         rho, theta = polar_grid(p, t, d_rho, d_theta)
-        op = ray_weight_matrix(p, t, rho, theta, d_rho)
-        if lag_step != 1:
-            op = RayOperator(op.weights, op.lx_max, op.lt_lo, op.lt_hi, lag_step)
-        return cls(p, t, d_rho, rho, theta, op, lag_step)
+        op = dataclasses.replace(ray_weight_matrix(p, t, rho, theta, d_rho), lag_step=lag_step)
+        return cls(p, t, d_rho, rho, theta, op)
 
 
 def peaks_xp(scores: Any, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
