@@ -187,17 +187,25 @@ def test_constant_rows_are_no_data_whatever_the_rounding():
     assert not v_numba[0] and not v_numpy[0]
 
 
-@pytest.mark.parametrize("frames", [(0, 48), (5, 44)])
-def test_fused_numba_scores_match_the_chunked_steps(texture_factory, frames):
+@pytest.mark.parametrize(
+    ("frames", "pixel_fft"), [((0, 48), False), ((5, 44), False), ((0, 48), True), ((5, 44), True)]
+)
+def test_fused_numba_scores_match_the_chunked_steps(
+    texture_factory, frames, pixel_fft, monkeypatch
+):
     """One pass per STI (gather to ray peaks in one compiled loop, FFTs by Rocket-FFT)
     against the chunked steps (gather, SciPy FFTs, cross-spectra, BLAS ray product).
 
     13 lines (not a multiple of the per-thread block), one crossing a patch that is
     constant in time (an invalid STI), on the whole stack and on a frame window (the
-    strided re-measurement reads such non-contiguous views).
+    strided re-measurement reads such non-contiguous views); with the cross-spectra as a
+    direct sum over rows and by FFT along the pixel axis (the path of long lines).
     """
     from ivy_gpu.engine_numba import NumbaEngine
     from ivy_gpu.kernels import acf_fused
+
+    monkeypatch.setattr(acf_fused, "PIXEL_FFT_MIN_PIXELS", 16 if pixel_fft else 10_000)
+    assert bool(acf_fused.pixel_fft_length(16, 9)) == pixel_fft
 
     assert acf_fused.AVAILABLE  # a dependency: the fast path must not go missing quietly
     stack = texture_factory((48, 40, 60), 1.3, 60.0, seed=9)
