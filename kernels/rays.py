@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -212,10 +212,28 @@ class AcfPlan:
 
     @classmethod
     def build(cls, p: int, t: int, d_rho: float, d_theta: float, lag_step: int = 1) -> AcfPlan:
-        """Make the polar grid and the ray operator for ``P x t`` STIs (``t`` in lag steps)."""
-        rho, theta = polar_grid(p, t, d_rho, d_theta)
-        op = dataclasses.replace(ray_weight_matrix(p, t, rho, theta, d_rho), lag_step=lag_step)
-        return cls(p, t, d_rho, rho, theta, op)
+        """The polar grid and the ray operator for ``P x t`` STIs (``t`` in lag steps).
+
+        Plans are cached (:data:`PLAN_CACHE_SIZE`): the videos of a batch share P and
+        usually their frame count, so each builds the same operator and its per-ray lists.
+        A cached plan's arrays are read-only.
+        """
+        return _build_plan(cls, int(p), int(t), float(d_rho), float(d_theta), int(lag_step))
+
+
+#: Ray plans kept (full clip, quality windows, strided re-measurements of a site).
+PLAN_CACHE_SIZE = 16
+
+
+@lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _build_plan(
+    cls: type[AcfPlan], p: int, t: int, d_rho: float, d_theta: float, lag_step: int
+) -> AcfPlan:
+    rho, theta = polar_grid(p, t, d_rho, d_theta)
+    op = dataclasses.replace(ray_weight_matrix(p, t, rho, theta, d_rho), lag_step=lag_step)
+    for a in (rho, theta, op.weights):
+        a.flags.writeable = False  # shared by every later call with the same key
+    return cls(p, t, d_rho, rho, theta, op)
 
 
 def peaks_xp(scores: Any, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
