@@ -9,7 +9,7 @@ one task per video on a Dask cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from ivy_gpu.pipeline import run_video
 from ivy_gpu.quality import QualityRules
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold import ScaffoldConfig
-from ivy_gpu.stack import load_stack
+from ivy_gpu.stack import LoadedVideo, load_stack
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,28 @@ class LocalExecutor:
                             params=runner.stiv,
                             stabilize=runner.stabilize,
                         )
-                future = pending.pop(job.index, None)
-                preload = None if future is None else future.result
+                preload = _once(pending.pop(job.index)) if job.index in pending else None
                 yield job.index, runner(job, preload, self.stage_progress)
+                preload = None
         finally:
             for f in pending.values():
                 f.cancel()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _once(future: Future) -> Callable[[], LoadedVideo]:
+    """The prefetched stack's loader, which lets go of the future once read.
+
+    Nothing but the video being processed then holds the stack, so it is freed as soon as
+    the video is analysed.
+    """
+    box = [future]
+
+    def load():
+        return box.pop().result()
+
+    return load
 
 
 class DaskExecutor:

@@ -105,10 +105,14 @@ def run_video(
             return_sti=out is not None,
             rules=rules,
         )
+        first_frame = loaded.first_frame
+        # the outputs need only the first frame: the stack goes before the figures are drawn
+        # (in a batch the next video's stack is loading meanwhile)
+        loaded = preload = None
         if out is not None:
             t = time.perf_counter()
             result.error_stage = "save"
-            write_outputs(OutputContext(out, scaffold, result, sr, loaded.first_frame))
+            write_outputs(OutputContext(out, scaffold, result, sr, first_frame))
             result.stage_seconds["save"] = time.perf_counter() - t
         result.success, result.error_stage = True, None
     except StageError as exc:

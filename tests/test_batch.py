@@ -202,3 +202,53 @@ def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
     assert second.success
     assert not third.success and third.error_stage == "read"
     assert "v2.mp4: disk went away (in the read stage)" in third.error_message
+
+
+def test_the_stack_is_freed_before_the_figures(batch_dir, monkeypatch):
+    """The outputs need only the first frame: each video's stack (held by the prefetch in a
+    batch) is released before its figures are drawn, so at most the next video's stack is
+    in memory while they are."""
+    import gc
+    import weakref
+
+    import ivy_gpu.executors as executors_mod
+    import ivy_gpu.outputs as outputs_mod
+    import ivy_gpu.pipeline as pipeline_mod
+
+    folder, scaffold, truth = batch_dir
+    stacks: dict[str, weakref.ref] = {}
+    alive_at_save: dict[str, bool] = {}
+
+    def tracked(real):
+        def load(scaffold_cfg, cfg, engine, *args, **kw):
+            loaded = real(scaffold_cfg, cfg, engine, *args, **kw)
+            base = loaded.stack
+            while base.base is not None:
+                base = base.base
+            stacks[cfg.video_path.name] = weakref.ref(base)
+            return loaded
+
+        return load
+
+    monkeypatch.setattr(executors_mod, "load_stack", tracked(executors_mod.load_stack))
+    monkeypatch.setattr(pipeline_mod, "load_stack", tracked(pipeline_mod.load_stack))
+    real_writers = list(outputs_mod.WRITERS)
+
+    def look(ctx):
+        gc.collect()
+        alive_at_save[ctx.result.video_path.name] = stacks[ctx.result.video_path.name]() is not None
+
+    monkeypatch.setattr(outputs_mod, "WRITERS", [look, *real_writers])
+    videos = []
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copy(folder / "good.mp4", folder / name)
+        videos.append(VideoConfig(folder / name, truth["wse_m"], max_frames=40))
+    b = process_batch(scaffold, videos, folder / "freed", backend="numba")
+    assert all(r.success for r in b.video_results)
+    assert alive_at_save == {"a.mp4": False, "b.mp4": False, "c.mp4": False}
+    assert set(stacks) == {"a.mp4", "b.mp4", "c.mp4"}  # b and c were prefetched
+
+    from ivy_gpu.pipeline import process_video
+
+    r = process_video(scaffold, folder / "a.mp4", truth["wse_m"], folder / "one", backend="numba")
+    assert r.success and alive_at_save["a.mp4"] is False
