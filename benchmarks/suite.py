@@ -283,6 +283,10 @@ def run_suite(
             for layout in ("grid", "scattered"):
                 xy = node_layout(layout, 1080, 1920, 32)
                 rows.append(time_stiv(f"1080p-{layout}-{len(xy)}x31", b, big, xy, 31, 32))
+            # long lines, as IVyTools sets P from the line length on fine pixels (the
+            # pipeline benchmark's site: 138); the numba engine's pixel-axis FFT path
+            xy = node_layout("scattered", 1080, 1920, 138)
+            rows.append(time_stiv(f"1080p-scattered-{len(xy)}x31-P138", b, big, xy, 31, 138))
         if b != "numpy":
             rows.append(
                 time_stiv("1080p-575x31-gradient", b, big, nodes, 31, 32, method="gradient")
