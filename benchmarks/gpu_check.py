@@ -55,9 +55,11 @@ def _engines(sim: bool) -> dict[str, Any]:
 
 
 def _sizes(sim: bool) -> dict[str, int]:
+    # long_p: the long search lines IVyTools sets on fine pixels (the numba engine's
+    # pixel-axis FFT path; the GPU's cross-spectra grow with P squared)
     if sim:
-        return dict(frames=24, height=120, width=200, p=8, angles=5)
-    return dict(frames=300, height=1080, width=1920, p=32, angles=31)
+        return dict(frames=24, height=120, width=200, p=8, angles=5, long_p=12)
+    return dict(frames=300, height=1080, width=1920, p=32, angles=31, long_p=138)
 
 
 def step_env(sim: bool) -> dict:
@@ -106,12 +108,12 @@ def step_tests(sim: bool) -> dict:
     return {"returncode": run.returncode, "summary": tail}
 
 
-def _layout(name: str, sim: bool) -> np.ndarray:
+def _layout(name: str, sim: bool, p: int | None = None) -> np.ndarray:
     """Node positions of a benchmark layout (a few of them under the slow simulator)."""
     from ivy_gpu.benchmarks.suite import node_layout
 
     s = _sizes(sim)
-    xy = node_layout(name, s["height"], s["width"], s["p"])
+    xy = node_layout(name, s["height"], s["width"], p or s["p"])
     return xy[:: max(1, len(xy) // 4)] if sim else xy
 
 
@@ -159,18 +161,20 @@ def step_stiv(sim: bool) -> dict:
 
     s = _sizes(sim)
     stack = _stack(sim)
-    params = StivParams(
-        num_pixels=s["p"], phi_origin=90, phi_range=(s["angles"] - 1) / 2, d_phi=1, refine=True
-    )
     engines = dict(_engines(sim))
     engines["numba (this machine's CPU)"] = backends.get_engine("numba")
     rows = []
-    for layout in ("grid", "scattered", "row"):
-        xy = _layout(layout, sim)
+    cases = [("grid", s["p"]), ("scattered", s["p"]), ("row", s["p"])]
+    cases.append(("scattered", s["long_p"]))
+    for layout, p in cases:
+        xy = _layout(layout, sim, p)
+        params = StivParams(
+            num_pixels=p, phi_origin=90, phi_range=(s["angles"] - 1) / 2, d_phi=1, refine=True
+        )
         for label, engine in engines.items():
             device_stack = engine.to_device(stack)
 
-            def call(engine=engine, device_stack=device_stack, xy=xy):
+            def call(engine=engine, device_stack=device_stack, xy=xy, params=params):
                 run_stiv(
                     device_stack,
                     xy[:, 0],
@@ -194,7 +198,7 @@ def step_stiv(sim: bool) -> dict:
             pairs = xy.shape[0] * s["angles"]
             rows.append(
                 dict(
-                    layout=layout,
+                    layout=layout if p == s["p"] else f"{layout}, P = {p}",
                     engine=label,
                     nodes=int(xy.shape[0]),
                     angles=s["angles"],
