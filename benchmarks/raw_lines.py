@@ -26,7 +26,7 @@ import numpy as np
 from ivy_gpu import backends
 from ivy_gpu.engine import Taps
 from ivy_gpu.grid import node_stations
-from ivy_gpu.kernels.sti import PackedStack, bilinear_taps
+from ivy_gpu.kernels.sti import PackedStack, bilinear_taps, cell_index
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.results import VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, load_scaffold
@@ -36,8 +36,10 @@ from ivy_gpu.stiv import (
     METHOD_OBJECTS,
     SearchLines,
     line_geometry,
+    read_cells,
     reduce_nodes,
     run_stiv,
+    sample_window,
     score_pairs,
 )
 from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
@@ -54,7 +56,7 @@ class RawLines:
     cells: np.ndarray
 
 
-def raw_lines(scaffold: ScaffoldConfig, wse: float, params: StivParams) -> tuple[RawLines, object]:
+def raw_lines(scaffold: ScaffoldConfig, wse: float, params: StivParams) -> RawLines:
     """Map the search lines of (scaffold, WSE) to raw pixels once (bilinear on the tables)."""
     rect = rectifier_for(scaffold, wse)
     nodes, _ = stiv_band(scaffold, rect, params)
@@ -65,16 +67,11 @@ def raw_lines(scaffold: ScaffoldConfig, wse: float, params: StivParams) -> tuple
     sy = lines.sy.reshape(-1, p)[lines.pairs]
     raw = plan_to_frame(rect, sx, sy)
     rx, ry = raw[:, 0].reshape(sx.shape), raw[:, 1].reshape(sx.shape)
-    fw, fh = rect.frame_size
-    x_lo, y_lo = max(0, int(np.floor(rx.min())) - 1), max(0, int(np.floor(ry.min())) - 1)
-    x_hi, y_hi = min(fw - 1, int(np.ceil(rx.max())) + 1), min(fh - 1, int(np.ceil(ry.max())) + 1)
+    window = sample_window(rx, ry, 0.0, *rect.frame_size)
+    y_lo, y_hi, x_lo, x_hi = window
     w, h = x_hi - x_lo + 1, y_hi - y_lo + 1
     taps = bilinear_taps(rx - x_lo, ry - y_lo, w, h, params.interpolation)
-    base = (taps[1].astype(np.int64) * w + taps[0]).ravel()
-    mask = np.zeros(h * w, bool)
-    for off in (0, 1, w, w + 1):
-        mask[base + off] = True
-    return RawLines(lines, taps, (y_lo, y_hi, x_lo, x_hi), np.flatnonzero(mask)), rect
+    return RawLines(lines, taps, window, read_cells(window, taps))
 
 
 def read_raw(video: Path, rl: RawLines) -> tuple[PackedStack, int]:
@@ -83,14 +80,19 @@ def read_raw(video: Path, rl: RawLines) -> tuple[PackedStack, int]:
     h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
     cy, cx = np.divmod(rl.cells, w)
     cy, cx = cy + y_lo, cx + x_lo
-    cols = []
-    for _, _, luma in FrameReader(video):
-        cols.append(luma[cy, cx])
-    t = len(cols)
+    cols = [luma[cy, cx] for _, _, luma in FrameReader(video)]
     rows = np.ascontiguousarray(np.stack(cols, axis=1))
-    index = np.full(h * w, -1, dtype=np.int32)
-    index[rl.cells] = np.arange(rl.cells.size, dtype=np.int32)
-    return PackedStack(rows, index.reshape(h, w)), t
+    return PackedStack(rows, cell_index(rl.cells, h, w)), len(cols)
+
+
+def true_speeds(
+    spec: SiteSpec, scaffold: ScaffoldConfig, nodes: np.ndarray, wse: float, gsd: float
+) -> np.ndarray:
+    """The site's true surface speed (m/s) at the nodes (full plan-view pixels)."""
+    stations = node_stations(
+        nodes, scaffold.cross_section_line, scaffold.cross_section, wse, gsd, scaffold.start_bank
+    ).stations
+    return Site(spec).surface_speed(stations)
 
 
 def compare(
@@ -117,7 +119,7 @@ def compare(
         n_frames, out["stack_mb"] = loaded.stack.shape[0], loaded.stack.nbytes / 1e6
         nodes = loaded.nodes
         del loaded
-        rl, _ = raw_lines(scaffold, wse, params)
+        rl = raw_lines(scaffold, wse, params)
         packed, t = read_raw(video, rl)
         t3 = time.perf_counter()
         assert t == n_frames
@@ -143,15 +145,7 @@ def measure(spec: SiteSpec, work: Path, backend: str = "numba") -> dict:
         f"{spec.width_px}x{spec.height_px}, u_max {spec.u_max} m/s, "
         f"camera {spec.camera_height_m} m up, P {scaffold.stiv.num_pixels}"
     )
-    stations = node_stations(
-        nodes,
-        scaffold.cross_section_line,
-        scaffold.cross_section,
-        wse,
-        gsd,
-        scaffold.start_bank,
-    ).stations
-    true = Site(spec).surface_speed(stations)
+    true = true_speeds(spec, scaffold, nodes, wse, gsd)
     wet = true > 0.2 * spec.u_max  # away from the banks' zero-speed edge
     for name, r in (("stack", a), ("raw", b)):
         err = (r[wet] - true[wet]) / true[wet]

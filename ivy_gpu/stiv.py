@@ -157,11 +157,11 @@ def line_geometry(
     window = (0, 1, 0, 1)
     if pairs.size:
         sxp, syp = sx.reshape(-1, p)[pairs], sy.reshape(-1, p)[pairs]
-        window = _window(sxp, syp, params.sigma, width, height)
+        window = sample_window(sxp, syp, params.sigma, width, height)
     return SearchLines(phis, sx, sy, pairs, window)
 
 
-def _window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
+def sample_window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
     """Bounding box of the samples plus the blur margin, at least 2 x 2, inside the stack."""
     margin = int(4.0 * sigma + 0.5) + 2 if sigma > 0 else 1
     x_lo = max(0, int(np.floor(sx.min())) - margin)
@@ -184,9 +184,9 @@ def pair_taps(lines: SearchLines, params: StivParams) -> Taps:
     )
 
 
-def read_cells(lines: SearchLines, taps: Taps) -> np.ndarray:
-    """Flat indices (into the window) of every pixel the pairs' bilinear ``taps`` read."""
-    y_lo, y_hi, x_lo, x_hi = lines.window
+def read_cells(window: tuple[int, int, int, int], taps: Taps) -> np.ndarray:
+    """Flat indices (into ``window``) of every pixel the bilinear ``taps`` read."""
+    y_lo, y_hi, x_lo, x_hi = window
     h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
     x0, y0 = taps[0], taps[1]
     base = (y0.astype(np.int64) * w + x0).ravel()
@@ -324,7 +324,7 @@ def run_stiv(
     handle = None
     if lines.pairs.size:
         taps = pair_taps(lines, params)
-        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, taps))
+        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines.window, taps))
         score, aux = score_pairs(engine, method, handle, lines, taps, plan, n_frames)
     else:
         n = lines.sx.shape[0] * lines.sx.shape[1]
@@ -445,7 +445,7 @@ def run_stiv_windows(
     handle = None
     if lines.pairs.size:
         taps = pair_taps(lines, params)  # one set of taps for every window
-        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines, taps))
+        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines.window, taps))
     plans: dict[int, Any] = {}
     for start, stop in windows:
         frames = stop - start

@@ -54,14 +54,12 @@ BLOCK = 8
 PIXEL_FFT_MIN_PIXELS = 64
 
 
-def pixel_fft_length(p: int, lx_max: int, pixel_fft: bool | None = None) -> int:
+def pixel_fft_length(p: int, lx_max: int) -> int:
     """Length of the pixel-axis FFT for lines of ``p`` pixels, 0 for the direct sum.
 
     At least ``p + lx_max``, so circular pixel lags ``0 ... lx_max`` equal linear ones.
     """
-    if pixel_fft is None:
-        pixel_fft = p >= PIXEL_FFT_MIN_PIXELS
-    return scipy.fft.next_fast_len(p + lx_max) if pixel_fft else 0
+    return scipy.fft.next_fast_len(p + lx_max) if p >= PIXEL_FFT_MIN_PIXELS else 0
 
 
 @njit(cache=True, nogil=True)
@@ -181,7 +179,7 @@ def _scores(
                     after[s] = f[best + 1, j]
 
 
-def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std, pixel_fft=None):
+def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std):
     """ACF ray-integral peaks straight from the packed pixels, one pass per STI.
 
     Parameters
@@ -196,9 +194,9 @@ def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std, pixel_fft
         The lag window and the folded rays.
     min_std : float
         Relative threshold below which a row counts as constant (the STI is invalid).
-    pixel_fft : bool, optional
-        Cross-spectra by FFT along the pixel axis instead of the direct sum over rows;
-        default: when the lines have at least :data:`PIXEL_FFT_MIN_PIXELS` pixels.
+
+    Lines of :data:`PIXEL_FFT_MIN_PIXELS` pixels or more take their cross-spectra by FFT
+    along the pixel axis, shorter ones by the direct sum over rows.
 
     Returns
     -------
@@ -212,7 +210,7 @@ def acf_scores_numba(packed, x0, y0, fx, fy, n_fft, operator, min_std, pixel_fft
     idx = np.empty(n, dtype=np.int64)
     peak, before, after = (np.empty(n, dtype=np.float32) for _ in range(3))
     ptr, lag, w = operator.sparse
-    n_pix_fft = pixel_fft_length(x0.shape[1], operator.lx_max, pixel_fft)
+    n_pix_fft = pixel_fft_length(x0.shape[1], operator.lx_max)
     _scores(
         packed.rows,
         packed.index,

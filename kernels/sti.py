@@ -138,9 +138,14 @@ def pack_pixels(
     cy, cx = np.divmod(cells, w)
     rows = np.empty((cells.size, stack.shape[0]), dtype=stack.dtype)
     _pack_rows(stack, (cy + y0).astype(np.int64), (cx + x0).astype(np.int64), rows)
+    return PackedStack(rows, cell_index(cells, h, w))
+
+
+def cell_index(cells: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The ``PackedStack.index`` of ``cells`` (flat, in an ``h x w`` crop) packed in order."""
     index = np.full(h * w, -1, dtype=np.int32)
     index[cells] = np.arange(cells.size, dtype=np.int32)
-    return PackedStack(rows, index.reshape(h, w))
+    return index.reshape(h, w)
 
 
 @njit(parallel=True, cache=True, nogil=True)

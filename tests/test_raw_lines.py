@@ -3,9 +3,9 @@
 import numpy as np
 
 from ivy_gpu import backends
-from ivy_gpu.benchmarks.raw_lines import compare
+from ivy_gpu.benchmarks.raw_lines import compare, true_speeds
 from ivy_gpu.scaffold import load_scaffold
-from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
+from ivy_gpu.synthetic_site import SiteSpec, make_site
 
 
 def test_lines_sampled_from_raw_frames_read_the_true_speed(tmp_path):
@@ -18,13 +18,7 @@ def test_lines_sampled_from_raw_frames_read_the_true_speed(tmp_path):
     out, stack, raw, nodes, gsd = compare(
         scaffold, tmp_path / truth["video"], truth["wse_m"], engine, repeats=1
     )
-    from ivy_gpu.grid import node_stations
-
-    stations = node_stations(
-        nodes, scaffold.cross_section_line, scaffold.cross_section, truth["wse_m"], gsd,
-        scaffold.start_bank,
-    ).stations  # fmt: skip
-    true = Site(spec).surface_speed(stations)
+    true = true_speeds(spec, scaffold, nodes, truth["wse_m"], gsd)
     wet = true > 0.4 * spec.u_max
     assert wet.sum() >= 10
     for speeds in (stack, raw):
