@@ -125,6 +125,12 @@ STRIDE = typer.Option(
 )
 D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
+FIGURES = typer.Option(
+    True,
+    "--figures/--no-figures",
+    help="Draw each video's PNG figures; --no-figures writes the tables and results.json only "
+    "(faster on large batches).",
+)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars; log errors only.")
 JSON = typer.Option(
     False, "--json", help="One JSON document on stdout instead of text (implies --quiet)."
@@ -250,6 +256,7 @@ def process(
     frame_step: int = typer.Option(1, help="Keep every k-th frame."),
     max_frames: int = typer.Option(None, help="Stop after this many frames."),
     keep_frames: bool = typer.Option(False, help="Also write the rectified frames (PNG)."),
+    figures: bool = FIGURES,
     backend: Backend = BACKEND,
     method: Method = METHOD,
     interpolation: Interpolation = INTERPOLATION,
@@ -307,6 +314,7 @@ def process(
                 compat=Compat(compat).value,
                 min_valid_fraction=min_valid_fraction,
                 stabilize=None if stabilize is None else Stabilize(stabilize).value,
+                figures=figures,
             )
         except ValueError as exc:
             _fail(exc, debug)
@@ -341,6 +349,7 @@ def batch(
     tz: str = typer.Option(
         None, "--tz", help="Zone of measurement times without one (e.g. CST, -05:00)."
     ),
+    figures: bool = FIGURES,
     backend: Backend = BACKEND,
     method: Method = METHOD,
     interpolation: Interpolation = INTERPOLATION,
@@ -421,6 +430,7 @@ def batch(
                 stabilize=None if stabilize is None else Stabilize(stabilize).value,
                 gauge=gauge,
                 tz=tz,
+                figures=figures,
             ).run(rows, csv_file)
         except ValueError as exc:
             _fail(exc, debug)

@@ -27,7 +27,7 @@ from ivy_gpu.batch_csv import (
 from ivy_gpu.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
 from ivy_gpu.lock import FolderLock, remove_stale_temporaries
 from ivy_gpu.log import log
-from ivy_gpu.outputs import read_result
+from ivy_gpu.outputs import FIGURES, read_result
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.provenance import fingerprint
 from ivy_gpu.quality import quality_rules
@@ -54,8 +54,12 @@ def _reusable(old: ProcessingResult | None, runner: VideoRunner, cfg: VideoConfi
 
     The fingerprint covers the scaffold's content, the video's size and bytes, the WSE,
     alpha, the frame selection, the STIV and quality settings and the algorithm version.
+    A result saved without figures is not reused when this batch draws them.
     """
     if old is None or old.fingerprint is None or not cfg.video_path.is_file():
+        return None
+    folder = old.output_directory
+    if runner.figures and (folder is None or not (folder / FIGURES[0][0]).is_file()):
         return None
     now = fingerprint(runner.scaffold, cfg, runner.stiv, runner.rules, runner.stabilize)
     if old.fingerprint != now:
@@ -116,6 +120,8 @@ class BatchOrchestrator:
         once.
     report : bool
         Write ``report.html`` at the end (see :func:`ivy_gpu.report.build_report`).
+    figures : bool
+        Draw each video's PNG figures (see :func:`ivy_gpu.process_video`).
     gauge, tz : optional
         A gauge record to compare with in the report, and the zone of measurement times.
     """
@@ -139,6 +145,7 @@ class BatchOrchestrator:
         report: bool = True,
         gauge: str | Path | None = None,
         tz: str | None = None,
+        figures: bool = True,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
@@ -150,6 +157,7 @@ class BatchOrchestrator:
             stiv_params_for(scaffold, stiv).with_compat(compat),
             quality_rules(min_valid_fraction),
             stabilize_mode(scaffold, stabilize),
+            figures,
         )
         self.stop_on_error = stop_on_error
         self.resume = resume
@@ -240,12 +248,14 @@ def process_batch(
     compat: str | None = None,
     min_valid_fraction: float = 0.5,
     stabilize: str | None = None,
+    figures: bool = True,
 ) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
 
     ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster; ``stiv``
-    overrides the scaffold's STIV settings. Raises ``ValueError`` for an unreadable
-    scaffold or an unusable backend, before any video is read.
+    overrides the scaffold's STIV settings; ``figures`` False skips each video's PNGs.
+    Raises ``ValueError`` for an unreadable scaffold or an unusable backend, before any
+    video is read.
     """
     scaffold = as_scaffold(scaffold_path)
     u = unit_system(scaffold.display_units)
@@ -255,7 +265,7 @@ def process_batch(
     ]
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
-    options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize)
+    options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize, figures=figures)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows)
 
 
@@ -275,6 +285,7 @@ def process_batch_csv(
     csv_units: str | None = None,
     gauge: str | Path | None = None,
     tz: str | None = None,
+    figures: bool = True,
 ) -> BatchResult:
     """Process every row of a batch CSV.
 
@@ -287,6 +298,6 @@ def process_batch_csv(
     rows = read_batch_csv(batch_csv_path, csv_units or scaffold.display_units)
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
-    options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize)
+    options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize, figures=figures)
     options.update(gauge=gauge, tz=tz)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows, Path(batch_csv_path))

@@ -34,6 +34,7 @@ class VideoRunner:
     stiv: StivParams
     rules: QualityRules | None = None
     stabilize: str | None = None
+    figures: bool = True
 
     def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
         """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
@@ -48,6 +49,7 @@ class VideoRunner:
             output_name=job.folder,
             rules=self.rules,
             stabilize=self.stabilize,
+            figures=self.figures,
         )
 
 

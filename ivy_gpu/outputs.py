@@ -27,6 +27,13 @@ from ivy_gpu.units import unit_system
 
 RESULT_JSON = "results.json"
 
+#: The figures of one video (:func:`write_figures`), each with the report's caption.
+FIGURES = (
+    ("rectified_vectors.png", "surface velocity"),
+    ("section.png", "section"),
+    ("stis.png", "space-time images"),
+)
+
 
 @dataclass(frozen=True)
 class OutputContext:
@@ -37,6 +44,7 @@ class OutputContext:
     result: ProcessingResult
     stiv: StivResult
     first_frame: np.ndarray
+    figures: bool = True
 
 
 def write_tables(ctx: OutputContext) -> None:
@@ -84,7 +92,15 @@ def plan_north(scaffold: ScaffoldConfig) -> tuple[float, float] | None:
 
 
 def write_figures(ctx: OutputContext) -> None:
-    """Vectors over the first rectified frame, three STIs and the section profile."""
+    """Vectors over the first rectified frame, three STIs and the section profile.
+
+    With ``ctx.figures`` False none is drawn, and those of an earlier run in the folder are
+    removed: they would show another result beside this one's numbers.
+    """
+    if not ctx.figures:
+        for name, _ in FIGURES:
+            (ctx.out / name).unlink(missing_ok=True)
+        return
     from ivy_gpu import figures
 
     r, sr, scaffold = ctx.result, ctx.stiv, ctx.scaffold

@@ -59,12 +59,14 @@ def run_video(
     output_name: str | None = None,
     rules: QualityRules | None = None,
     stabilize: str | None = None,
+    figures: bool = True,
 ) -> ProcessingResult:
     """Process one video; failures are recorded in the result (never raised).
 
     Results go to ``<output_directory>/<output_name or video stem>/``. ``preload``
     returns the stack when it was loaded elsewhere (a batch's prefetch); its
-    exceptions are recorded like those of loading here.
+    exceptions are recorded like those of loading here. ``figures`` False writes the
+    tables and ``results.json`` only (no PNG, and no best STIs gathered for them).
     """
     t0 = time.perf_counter()
     result = ProcessingResult(
@@ -102,7 +104,7 @@ def run_video(
             params,
             result,
             progress,
-            return_sti=out is not None,
+            return_sti=out is not None and figures,
             rules=rules,
         )
         first_frame = loaded.first_frame
@@ -112,7 +114,7 @@ def run_video(
         if out is not None:
             t = time.perf_counter()
             result.error_stage = "save"
-            write_outputs(OutputContext(out, scaffold, result, sr, first_frame))
+            write_outputs(OutputContext(out, scaffold, result, sr, first_frame, figures))
             result.stage_seconds["save"] = time.perf_counter() - t
         result.success, result.error_stage = True, None
     except StageError as exc:
@@ -166,6 +168,7 @@ def process_video(
     compat: str | None = None,
     min_valid_fraction: float = 0.5,
     stabilize: str | None = None,
+    figures: bool = True,
 ) -> ProcessingResult:
     """Turn one video into discharge.
 
@@ -204,6 +207,11 @@ def process_video(
     stabilize : {None, "auto", "on", "off"}
         Camera-motion correction (:mod:`ivy_gpu.stabilize`); None: ``on`` when the
         scaffold's ``ffmpeg_parameters.stabilize`` is set, else ``auto``.
+    figures : bool
+        Draw the PNG figures (``rectified_vectors.png``, ``stis.png``, ``section.png``).
+        Off, a video writes its tables and ``results.json`` only, and earlier figures in
+        its folder are removed; drawing them is a large share of a clip's time on the CPU
+        (``docs/benchmarks.md``).
 
     Returns
     -------
@@ -246,6 +254,7 @@ def process_video(
             keep_frames=keep_frames,
             rules=rules,
             stabilize=mode,
+            figures=figures,
         )
     for w in result.warnings:  # what the caller should look at, as Python warnings
         warnings.warn(f"{video.video_path.name}: {w}", IvyGpuWarning, stacklevel=2)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ivy_gpu.batch_csv import format_value
 from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.outputs import FIGURES
 from ivy_gpu.record import gauge_at, parse_zone, read_gauge
 from ivy_gpu.units import unit_system
 
@@ -31,11 +32,6 @@ REPORT = "report.html"
 #: Videos given a detailed section (failed ones first, then the largest gauge differences,
 #: then batch order); the others are in the table only, so a page of 5000 videos stays light.
 DETAIL_LIMIT = 200
-FIGURES = (
-    ("rectified_vectors.png", "surface velocity"),
-    ("section.png", "section"),
-    ("stis.png", "space-time images"),
-)
 
 
 @dataclass

@@ -88,6 +88,44 @@ def test_resume_recomputes_after_a_scaffold_change(clips):
     assert not b.video_results[0].reused
 
 
+FIGURE_FILES = ("rectified_vectors.png", "stis.png", "section.png")
+
+
+def test_no_figures_same_numbers_no_pngs_and_resume_draws_them(clips):
+    folder, scaffold, truth = clips
+    out = folder / "out"
+    a = folder / "a.mp4"
+    wse = truth["wse_m"]
+    drawn = process_video(scaffold, a, wse, out, max_frames=40, backend="numba")
+    assert all((out / "a" / f).is_file() for f in FIGURE_FILES)
+    bare = process_video(scaffold, a, wse, out, max_frames=40, backend="numba", figures=False)
+    assert bare.success and bare.total_discharge == drawn.total_discharge
+    # the earlier run's figures went with it: they would show another result
+    assert not any((out / "a" / f).exists() for f in FIGURE_FILES)
+    assert (out / "a" / "results.json").is_file() and (out / "a" / "discharge_table.csv").is_file()
+
+    videos = [VideoConfig(a, wse, max_frames=40)]
+    b = _run(scaffold, videos, folder / "batch", figures=False)
+    assert not b.video_results[0].reused
+    assert not (folder / "batch" / "a" / FIGURE_FILES[0]).exists()
+    again = _run(scaffold, videos, folder / "batch", figures=False)
+    assert again.video_results[0].reused  # figures were not asked for: the result is complete
+    drawn_now = _run(scaffold, videos, folder / "batch")
+    assert not drawn_now.video_results[0].reused  # figures asked for: recomputed, and drawn
+    assert all((folder / "batch" / "a" / f).is_file() for f in FIGURE_FILES)
+    assert drawn_now.video_results[0].total_discharge == b.video_results[0].total_discharge
+    assert _run(scaffold, videos, folder / "batch").video_results[0].reused
+
+    r = runner.invoke(
+        app,
+        ["process", str(scaffold), str(a), "--wse", str(wse), "-o", str(folder / "cli"),
+         "--max-frames", "40", "--backend", "numba", "--no-figures", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert (folder / "cli" / "a" / "results.json").is_file()
+    assert not (folder / "cli" / "a" / FIGURE_FILES[0]).exists()
+
+
 def test_a_second_writer_is_refused_at_once(clips):
     folder, scaffold, truth = clips
     out = folder / "out"
