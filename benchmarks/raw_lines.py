@@ -26,7 +26,7 @@ import numpy as np
 from ivy_gpu import backends
 from ivy_gpu.engine import Taps
 from ivy_gpu.grid import node_stations
-from ivy_gpu.kernels.sti import PackedStack, bilinear_taps, cell_index
+from ivy_gpu.kernels.sti import PackedStack, bilinear_taps, cell_index, read_cells
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.results import VideoConfig
 from ivy_gpu.scaffold import ScaffoldConfig, load_scaffold
@@ -36,7 +36,6 @@ from ivy_gpu.stiv import (
     METHOD_OBJECTS,
     SearchLines,
     line_geometry,
-    read_cells,
     reduce_nodes,
     run_stiv,
     sample_window,
@@ -71,7 +70,7 @@ def raw_lines(scaffold: ScaffoldConfig, wse: float, params: StivParams) -> RawLi
     y_lo, y_hi, x_lo, x_hi = window
     w, h = x_hi - x_lo + 1, y_hi - y_lo + 1
     taps = bilinear_taps(rx - x_lo, ry - y_lo, w, h, params.interpolation)
-    return RawLines(lines, taps, window, read_cells(window, taps))
+    return RawLines(lines, taps, window, read_cells(h, w, taps[0], taps[1]))
 
 
 def read_raw(video: Path, rl: RawLines) -> tuple[PackedStack, int]:

@@ -67,14 +67,12 @@ class Engine(Protocol):
         """Number of (node, angle) pairs scored per chunk within the memory budget."""
         ...
 
-    def prepare(
-        self, stack: Any, window: Window, sigma: float, cells: np.ndarray | None = None
-    ) -> Any:
+    def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:
         """Crop ``stack`` to ``window``, blur it spatially by ``sigma`` and lay it out.
 
-        ``cells`` (flat indices into the window) lists every pixel the lines' bilinear taps
-        read; an engine may copy only those. Returns the handle that :meth:`gather` and the
-        scoring calls read.
+        ``taps`` (window coordinates) are every bilinear tap the handle will be read with;
+        an engine may copy only the pixels they read. Returns the handle that
+        :meth:`gather` and the scoring calls read.
         """
         ...
 

@@ -47,15 +47,16 @@ class NumbaEngine(HostMemory):
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
     def prepare(
-        self, stack: np.ndarray, window: Window, sigma: float, cells: np.ndarray | None = None
+        self, stack: np.ndarray, window: Window, sigma: float, taps: Taps | None = None
     ) -> sti.PackedStack:
-        """Time-last rows of the pixels the lines read (``cells``), or of the whole crop.
+        """Time-last rows of the pixels the ``taps`` read, or of the whole crop.
 
-        Without a blur only the listed pixels are copied, straight from the stack, so the
-        cost follows the number of pixels read, not the size of the box around them.
+        Without a blur only those pixels are copied, straight from the stack, so the cost
+        follows the number of pixels read, not the size of the box around them.
         """
         y_lo, y_hi, x_lo, x_hi = window
         h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
+        cells = None if taps is None else sti.read_cells(h, w, taps[0], taps[1])
         if cells is not None and cells.size < 0.5 * h * w:
             if sigma > 0:
                 return sti.pack_pixels(self.crop(stack, window, sigma), 0, 0, h, w, cells)

@@ -25,9 +25,9 @@ class NumpyEngine(HostMemory):
         return max(1, min(config.MAX_CHUNK_PAIRS, config.CPU_CHUNK_BYTES // per_pair))
 
     def prepare(
-        self, stack: np.ndarray, window: Window, sigma: float, cells: np.ndarray | None = None
+        self, stack: np.ndarray, window: Window, sigma: float, taps: Taps | None = None
     ) -> np.ndarray:
-        """The cropped, blurred region itself (``cells`` is not needed)."""
+        """The cropped, blurred region itself (``taps`` is not needed)."""
         return self.crop(stack, window, sigma)
 
     def gather(self, stack: np.ndarray, taps: Taps) -> np.ndarray:

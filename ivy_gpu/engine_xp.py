@@ -156,7 +156,7 @@ class XpEngine:
         budget = config.GPU_CHUNK_BYTES if self.xp is not np else config.CPU_CHUNK_BYTES
         return max(1, min(config.MAX_CHUNK_PAIRS, budget // per_pair))
 
-    def prepare(self, stack: Any, window: Window, sigma: float, cells: Any = None) -> Any:
+    def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:
         """Crop on the device (a host stack is cropped first, then uploaded) and blur there."""
         y_lo, y_hi, x_lo, x_hi = window
         region = self.to_device(stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1])

@@ -137,37 +137,52 @@ def line_geometry(
     :func:`~ivy_gpu.angles.ivytools_line_samples`).
     """
     p = params.num_pixels
+    fan = None
     if phis is None:
         fan = search_angles(params.phi_origin, params.phi_range, params.d_phi)
         phis = np.broadcast_to(fan, (nodes.shape[0], fan.size))
     phis = np.asarray(phis, float)
+    nx, ny = nodes[:, 0, None], nodes[:, 1, None]
     if params.search_line == "ivytools":
-        sx, sy = ivytools_line_samples(nodes[:, 0, None], nodes[:, 1, None], phis, p)
+        sx, sy = ivytools_line_samples(nx, ny, phis, p)
+        bounds = sx.min(-1), sx.max(-1), sy.min(-1), sy.max(-1)
     else:
-        off = line_offsets(phis.ravel(), p).reshape(*phis.shape, p, 2)
-        sx = nodes[:, 0, None, None] + off[..., 0]  # (nodes, angles, P)
-        sy = nodes[:, 1, None, None] + off[..., 1]
-    inside = (
-        (sx.min(-1) >= 0)
-        & (sx.max(-1) <= width - 1)
-        & (sy.min(-1) >= 0)
-        & (sy.max(-1) <= height - 1)
-    )
+        # one fan for every node: its offsets once, (1, angles, P); else each node's own
+        off = line_offsets(fan, p)[None] if fan is not None else (
+            line_offsets(phis.ravel(), p).reshape(*phis.shape, p, 2)
+        )  # fmt: skip
+        sx = nx[..., None] + off[..., 0]  # (nodes, angles, P)
+        sy = ny[..., None] + off[..., 1]
+        # a rounded sum is monotone in each term: a line's extreme sample is the node plus
+        # its extreme offset, exactly, so the bounds need no pass over every sample
+        ox, oy = off[..., 0], off[..., 1]
+        bounds = nx + ox.min(-1), nx + ox.max(-1), ny + oy.min(-1), ny + oy.max(-1)
+    x_min, x_max, y_min, y_max = bounds
+    inside = (x_min >= 0) & (x_max <= width - 1) & (y_min >= 0) & (y_max <= height - 1)
     pairs = np.flatnonzero(inside.ravel())
     window = (0, 1, 0, 1)
     if pairs.size:
-        sxp, syp = sx.reshape(-1, p)[pairs], sy.reshape(-1, p)[pairs]
-        window = sample_window(sxp, syp, params.sigma, width, height)
+        lo_x, hi_x, lo_y, hi_y = (b[inside] for b in bounds)
+        window = bounds_window(
+            lo_x.min(), hi_x.max(), lo_y.min(), hi_y.max(), params.sigma, width, height
+        )
     return SearchLines(phis, sx, sy, pairs, window)
 
 
 def sample_window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
     """Bounding box of the samples plus the blur margin, at least 2 x 2, inside the stack."""
+    return bounds_window(sx.min(), sx.max(), sy.min(), sy.max(), sigma, w, h)
+
+
+def bounds_window(
+    x_min: float, x_max: float, y_min: float, y_max: float, sigma: float, w: int, h: int
+) -> tuple[int, int, int, int]:
+    """:func:`sample_window` of samples spanning ``[x_min, x_max] x [y_min, y_max]``."""
     margin = int(4.0 * sigma + 0.5) + 2 if sigma > 0 else 1
-    x_lo = max(0, int(np.floor(sx.min())) - margin)
-    x_hi = min(w - 1, int(np.ceil(sx.max())) + margin)
-    y_lo = max(0, int(np.floor(sy.min())) - margin)
-    y_hi = min(h - 1, int(np.ceil(sy.max())) + margin)
+    x_lo = max(0, int(np.floor(x_min)) - margin)
+    x_hi = min(w - 1, int(np.ceil(x_max)) + margin)
+    y_lo = max(0, int(np.floor(y_min)) - margin)
+    y_hi = min(h - 1, int(np.ceil(y_max)) + margin)
     x_hi, y_hi = max(x_hi, min(w - 1, x_lo + 1)), max(y_hi, min(h - 1, y_lo + 1))
     x_lo, y_lo = min(x_lo, x_hi - 1), min(y_lo, y_hi - 1)
     return y_lo, y_hi, x_lo, x_hi
@@ -176,24 +191,10 @@ def sample_window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
 def pair_taps(lines: SearchLines, params: StivParams) -> Taps:
     """Bilinear taps (window coordinates) of every usable pair's samples, each (pairs, P)."""
     p = params.num_pixels
-    return _taps(
-        lines,
-        lines.sx.reshape(-1, p)[lines.pairs],
-        lines.sy.reshape(-1, p)[lines.pairs],
-        params.interpolation,
-    )
-
-
-def read_cells(window: tuple[int, int, int, int], taps: Taps) -> np.ndarray:
-    """Flat indices (into ``window``) of every pixel the bilinear ``taps`` read."""
-    y_lo, y_hi, x_lo, x_hi = window
-    h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
-    x0, y0 = taps[0], taps[1]
-    base = (y0.astype(np.int64) * w + x0).ravel()
-    mask = np.zeros(h * w, bool)
-    for off in (0, 1, w, w + 1):
-        mask[base + off] = True
-    return np.flatnonzero(mask)
+    sx, sy = lines.sx.reshape(-1, p), lines.sy.reshape(-1, p)
+    if lines.pairs.size < sx.shape[0]:  # no copy when every line is usable
+        sx, sy = sx[lines.pairs], sy[lines.pairs]
+    return _taps(lines, sx, sy, params.interpolation)
 
 
 def _taps(lines: SearchLines, sx: np.ndarray, sy: np.ndarray, interpolation: str):
@@ -324,7 +325,7 @@ def run_stiv(
     handle = None
     if lines.pairs.size:
         taps = pair_taps(lines, params)
-        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines.window, taps))
+        handle = engine.prepare(stack, lines.window, params.sigma, taps)
         score, aux = score_pairs(engine, method, handle, lines, taps, plan, n_frames)
     else:
         n = lines.sx.shape[0] * lines.sx.shape[1]
@@ -445,7 +446,7 @@ def run_stiv_windows(
     handle = None
     if lines.pairs.size:
         taps = pair_taps(lines, params)  # one set of taps for every window
-        handle = engine.prepare(stack, lines.window, params.sigma, read_cells(lines.window, taps))
+        handle = engine.prepare(stack, lines.window, params.sigma, taps)
     plans: dict[int, Any] = {}
     for start, stop in windows:
         frames = stop - start

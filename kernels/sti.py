@@ -55,11 +55,14 @@ def bilinear_taps(
         ys = np.ceil(y - 0.5)
     else:
         xs, ys = x, y
-    x0 = np.clip(np.floor(xs), 0, width - 2)
-    y0 = np.clip(np.floor(ys), 0, height - 2)
-    fx = (xs - x0).astype(np.float32)
-    fy = (ys - y0).astype(np.float32)
-    return x0.astype(np.int32), y0.astype(np.int32), fx, fy
+    out = []
+    for v, size in ((xs, width), (ys, height)):
+        v0 = np.floor(v)
+        np.clip(v0, 0, size - 2, out=v0)
+        corner = v0.astype(np.int32)
+        out.append((corner, np.subtract(v, v0, out=v0).astype(np.float32)))
+    (x0, fx), (y0, fy) = out
+    return x0, y0, fx, fy
 
 
 def gather_numpy(stack, x0, y0, fx, fy, xp: ModuleType = np):
@@ -139,6 +142,19 @@ def pack_pixels(
     rows = np.empty((cells.size, stack.shape[0]), dtype=stack.dtype)
     _pack_rows(stack, (cy + y0).astype(np.int64), (cx + x0).astype(np.int64), rows)
     return PackedStack(rows, cell_index(cells, h, w))
+
+
+def read_cells(h: int, w: int, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
+    """Flat indices (into an ``h x w`` crop) of every pixel the bilinear taps ``(x0, y0)`` read.
+
+    ``x0, y0`` are the taps' top-left corners (:func:`bilinear_taps`); each tap reads its
+    corner and the right, lower and lower-right neighbours.
+    """
+    base = (y0.astype(np.int64) * w + x0).ravel()
+    mask = np.zeros(h * w, bool)
+    for off in (0, 1, w, w + 1):
+        mask[base + off] = True
+    return np.flatnonzero(mask)
 
 
 def cell_index(cells: np.ndarray, h: int, w: int) -> np.ndarray:
