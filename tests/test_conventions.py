@@ -38,6 +38,32 @@ def test_search_line_is_one_sided_and_even():
     assert np.allclose(spacing, 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("search_line", ["unit", "ivytools"])
+def test_usable_lines_and_window_follow_every_sample(search_line):
+    """A line is usable when all its samples are inside; the window covers them and the blur."""
+    from ivy_gpu.params import StivParams
+    from ivy_gpu.stiv import line_geometry
+
+    rng = np.random.default_rng(21)
+    w, h, p, sigma = 90, 60, 16, 1.5
+    nodes = np.column_stack([rng.uniform(0, w - 1, 300), rng.uniform(0, h - 1, 300)])
+    nodes[:4] = [[0, 0], [w - 1, h - 1], [15, 30], [w - 16, 30]]  # lines ending on an edge
+    params = StivParams(num_pixels=p, phi_origin=73.0, phi_range=180, d_phi=7.5,
+                        sigma=sigma, search_line=search_line)  # fmt: skip
+    lines = line_geometry(nodes, params, w, h)
+    sx, sy = lines.sx.reshape(-1, p), lines.sy.reshape(-1, p)
+    inside = (sx >= 0).all(1) & (sx <= w - 1).all(1) & (sy >= 0).all(1) & (sy <= h - 1).all(1)
+    assert 0 < inside.sum() < inside.size
+    assert np.array_equal(lines.pairs, np.flatnonzero(inside))
+    y_lo, y_hi, x_lo, x_hi = lines.window
+    m = int(4 * sigma + 0.5) + 2
+    used_x, used_y = sx[inside], sy[inside]
+    assert x_lo == max(0, int(np.floor(used_x.min())) - m)
+    assert x_hi == min(w - 1, int(np.ceil(used_x.max())) + m)
+    assert y_lo == max(0, int(np.floor(used_y.min())) - m)
+    assert y_hi == min(h - 1, int(np.ceil(used_y.max())) + m)
+
+
 def test_nearest_taps_round_half_down():
     x0, y0, fx, fy = sti.bilinear_taps(
         np.array([2.5, 2.51, 9.0]), np.array([0.5, 0.0, 9.0]), 10, 10, "nearest"
