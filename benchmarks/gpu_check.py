@@ -304,7 +304,7 @@ def markdown(results: dict) -> str:
             ]
             lines += [
                 f"| {x['layout']} | {x['engine']} | {x['nodes']}x{x['angles']} | "
-                f"{x['seconds']:.4f} | {x.get('host_s', float('nan')):.4f} | "
+                f"{x['seconds']:.4f} | {x['host_s']:.4f} | "
                 f"{x['first_call_s']:.2f} | {x['us_per_pair']:.2f} | {x['stis_per_s']:,.0f} |"
                 for x in r["rows"]
             ]

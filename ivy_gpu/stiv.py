@@ -151,11 +151,11 @@ def line_geometry(
         off = line_offsets(fan, p)[None] if fan is not None else (
             line_offsets(phis.ravel(), p).reshape(*phis.shape, p, 2)
         )  # fmt: skip
-        sx = nx[..., None] + off[..., 0]  # (nodes, angles, P)
-        sy = ny[..., None] + off[..., 1]
+        ox, oy = off[..., 0], off[..., 1]
+        sx = nx[..., None] + ox  # (nodes, angles, P)
+        sy = ny[..., None] + oy
         # a rounded sum is monotone in each term: a line's extreme sample is the node plus
         # its extreme offset, exactly, so the bounds need no pass over every sample
-        ox, oy = off[..., 0], off[..., 1]
         bounds = nx + ox.min(-1), nx + ox.max(-1), ny + oy.min(-1), ny + oy.max(-1)
     x_min, x_max, y_min, y_max = bounds
     inside = (x_min >= 0) & (x_max <= width - 1) & (y_min >= 0) & (y_max <= height - 1)

@@ -55,14 +55,11 @@ def bilinear_taps(
         ys = np.ceil(y - 0.5)
     else:
         xs, ys = x, y
-    out = []
-    for v, size in ((xs, width), (ys, height)):
-        v0 = np.floor(v)
-        np.clip(v0, 0, size - 2, out=v0)
-        corner = v0.astype(np.int32)
-        out.append((corner, np.subtract(v, v0, out=v0).astype(np.float32)))
-    (x0, fx), (y0, fy) = out
-    return x0, y0, fx, fy
+    x0 = np.clip(np.floor(xs), 0, width - 2)
+    y0 = np.clip(np.floor(ys), 0, height - 2)
+    fx = (xs - x0).astype(np.float32)
+    fy = (ys - y0).astype(np.float32)
+    return x0.astype(np.int32), y0.astype(np.int32), fx, fy
 
 
 def gather_numpy(stack, x0, y0, fx, fy, xp: ModuleType = np):
