@@ -38,7 +38,7 @@ LIMITS = {"env": 60, "tests": 110, "agree": 60, "stiv": 110, "rectify": 40, "e2e
 
 def _engines(sim: bool) -> dict[str, Any]:
     """The GPU engine variants to measure: with and without the Numba-CUDA kernels."""
-    from ivy_gpu.engine_xp import XpEngine
+    from ivy_gpu.engines.xp_engine import XpEngine
 
     if sim:
         return {
@@ -47,7 +47,7 @@ def _engines(sim: bool) -> dict[str, Any]:
         }
     import cupy
 
-    from ivy_gpu import backends
+    from ivy_gpu.engines import backends
 
     engine = backends.get_engine("cupy")
     label = "cupy+cuda-kernels" if engine.use_cuda_kernels else "cupy (kernels unusable)"
@@ -72,9 +72,9 @@ def step_env(sim: bool) -> dict:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = None
-    from ivy_gpu import backends
     from ivy_gpu.benchmarks.suite import device_name
-    from ivy_gpu.engine_xp import cuda_kernel_status
+    from ivy_gpu.engines import backends
+    from ivy_gpu.engines.xp_engine import cuda_kernel_status
 
     out["gpu_status"] = backends.gpu_status()[1]
     out["device"] = "Numba CUDA simulator" if sim else device_name()
@@ -126,9 +126,9 @@ def _stack(sim: bool) -> np.ndarray:
 
 def step_agree(sim: bool) -> dict:
     """GPU engine vs numba engine on the grid layout: same grid steps, speeds within 1e-4."""
-    from ivy_gpu import backends
+    from ivy_gpu.engines import backends
     from ivy_gpu.params import StivParams
-    from ivy_gpu.stiv import run_stiv
+    from ivy_gpu.stiv.driver import run_stiv
 
     s = _sizes(sim)
     stack = _stack(sim)
@@ -155,9 +155,10 @@ def step_agree(sim: bool) -> dict:
 
 def step_stiv(sim: bool) -> dict:
     """STIV timings per layout and engine (synchronized, median of 3 after a warm-up)."""
-    from ivy_gpu import backends
+    from ivy_gpu.engines import backends
     from ivy_gpu.params import StivParams
-    from ivy_gpu.stiv import line_geometry, pair_taps, run_stiv
+    from ivy_gpu.stiv.driver import run_stiv
+    from ivy_gpu.stiv.lines import line_geometry, pair_taps
 
     s = _sizes(sim)
     stack = _stack(sim)
@@ -220,9 +221,9 @@ def step_stiv(sim: bool) -> dict:
 
 def step_rectify(sim: bool) -> dict:
     """Upload + rectify one 1080p frame into the stack (GPU engines) vs OpenCV."""
-    from ivy_gpu import backends
-    from ivy_gpu.rectify import RectificationParams, Rectifier
-    from ivy_gpu.synthetic_site import Site, SiteSpec
+    from ivy_gpu.engines import backends
+    from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic.sites import Site, SiteSpec
 
     w, h = (320, 180) if sim else (1920, 1080)
     site = Site(SiteSpec(width_px=w, height_px=h))

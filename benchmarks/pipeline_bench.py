@@ -1,6 +1,6 @@
 """End-to-end benchmark: decode alone vs the whole pipeline, and batch overlap.
 
-A generated 1080p 30 fps clip (``ivy_gpu.synthetic_site``) is (1) only decoded,
+A generated 1080p 30 fps clip (``ivy_gpu.synthetic.sites``) is (1) only decoded,
 (2) decoded and rectified, (3) processed end to end with ``process_video``; a batch
 of short clips is run with and without the prefetch overlap. Peak memory is the
 process's maximum resident set size.
@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ivy_gpu import backends
 from ivy_gpu.benchmarks.suite import gpu_backends
+from ivy_gpu.engines import backends
 
 
 def _rss_mb() -> float:
@@ -33,7 +33,7 @@ def decode_rate(video: Path, thread_type: str, threads: int) -> tuple[int, float
     """
     import av
 
-    from ivy_gpu.video import _luma
+    from ivy_gpu.frames.video import _luma
 
     t0 = time.perf_counter()
     n = 0
@@ -56,13 +56,13 @@ def run(
     work: Path | None = None,
 ) -> list[dict]:
     """Return rows ``{case, backend, seconds, detail}``."""
-    from ivy_gpu.batch import BatchOrchestrator, BatchRow
-    from ivy_gpu.pipeline import process_video
+    from ivy_gpu.frames.stack import load_stack
+    from ivy_gpu.frames.video import FrameReader
+    from ivy_gpu.pipeline.batch import BatchOrchestrator, BatchRow
+    from ivy_gpu.pipeline.process import process_video
     from ivy_gpu.results import VideoConfig
-    from ivy_gpu.scaffold import load_scaffold
-    from ivy_gpu.stack import load_stack
-    from ivy_gpu.synthetic_site import SiteSpec, make_site
-    from ivy_gpu.video import FrameReader
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
+    from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
     tmp = Path(work or tempfile.mkdtemp(prefix="ivy_bench_"))
     rows: list[dict] = []

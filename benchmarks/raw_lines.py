@@ -5,7 +5,7 @@ are sampled from the stack: two interpolations (the remap, then the line's bilin
 The alternative maps each line sample to raw frame pixels once per WSE (through the remap
 tables) and gathers those pixels from every decoded frame as it streams: one
 interpolation, no rectified stack. This script measures both on generated sites with a
-known surface velocity (:mod:`ivy_gpu.synthetic_site`), with a still camera and no blur
+known surface velocity (:mod:`ivy_gpu.synthetic.sites`), with a still camera and no blur
 (raw sampling cannot follow a per-frame stabilization correction without per-frame taps),
 and writes a table: node speed error against the truth, and the time to read the clip into
 what STIV scores.
@@ -23,26 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ivy_gpu import backends
-from ivy_gpu.engine import Taps
-from ivy_gpu.grid import node_stations
+from ivy_gpu.engines import backends
+from ivy_gpu.engines.base import Taps
+from ivy_gpu.frames.stack import load_stack, rectifier_for, stiv_band
+from ivy_gpu.frames.video import FrameReader
+from ivy_gpu.hydraulics.grid import node_stations
 from ivy_gpu.kernels.sti import PackedStack, bilinear_taps, cell_index, read_cells
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.results import VideoConfig
-from ivy_gpu.scaffold import ScaffoldConfig, load_scaffold
-from ivy_gpu.site_figure import plan_to_frame
-from ivy_gpu.stack import load_stack, rectifier_for, stiv_band
-from ivy_gpu.stiv import (
-    METHOD_OBJECTS,
-    SearchLines,
-    line_geometry,
-    reduce_nodes,
-    run_stiv,
-    sample_window,
-    score_pairs,
-)
-from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
-from ivy_gpu.video import FrameReader
+from ivy_gpu.scaffold.ivyfile import ScaffoldConfig, load_scaffold
+from ivy_gpu.site.figure import plan_to_frame
+from ivy_gpu.stiv.driver import METHOD_OBJECTS, reduce_nodes, run_stiv, score_pairs
+from ivy_gpu.stiv.lines import SearchLines, line_geometry, sample_window
+from ivy_gpu.synthetic.sites import Site, SiteSpec, make_site
 
 
 @dataclass

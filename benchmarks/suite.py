@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ivy_gpu import backends
-from ivy_gpu.engine import Engine
-from ivy_gpu.stiv import stiv_exhaustive
-from ivy_gpu.synthetic import advected_texture
+from ivy_gpu.engines import backends
+from ivy_gpu.engines.base import Engine
+from ivy_gpu.stiv.driver import stiv_exhaustive
+from ivy_gpu.synthetic.scenes import advected_texture
 
 
 @dataclass
@@ -168,8 +168,8 @@ def device_name() -> str:
 def rectify_rows(repeats: int = 20) -> list[dict]:
     """Table build per WSE and per-frame remap of a 1080p frame (CPU, and GPU when usable)."""
     from ivy_gpu.kernels.remap import remap_cv2
-    from ivy_gpu.rectify import RectificationParams, Rectifier
-    from ivy_gpu.synthetic_site import Site, SiteSpec
+    from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic.sites import Site, SiteSpec
 
     site = Site(SiteSpec(width_px=1920, height_px=1080))
     params = RectificationParams(
@@ -330,7 +330,7 @@ def environment() -> dict:
     gpu = device_name() if usable else "none"
     import os
 
-    from ivy_gpu.provenance import numba_path
+    from ivy_gpu.pipeline.provenance import numba_path
 
     return dict(
         date=_dt.date.today().isoformat(),

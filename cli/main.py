@@ -28,7 +28,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _backend_choices() -> type[Enum]:
-    from ivy_gpu.backends import BACKENDS
+    from ivy_gpu.engines.backends import BACKENDS
 
     return Enum("Backend", {n: n for n in ("auto", *BACKENDS)}, type=str)
 
@@ -147,7 +147,7 @@ def _quiet(quiet: bool, as_json: bool = False) -> bool:
 
 
 def _print_json(data: object) -> None:
-    from ivy_gpu.outputs import json_text
+    from ivy_gpu.pipeline.outputs import json_text
 
     sys.stdout.write(json_text(data) + "\n")
 
@@ -192,8 +192,8 @@ def _fail(exc: Exception, debug: bool, code: int = 2) -> None:
 
 def _engine_and_stiv(backend: Backend, cfg, debug: bool, **overrides):
     """Resolve the backend and the STIV settings before any decoding (exit 2 if unusable)."""
-    from ivy_gpu.backends import resolve_backend
-    from ivy_gpu.pipeline import stiv_params_for
+    from ivy_gpu.engines.backends import resolve_backend
+    from ivy_gpu.pipeline.process import stiv_params_for
 
     plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in overrides.items()}
     try:
@@ -215,7 +215,7 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _load(scaffold: Path, debug: bool):
-    from ivy_gpu.scaffold import load_scaffold
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
 
     try:
         return load_scaffold(scaffold)
@@ -272,7 +272,7 @@ def process(
     debug: bool = DEBUG,
 ) -> None:
     """Process one video into discharge."""
-    from ivy_gpu.pipeline import process_video
+    from ivy_gpu.pipeline.process import process_video
 
     quiet = _quiet(quiet, as_json)
     cfg = _load(scaffold, debug)
@@ -319,7 +319,7 @@ def process(
         except ValueError as exc:
             _fail(exc, debug)
     if as_json:
-        from ivy_gpu.outputs import result_json
+        from ivy_gpu.pipeline.outputs import result_json
 
         _print_json(result_json(r, cfg))
         raise typer.Exit(0 if r.success else 1)
@@ -365,7 +365,7 @@ def batch(
     debug: bool = DEBUG,
 ) -> None:
     """Process every row of a batch CSV; writes batch_summary.csv after each video."""
-    from ivy_gpu.batch import BatchOrchestrator, read_batch_csv
+    from ivy_gpu.pipeline.batch import BatchOrchestrator, read_batch_csv
 
     quiet = _quiet(quiet, as_json)
     cfg = _load(scaffold, debug)
@@ -441,7 +441,7 @@ def batch(
                 if cluster is not None and not scheduler:
                     cluster.close()
     if as_json:
-        from ivy_gpu.outputs import result_json
+        from ivy_gpu.pipeline.outputs import result_json
 
         _print_json(
             {
@@ -486,8 +486,8 @@ def validate(
     debug: bool = DEBUG,
 ) -> None:
     """Dry-run a scaffold (and every row of a batch CSV): everything short of decoding."""
-    from ivy_gpu.batch import read_batch_csv
-    from ivy_gpu.dryrun import check_row, check_site
+    from ivy_gpu.pipeline.batch import read_batch_csv
+    from ivy_gpu.pipeline.validate import check_row, check_site
 
     _quiet(False, as_json)
     cfg = _load(scaffold, debug)
@@ -554,7 +554,7 @@ def info(
     scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."), debug: bool = DEBUG
 ) -> None:
     """Describe a scaffold."""
-    from ivy_gpu.scaffold import describe
+    from ivy_gpu.scaffold.ivyfile import describe
 
     console.print(describe(_load(scaffold, debug)), highlight=False)
 
@@ -568,8 +568,8 @@ def demo(
     debug: bool = DEBUG,
 ) -> None:
     """Generate a synthetic site and video, process it, print measured vs true discharge."""
-    from ivy_gpu.pipeline import process_video
-    from ivy_gpu.synthetic_site import SiteSpec, make_site
+    from ivy_gpu.pipeline.process import process_video
+    from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
     spec = SiteSpec(
         width_px=1280, height_px=720, duration_s=5.0, flow_angle_deg=12.0, u_max=0.9, seed=seed
@@ -613,7 +613,7 @@ def demo(
         highlight=False,
     )
     console.print(f"results in {output / 'results' / 'river'}", highlight=False)
-    from ivy_gpu.synthetic_site import write_demo_batch
+    from ivy_gpu.synthetic.sites import write_demo_batch
 
     write_demo_batch(output, truth)
     console.print(
@@ -646,7 +646,7 @@ def report(
     debug: bool = DEBUG,
 ) -> None:
     """Rebuild report.html from saved results (no reprocessing)."""
-    from ivy_gpu.report import build_report
+    from ivy_gpu.report.page import build_report
 
     if gauge_units not in ("m3/s", "cfs"):
         _fail(ValueError(f"--gauge-units: expected m3/s or cfs, got {gauge_units!r}"), debug)
@@ -660,7 +660,7 @@ def report(
 @app.command()
 def backends() -> None:
     """List the compute backends and whether each is usable here."""
-    from ivy_gpu.backends import ENGINES, resolve_backend
+    from ivy_gpu.engines.backends import ENGINES, resolve_backend
 
     for name, (_, check) in ENGINES.items():
         usable, why = check()

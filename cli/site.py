@@ -44,7 +44,7 @@ def _options(
     cell_size, extent, line, start_bank, nodes, search_line_m, flow_direction, fan, velocity,
     max_velocity, english,
 ):  # fmt: skip
-    from ivy_gpu.site import SiteOptions
+    from ivy_gpu.site.builder import SiteOptions
 
     ext = _numbers(extent, 4, "--extent")
     ln = "auto" if line in (None, "auto") else np.asarray(_numbers(line, 4, "--line"))
@@ -85,7 +85,7 @@ DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 def _finish(build, output: Path, ids=None) -> None:
-    from ivy_gpu.site import write_site
+    from ivy_gpu.site.builder import write_site
 
     from .main import console
 
@@ -127,10 +127,10 @@ def create(
     """Solve the camera from GCPs and write a scaffold (method chosen from what is given)."""
     import dataclasses
 
-    from ivy_gpu.gcp import read_gcp_csv
-    from ivy_gpu.lens import read_intrinsics
-    from ivy_gpu.site import build_site, read_frame
-    from ivy_gpu.survey import read_survey
+    from ivy_gpu.scaffold.lens import read_intrinsics
+    from ivy_gpu.site.builder import build_site, read_frame
+    from ivy_gpu.site.gcp import read_gcp_csv
+    from ivy_gpu.site.survey import read_survey
 
     from .main import _fail
 
@@ -177,7 +177,7 @@ def from_pyorc(
     debug: bool = DEBUG,
 ) -> None:
     """Import a pyOpenRiverCam camera configuration as a scaffold."""
-    from ivy_gpu.site import site_from_pyorc
+    from ivy_gpu.site.builder import site_from_pyorc
 
     from .main import _fail
 
@@ -201,8 +201,8 @@ def show(
     debug: bool = DEBUG,
 ) -> None:
     """Draw the calibration frame with GCPs, section, nodes and search-line fan."""
-    from ivy_gpu.site import read_frame
-    from ivy_gpu.site_figure import site_figure
+    from ivy_gpu.site.builder import read_frame
+    from ivy_gpu.site.figure import site_figure
 
     from .main import _fail, _load, console
 

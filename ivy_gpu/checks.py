@@ -7,6 +7,7 @@ runs before any device transfer.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -83,3 +84,34 @@ def check_nodes(x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.nda
                 f"{name}: node {k} at {float(arr[k])!r} is outside the stack (valid 0 to {hi})"
             )
     return np.column_stack([xa, ya])
+
+
+_TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
+
+
+def parse_time(value: object, name: str = "time") -> float | None:
+    """Seconds from ``ss[.s]``, ``MM:SS[.s]`` or ``HH:MM:SS[.fff]`` (None or empty -> None).
+
+    Raises
+    ------
+    ValueError
+        Any other format, or a negative value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}: must be a finite time >= 0, got {value!r}")
+        return float(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    m = _TIME.match(text)
+    if not m:
+        raise ValueError(f"{name}: {text!r} is not seconds, MM:SS or HH:MM:SS[.fff]")
+    a, b, sec = m.groups()
+    if b is not None:  # HH:MM:SS
+        hours, minutes = int(a), int(b)
+    else:
+        hours, minutes = 0, int(a) if a is not None else 0
+    return 3600.0 * hours + 60.0 * minutes + float(sec)

@@ -92,7 +92,7 @@ class StivParams:
         pipeline's default); ``False`` is the reference grid search.
     stride : bool
         Re-measure slow nodes with a temporal stride (k frames per step) so their streak
-        lands where the formulation is unbiased (:func:`ivy_gpu.stiv.apply_stride`).
+        lands where the formulation is unbiased (:func:`ivy_gpu.stiv.driver.apply_stride`).
     search_line : {"unit", "ivytools"}
         ``unit``: 1-px sample spacing on every line (default). ``ivytools``: IVyTools'
         own geometry, where rounding stretches about half of the lines to a spacing of
@@ -209,7 +209,7 @@ class VideoConfig:
     gage_height: float | None = None
 
     def __post_init__(self) -> None:
-        from ivy_gpu.video import parse_time
+        from ivy_gpu.checks import parse_time
 
         object.__setattr__(self, "video_path", Path(self.video_path))
         for name in ("water_surface_elevation", "alpha"):

@@ -5,6 +5,7 @@ All computation is SI; ``"English"`` projects show feet, square feet, ft/s and c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 FT_PER_M = 1.0 / 0.3048
@@ -45,3 +46,10 @@ def unit_system(name: str, source: str = "display_units") -> UnitSystem:
     if name == "Metric":
         return METRIC
     raise ValueError(f"{source}: unknown units {name!r}; expected 'English' or 'Metric'")
+
+
+def format_value(v: float | None, spec: str = ".6g") -> str:
+    """``v`` formatted by ``spec``; an empty cell for None, NaN or infinity."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return format(v, spec)

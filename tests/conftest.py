@@ -61,7 +61,7 @@ def rng_seed() -> int:
 
 @pytest.fixture
 def texture_factory():
-    from ivy_gpu.synthetic import advected_texture
+    from ivy_gpu.synthetic.scenes import advected_texture
 
     def make(shape, speed_px, direction_geo, seed=7, **kw):
         return advected_texture(
@@ -77,7 +77,7 @@ __all__ = ["np"]
 @pytest.fixture(scope="session")
 def video_site(tmp_path_factory):
     """A 1280x720, 3 s synthetic site with its scaffold, video and truth (built once)."""
-    from ivy_gpu.synthetic_site import SiteSpec, make_site
+    from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
     d = tmp_path_factory.mktemp("video_site")
     spec = SiteSpec(width_px=1280, height_px=720, duration_s=3.0, flow_angle_deg=8.0, seed=12)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import ivy_gpu.backends as backends
-from ivy_gpu.engine_xp import XpEngine
+import ivy_gpu.engines.backends as backends
+from ivy_gpu.engines.xp_engine import XpEngine
 from ivy_gpu.kernels import acf, rays, sti
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
 
 KW = dict(num_pixels=16, phi_origin=70, d_phi=2, phi_range=20, pixel_gsd=0.1, d_t=0.1)
 
@@ -201,7 +201,7 @@ def test_fused_numba_scores_match_the_chunked_steps(
     strided re-measurement reads such non-contiguous views); with the cross-spectra as a
     direct sum over rows and by FFT along the pixel axis (the path of long lines).
     """
-    from ivy_gpu.engine_numba import NumbaEngine
+    from ivy_gpu.engines.numba_engine import NumbaEngine
     from ivy_gpu.kernels import acf_fused
 
     monkeypatch.setattr(acf_fused, "PIXEL_FFT_MIN_PIXELS", 16 if pixel_fft else 10_000)

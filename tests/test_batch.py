@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ivy_gpu import process_batch, process_batch_csv
-from ivy_gpu.batch_csv import RUN_COLUMNS, SUMMARY_COLUMNS, read_batch_csv
 from ivy_gpu.cli.main import app
+from ivy_gpu.pipeline.batch_csv import RUN_COLUMNS, SUMMARY_COLUMNS, read_batch_csv
 from ivy_gpu.results import VideoConfig
 
 runner = CliRunner()
@@ -169,8 +169,8 @@ def test_kill_mid_batch_then_resume_gives_the_same_summary(batch_dir):
 
 
 def test_unexpected_errors_fail_one_video_not_the_batch(batch_dir, monkeypatch):
-    import ivy_gpu.analysis as pipeline_mod
-    import ivy_gpu.executors as executors_mod
+    import ivy_gpu.pipeline.analysis as pipeline_mod
+    import ivy_gpu.pipeline.executors as executors_mod
 
     folder, scaffold, truth = batch_dir
     real = pipeline_mod.run_stiv
@@ -211,9 +211,9 @@ def test_the_stack_is_freed_before_the_figures(batch_dir, monkeypatch):
     import gc
     import weakref
 
-    import ivy_gpu.executors as executors_mod
-    import ivy_gpu.outputs as outputs_mod
-    import ivy_gpu.pipeline as pipeline_mod
+    import ivy_gpu.pipeline.executors as executors_mod
+    import ivy_gpu.pipeline.outputs as outputs_mod
+    import ivy_gpu.pipeline.process as pipeline_mod
 
     folder, scaffold, truth = batch_dir
     stacks: dict[str, weakref.ref] = {}
@@ -248,7 +248,7 @@ def test_the_stack_is_freed_before_the_figures(batch_dir, monkeypatch):
     assert alive_at_save == {"a.mp4": False, "b.mp4": False, "c.mp4": False}
     assert set(stacks) == {"a.mp4", "b.mp4", "c.mp4"}  # b and c were prefetched
 
-    from ivy_gpu.pipeline import process_video
+    from ivy_gpu.pipeline.process import process_video
 
     r = process_video(scaffold, folder / "a.mp4", truth["wse_m"], folder / "one", backend="numba")
     assert r.success and alive_at_save["a.mp4"] is False

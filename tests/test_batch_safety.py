@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import ivy_gpu.batch as batch_mod
+import ivy_gpu.pipeline.batch as batch_mod
 from ivy_gpu import process_batch, process_video
 from ivy_gpu.cli.main import app
-from ivy_gpu.lock import FolderLock
 from ivy_gpu.params import VideoConfig
-from ivy_gpu.scaffold import load_scaffold, save_scaffold
+from ivy_gpu.pipeline.lock import FolderLock
+from ivy_gpu.scaffold.ivyfile import load_scaffold, save_scaffold
 
 runner = CliRunner()
 
@@ -65,7 +65,7 @@ def test_resume_reuses_only_results_with_the_same_fingerprint(clips, video_site)
     # another video under the same file name
     other = video_site[0] / "other.mp4"
     if not other.exists():
-        from ivy_gpu.synthetic_site import SiteSpec, make_site
+        from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
         t2 = make_site(
             video_site[0] / "other_site",

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from ivy_gpu.calibrate import calibrate
-from ivy_gpu.camera import CameraModel, solve_camera_matrix
-from ivy_gpu.gcp import read_gcp_csv
-from ivy_gpu.lens import LensModel
-from ivy_gpu.rectify import RectificationParams, Rectifier
-from ivy_gpu.synthetic_site import Site, SiteSpec
+from ivy_gpu.scaffold.camera import CameraModel, solve_camera_matrix
+from ivy_gpu.scaffold.lens import LensModel
+from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+from ivy_gpu.site.calibrate import calibrate
+from ivy_gpu.site.gcp import read_gcp_csv
+from ivy_gpu.synthetic.sites import Site, SiteSpec
 
 SPEC = SiteSpec()
 SITE = Site(SPEC)

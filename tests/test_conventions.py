@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from ivy_gpu.angles import ari_to_geo, geo_to_ari, line_offsets, search_angles
+from ivy_gpu.angles import ari_to_geo, geo_to_ari
 from ivy_gpu.kernels import acf, rays, sti
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
+from ivy_gpu.stiv.lines import line_offsets, search_angles
 
 
 def test_angle_conversions():
@@ -42,7 +43,7 @@ def test_search_line_is_one_sided_and_even():
 def test_usable_lines_and_window_follow_every_sample(search_line):
     """A line is usable when all its samples are inside; the window covers them and the blur."""
     from ivy_gpu.params import StivParams
-    from ivy_gpu.stiv import line_geometry
+    from ivy_gpu.stiv.lines import line_geometry
 
     rng = np.random.default_rng(21)
     w, h, p, sigma = 90, 60, 16, 1.5

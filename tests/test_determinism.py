@@ -11,12 +11,12 @@ SCRIPT = """
 import hashlib, json, sys
 from pathlib import Path
 import numpy as np
-from ivy_gpu import backends
-from ivy_gpu.grid import place_nodes
+from ivy_gpu.engines import backends
+from ivy_gpu.hydraulics.grid import place_nodes
 from ivy_gpu.results import VideoConfig
-from ivy_gpu.scaffold import load_scaffold
-from ivy_gpu.stack import load_stack
-from ivy_gpu.stiv import run_stiv
+from ivy_gpu.scaffold.ivyfile import load_scaffold
+from ivy_gpu.frames.stack import load_stack
+from ivy_gpu.stiv.driver import run_stiv
 
 site, backend = Path(sys.argv[1]), sys.argv[2]
 method = sys.argv[3] if len(sys.argv) > 3 else "acf"

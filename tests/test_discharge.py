@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ivy_gpu.discharge import TABLE_COLUMNS, fill_gaps, midsection, normal_component
-from ivy_gpu.uncertainty import UncertaintyInputs, discharge_uncertainty, iso748, ive
+from ivy_gpu.hydraulics.discharge import TABLE_COLUMNS, fill_gaps, midsection, normal_component
+from ivy_gpu.hydraulics.uncertainty import UncertaintyInputs, discharge_uncertainty, iso748, ive
 
 LINE = np.array([[10.0, 50.0], [90.0, 50.0]])  # horizontal section in the image
 

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ivy_gpu import process_batch_csv
-from ivy_gpu.batch_csv import RUN_COLUMNS, SUMMARY_COLUMNS
 from ivy_gpu.cli.main import app
+from ivy_gpu.pipeline.batch_csv import RUN_COLUMNS, SUMMARY_COLUMNS
 
 distributed = pytest.importorskip("distributed")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ivy_gpu.camera import CameraModel, solve_camera_matrix
-from ivy_gpu.gcp import read_gcp_csv
-from ivy_gpu.synthetic_site import Site, SiteSpec
+from ivy_gpu.scaffold.camera import CameraModel, solve_camera_matrix
+from ivy_gpu.site.gcp import read_gcp_csv
+from ivy_gpu.synthetic.sites import Site, SiteSpec
 
 
 def test_boneyard_dlt_matches_the_reference(data_dir):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ivy_gpu.backends as backends
+import ivy_gpu.engines.backends as backends
 from ivy_gpu import config
-from ivy_gpu.engine_xp import XpEngine, cuda_kernel_status
+from ivy_gpu.engines.xp_engine import XpEngine, cuda_kernel_status
 from ivy_gpu.kernels import acf, sti
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
 
 KW = dict(num_pixels=16, phi_origin=80, d_phi=2, phi_range=6, pixel_gsd=0.05, d_t=0.1)
 
@@ -77,8 +77,8 @@ def test_gpu_engine_code_matches_reference_across_chunks_and_blur(
 
 def test_gpu_engine_remap_matches_opencv():
     """Device rectification (map_coordinates into the uint8 stack) against cv2.remap."""
-    from ivy_gpu.rectify import RectificationParams, Rectifier
-    from ivy_gpu.synthetic_site import Site, SiteSpec
+    from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic.sites import Site, SiteSpec
 
     site = Site(SiteSpec(width_px=320, height_px=180))
     params = RectificationParams(
@@ -96,9 +96,9 @@ def test_gpu_engine_remap_matches_opencv():
 
 
 def test_stack_starts_small_and_grows(video_site, monkeypatch):
+    from ivy_gpu.frames.stack import load_stack
     from ivy_gpu.results import VideoConfig
-    from ivy_gpu.scaffold import load_scaffold
-    from ivy_gpu.stack import load_stack
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
 
     d, truth = video_site
     scaffold = load_scaffold(d / "site.ivy")
@@ -151,8 +151,8 @@ def test_gpu_backend_chunks_blur_and_device_stack(texture_factory, small_chunks)
 
 @pytest.mark.gpu
 def test_gpu_remap_matches_opencv():
-    from ivy_gpu.rectify import RectificationParams, Rectifier
-    from ivy_gpu.synthetic_site import Site, SiteSpec
+    from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic.sites import Site, SiteSpec
 
     site = Site(SiteSpec(width_px=640, height_px=360))
     params = RectificationParams(

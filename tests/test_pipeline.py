@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ivy_gpu import ProcessingResult, process_video
-from ivy_gpu.discharge import TABLE_COLUMNS
+from ivy_gpu.hydraulics.discharge import TABLE_COLUMNS
 
 
 def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
@@ -93,7 +93,7 @@ def test_failures_are_recorded_with_their_stage(video_site, tmp_path, case, stag
     elif case == "wse_high":
         wse = 105.0
     elif case == "size":
-        from ivy_gpu.synthetic_site import SiteSpec, make_site
+        from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
         other = make_site(tmp_path / "small", SiteSpec(duration_s=0.5), video=True)
         video = tmp_path / "small" / other["video"]
@@ -135,10 +135,10 @@ def test_gpu_pipeline_matches_cpu(video_site, tmp_path):
 
 def test_rectifying_only_the_band_gives_the_same_numbers(video_site, monkeypatch):
     """STIV reads a band of the plan view: rectifying only that band changes nothing."""
-    import ivy_gpu.backends as backends
+    import ivy_gpu.engines.backends as backends
     from ivy_gpu import config
-    from ivy_gpu.scaffold import load_scaffold
-    from ivy_gpu.stack import load_stack
+    from ivy_gpu.frames.stack import load_stack
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
 
     d, truth = video_site
     kw = dict(backend="numba", max_frames=60)

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ivy_gpu.prefilter import PreFilters
-from ivy_gpu.rectify import RectificationParams, Rectifier
-from ivy_gpu.synthetic_site import Site, SiteSpec
+from ivy_gpu.scaffold.prefilter import PreFilters
+from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+from ivy_gpu.synthetic.sites import Site, SiteSpec
 
 W, H = 320, 240
 
@@ -106,8 +106,8 @@ def test_scaffold_reads_its_prefilters(tmp_path):
     import json
     import zipfile
 
-    from ivy_gpu.scaffold import PROJECT_JSON, load_scaffold
-    from ivy_gpu.synthetic_site import make_site
+    from ivy_gpu.scaffold.ivyfile import PROJECT_JSON, load_scaffold
+    from ivy_gpu.synthetic.sites import make_site
 
     make_site(tmp_path, SiteSpec(), video=False)
     assert load_scaffold(tmp_path / "site.ivy").rectification.prefilters.identity

@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import ivy_gpu.backends as backends
+import ivy_gpu.engines.backends as backends
 from ivy_gpu import process_video
-from ivy_gpu.engine_xp import XpEngine
+from ivy_gpu.engines.xp_engine import XpEngine
 from ivy_gpu.params import StivParams, VideoConfig
-from ivy_gpu.quality import QualityRules, assess, downstream_normal, signed_normal
-from ivy_gpu.stiv import line_geometry, stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
+from ivy_gpu.stiv.lines import line_geometry
+from ivy_gpu.stiv.quality import QualityRules, assess, downstream_normal, signed_normal
 
 NGWERERE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ngwerere"
 
@@ -128,7 +129,7 @@ def test_planted_bad_node_is_flagged_excluded_and_filled():
     assert "outlier" in q.flags[4] and "upstream" in q.flags[4] and q.excluded[4]
     assert q.flags[8] == ("low_score",) and q.excluded[8]
     assert sum(q.excluded) == 2 and q.counts()["valid"] == 9
-    from ivy_gpu.discharge import midsection
+    from ivy_gpu.hydraulics.discharge import midsection
 
     edges = np.r_[0.0, stations, 6.0]
     used = np.where(q.excluded, np.nan, vn)
@@ -174,9 +175,9 @@ def test_glare_burst_in_part_of_the_clip_does_not_decide_a_node(texture_factory)
     stack[:60, 20:60, 30:70] = 255
     x, y = np.array([40.0, 85.0]), np.array([40.0, 40.0])
     params = StivParams(num_pixels=20, phi_origin=90, phi_range=10, d_phi=1)
-    from ivy_gpu.quality import window_normals
-    from ivy_gpu.stack import LoadedVideo
-    from ivy_gpu.stiv import run_stiv
+    from ivy_gpu.frames.stack import LoadedVideo
+    from ivy_gpu.stiv.driver import run_stiv
+    from ivy_gpu.stiv.quality import window_normals
 
     engine = backends.get_engine("numba")
     sr = run_stiv(stack, x, y, params, pixel_gsd=1.0, d_t=1.0, backend=engine)
@@ -265,7 +266,7 @@ def test_ngwerere_flags_the_upstream_node_and_stabilization_explains_it(tmp_path
 
 
 def test_truncated_video_and_ignored_rotation_are_warnings():
-    from ivy_gpu.stack import _container_warnings
+    from ivy_gpu.frames.stack import _container_warnings
 
     video = VideoConfig(Path("clip.mp4"), 100.0)
     reader = SimpleNamespace(info=SimpleNamespace(frame_count=300), decoded=120, rotation=0)
@@ -280,8 +281,8 @@ def test_truncated_video_and_ignored_rotation_are_warnings():
 
 
 def test_a_whole_clean_video_has_no_container_warning(video_site):
-    from ivy_gpu.scaffold import load_scaffold
-    from ivy_gpu.stack import load_stack
+    from ivy_gpu.frames.stack import load_stack
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
 
     d, truth = video_site
     cfg = VideoConfig(d / truth["video"], truth["wse_m"])

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from ivy_gpu import backends
 from ivy_gpu.benchmarks.raw_lines import compare, true_speeds
-from ivy_gpu.scaffold import load_scaffold
-from ivy_gpu.synthetic_site import SiteSpec, make_site
+from ivy_gpu.engines import backends
+from ivy_gpu.scaffold.ivyfile import load_scaffold
+from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
 
 def test_lines_sampled_from_raw_frames_read_the_true_speed(tmp_path):

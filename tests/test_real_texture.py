@@ -11,7 +11,7 @@ backends agree.
 import cv2
 import numpy as np
 
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
 
 
 def test_boneyard_frames_give_finite_in_range_results(data_dir):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from ivy_gpu.camera import CameraModel
 from ivy_gpu.kernels.remap import remap_cv2, remap_xp
-from ivy_gpu.rectify import RectificationParams, Rectifier
-from ivy_gpu.synthetic_site import Site, SiteSpec
+from ivy_gpu.scaffold.camera import CameraModel
+from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+from ivy_gpu.synthetic.sites import Site, SiteSpec
 
 SQUARE = 0.25  # m
 

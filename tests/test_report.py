@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ivy_gpu import process_batch_csv
 from ivy_gpu.cli.main import app
 from ivy_gpu.params import VideoConfig
-from ivy_gpu.record import gauge_at, measurement_datetime, parse_zone, read_gauge
+from ivy_gpu.report.record import gauge_at, measurement_datetime, parse_zone, read_gauge
 from ivy_gpu.units import FT_PER_M
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -6,8 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from ivy_gpu.scaffold import PROJECT_JSON, load_scaffold, save_scaffold
-from ivy_gpu.synthetic_site import SiteSpec, make_site
+from ivy_gpu.scaffold.ivyfile import PROJECT_JSON, load_scaffold, save_scaffold
+from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
 
 @pytest.fixture(scope="module")

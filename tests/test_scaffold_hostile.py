@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ivy_gpu.cli.main import app
-from ivy_gpu.scaffold import PROJECT_JSON, load_scaffold
-from ivy_gpu.synthetic_site import SiteSpec, make_site
+from ivy_gpu.scaffold.ivyfile import PROJECT_JSON, load_scaffold
+from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
 runner = CliRunner()
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ivy_gpu.camera import CameraModel
 from ivy_gpu.cli.main import app
-from ivy_gpu.lens import LensModel
-from ivy_gpu.pipeline import process_video
-from ivy_gpu.rectify import Rectifier
-from ivy_gpu.scaffold import load_scaffold
-from ivy_gpu.site import SiteOptions, build_site, write_site
-from ivy_gpu.survey import read_survey
-from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
+from ivy_gpu.pipeline.process import process_video
+from ivy_gpu.scaffold.camera import CameraModel
+from ivy_gpu.scaffold.ivyfile import load_scaffold
+from ivy_gpu.scaffold.lens import LensModel
+from ivy_gpu.scaffold.rectify import Rectifier
+from ivy_gpu.site.builder import SiteOptions, build_site, write_site
+from ivy_gpu.site.survey import read_survey
+from ivy_gpu.synthetic.sites import Site, SiteSpec, make_site
 
 NGWERERE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ngwerere"
 SPEC = SiteSpec()
@@ -185,7 +185,7 @@ def test_site_cli_create_show_and_refusal(tmp_path):
 
 @pytest.mark.skipif(not NGWERERE.is_dir(), reason="needs ../shared/fixtures/ngwerere")
 def test_ngwerere_from_pyorc_then_process(tmp_path):
-    from ivy_gpu.site import site_from_pyorc
+    from ivy_gpu.site.builder import site_from_pyorc
 
     build = site_from_pyorc(
         NGWERERE / "ngwerere.json", NGWERERE / "cross_section1.geojson",
@@ -213,7 +213,7 @@ def test_pyorc_import_on_a_synthetic_camera(tmp_path):
     """pyorc's keys mapped as pyorc defines them: z_0/h_ref, intrinsics, bbox, resolution."""
     import cv2
 
-    from ivy_gpu.site import site_from_pyorc
+    from ivy_gpu.site.builder import site_from_pyorc
 
     site, world, _, _, _, frame = _synthetic_inputs(tmp_path)
     water = np.array([[21.0, 29.0], [25.0, 29.2], [24.6, 31.0], [21.4, 30.8]])

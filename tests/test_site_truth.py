@@ -4,12 +4,12 @@ import av
 import numpy as np
 import pytest
 
-from ivy_gpu.discharge import midsection, normal_component
-from ivy_gpu.grid import node_stations, place_nodes
-from ivy_gpu.rectify import Rectifier
-from ivy_gpu.scaffold import load_scaffold
-from ivy_gpu.stiv import stiv_exhaustive
-from ivy_gpu.synthetic_site import Site, SiteSpec, make_site
+from ivy_gpu.hydraulics.discharge import midsection, normal_component
+from ivy_gpu.hydraulics.grid import node_stations, place_nodes
+from ivy_gpu.scaffold.ivyfile import load_scaffold
+from ivy_gpu.scaffold.rectify import Rectifier
+from ivy_gpu.stiv.driver import stiv_exhaustive
+from ivy_gpu.synthetic.sites import Site, SiteSpec, make_site
 
 
 def _section_inputs(cfg, rect, wse):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ivy_gpu import process_video
-from ivy_gpu.scaffold import load_scaffold
-from ivy_gpu.stabilize import MotionEstimator, stable_mask
-from ivy_gpu.stack import rectifier_for
-from ivy_gpu.synthetic_site import Site, SiteSpec, make_site, write_video
+from ivy_gpu.frames.stabilize import MotionEstimator, stable_mask
+from ivy_gpu.frames.stack import rectifier_for
+from ivy_gpu.scaffold.ivyfile import load_scaffold
+from ivy_gpu.synthetic.sites import Site, SiteSpec, make_site, write_video
 
 SPEC = SiteSpec(width_px=1280, height_px=720, duration_s=4.0, flow_angle_deg=8.0, seed=12)
 

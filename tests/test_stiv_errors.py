@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
 
 STACK = np.zeros((10, 20, 20), dtype=np.uint8)
 GOOD = dict(
@@ -42,7 +42,7 @@ def test_bad_input_names_the_parameter(change, match):
 
 
 def test_cupy_without_gpu_is_a_value_error(monkeypatch):
-    import ivy_gpu.backends as backends
+    import ivy_gpu.engines.backends as backends
 
     monkeypatch.setattr(backends, "gpu_status", lambda: (False, "CuPy is not importable"))
     with pytest.raises(ValueError, match="backend: 'cupy' is not usable here: CuPy is not"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ivy_gpu.stiv import stiv_exhaustive
+from ivy_gpu.stiv.driver import stiv_exhaustive
 
 # Realistic STIV settings: 48 px search lines, 300 frames, 1 deg fan steps, streak angles
 # between about 40 and 70 deg (0.8 to 2.5 px per frame). Nodes stay a line length away
@@ -120,7 +120,7 @@ def test_the_diagonal_bias_is_ivytools_stretched_line():
     over P - 1 pixels; the speed in pixels along the line is then short by 1/P. The default
     one-sided unit lines do not have it.
     """
-    from ivy_gpu.synthetic import advected_texture
+    from ivy_gpu.synthetic.scenes import advected_texture
 
     speed, direction, p = 2.4, 45.0, 48
     stack = advected_texture((300, 180, 180), speed_px=speed, direction_geo=direction, seed=11)

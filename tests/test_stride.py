@@ -7,14 +7,14 @@ import pytest
 
 from ivy_gpu import process_video
 from ivy_gpu.params import StivParams
-from ivy_gpu.stiv import stiv_exhaustive, stride_for
+from ivy_gpu.stiv.driver import stiv_exhaustive, stride_for
 
 XS = np.array([60.0, 80.0, 100.0, 120.0, 70.0, 110.0])
 YS = np.array([70.0, 90.0, 80.0, 100.0, 110.0, 60.0])
 
 
 def _sweep(speed, direction, stride, method="acf"):
-    from ivy_gpu.synthetic import advected_texture
+    from ivy_gpu.synthetic.scenes import advected_texture
 
     stack = advected_texture((300, 180, 180), speed_px=speed, direction_geo=direction, seed=11)
     return stiv_exhaustive(
@@ -75,7 +75,7 @@ def test_stride_choice_and_its_limit():
 
 
 def test_slow_synthetic_site_discharge_within_one_percent(tmp_path_factory):
-    from ivy_gpu.synthetic_site import SiteSpec, make_site
+    from ivy_gpu.synthetic.sites import SiteSpec, make_site
 
     d = tmp_path_factory.mktemp("slow_site")
     truth = make_site(
@@ -114,11 +114,11 @@ def test_strided_acf_uses_every_phase():
 def test_strided_scores_agree_across_engines(backend, monkeypatch):
     """The stride read on every frame: numba (fused and chunked) and the CuPy engine's code
     (run with NumPy) against the numpy reference."""
-    from ivy_gpu.engine_numba import NumbaEngine
-    from ivy_gpu.engine_xp import XpEngine
+    from ivy_gpu.engines.numba_engine import NumbaEngine
+    from ivy_gpu.engines.xp_engine import XpEngine
     from ivy_gpu.params import StivParams
-    from ivy_gpu.stiv import run_stiv
-    from ivy_gpu.synthetic import advected_texture
+    from ivy_gpu.stiv.driver import run_stiv
+    from ivy_gpu.synthetic.scenes import advected_texture
 
     if backend == "numba-chunked":
         monkeypatch.setattr(NumbaEngine, "fused", False)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ivy_gpu.batch_csv import summary_columns
 from ivy_gpu.cli.main import app
-from ivy_gpu.scaffold import describe, load_scaffold, save_scaffold
+from ivy_gpu.pipeline.batch_csv import summary_columns
+from ivy_gpu.scaffold.ivyfile import describe, load_scaffold, save_scaffold
 from ivy_gpu.units import FT_PER_M
 
 runner = CliRunner()

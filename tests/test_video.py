@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ivy_gpu.video import FrameReader, frame_interval, parse_time, probe
+from ivy_gpu.checks import parse_time
+from ivy_gpu.frames.video import FrameReader, frame_interval, probe
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ivy_gpu.discharge import midsection
-from ivy_gpu.xsection import CrossSection, read_ac3, write_ac3
+from ivy_gpu.hydraulics.discharge import midsection
+from ivy_gpu.hydraulics.xsection import CrossSection, read_ac3, write_ac3
 
 
 def test_boneyard_ac3_is_a_6m_rectangle(data_dir):

@@ -1,0 +1,229 @@
+"""The ``cupy`` engine, written against an array namespace ``xp``.
+
+On a GPU ``xp`` is CuPy: the stack lives in device memory, frames are rectified there
+(``map_coordinates`` straight into the uint8 stack), the gather, z-scoring and
+cross-spectra are Numba-CUDA kernels launched on CuPy's current stream, the temporal
+FFTs are batched cuFFT and the ray integral is one cuBLAS matrix product.
+
+The Numba-CUDA kernels are used only when a probe kernel compiles and runs
+(:func:`cuda_kernel_status`): a missing NVVM or a Numba-CUDA release that does not
+import with the installed NumPy must not break the GPU backend. Without them the same
+steps run as array-namespace code (fancy-index gather, reductions, cross-spectra by
+FFT along the pixel axis). With ``xp = numpy`` (CI, no GPU) that code runs on the
+CPU; under ``NUMBA_ENABLE_CUDASIM=1`` the CUDA kernels run in the simulator.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.fft
+
+from ivy_gpu import config
+from ivy_gpu.engines.base import Taps, Window, crop_blur, host_array
+from ivy_gpu.kernels import acf, rays, sti, structure_tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ivy_gpu.scaffold.rectify import Rectifier
+
+
+@functools.lru_cache(maxsize=4)
+def cuda_kernel_status(xp: ModuleType) -> tuple[bool, str]:
+    """Whether the Numba-CUDA kernels work on ``xp`` arrays: ``(usable, reason)`` (cached).
+
+    Compiles and launches the gather kernel on a tiny input and checks the result, so a
+    broken toolchain is found here, once, and not at the first STIV call.
+    """
+    mode = config.CUDA_KERNELS
+    if mode == "off":
+        return False, "disabled (IVY_GPU_CUDA_KERNELS=off)"
+    try:
+        from numba import cuda
+
+        if xp is np and not cuda.is_available():
+            return False, "no CUDA device or simulator"
+        rng = np.random.default_rng(0)
+        stack = rng.integers(0, 255, (3, 4, 5), dtype=np.uint8)
+        taps = sti.bilinear_taps(
+            rng.uniform(0, 3, (2, 4)), rng.uniform(0, 2, (2, 4)), 5, 4, "bilinear"
+        )
+        want = sti.gather_numpy(stack, *taps)
+        out = xp.empty(want.shape, dtype=xp.float32)
+        sti.gather_cuda(xp.asarray(stack), *(xp.asarray(a) for a in taps), out, _stream(xp))
+        got = host_array(out)
+        if not np.allclose(got, want, rtol=1e-5, atol=1e-4):
+            raise RuntimeError("probe kernel gave wrong values")
+    except Exception as exc:  # any toolchain failure: NVVM, import errors, launch errors
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if mode == "on":
+            raise RuntimeError(f"Numba-CUDA kernels unusable ({reason})") from exc
+        return False, reason
+    return True, "probe kernel compiled and ran"
+
+
+def _stream(xp: ModuleType) -> Any:
+    """A Numba stream wrapping CuPy's current stream (0 for NumPy / the simulator)."""
+    if xp is np:
+        return 0
+    from numba import cuda
+
+    return cuda.external_stream(xp.cuda.get_current_stream().ptr)
+
+
+class XpEngine:
+    """GPU engine on CuPy (or any NumPy-compatible namespace for testing).
+
+    Parameters
+    ----------
+    xp : module
+        ``cupy`` on a GPU, ``numpy`` for CPU tests.
+    use_cuda_kernels : bool, optional
+        Use the Numba-CUDA kernels. Default: when ``xp`` is not NumPy and the probe
+        kernel works (:func:`cuda_kernel_status`); a warning says why when it does not.
+    """
+
+    name = "cupy"
+
+    def __init__(self, xp: ModuleType, use_cuda_kernels: bool | None = None) -> None:
+        self.xp = xp
+        self.fft = scipy.fft if xp is np else xp.fft
+        if xp is np:
+            import scipy.ndimage as ndimage
+        else:
+            import cupyx.scipy.ndimage as ndimage
+        self.ndimage = ndimage
+        self.kernel_note = "requested" if use_cuda_kernels else "array-namespace code"
+        if use_cuda_kernels is None:
+            use_cuda_kernels = False
+            if xp is not np:
+                use_cuda_kernels, self.kernel_note = cuda_kernel_status(xp)
+                if not use_cuda_kernels:
+                    warnings.warn(
+                        "ivy_gpu: Numba-CUDA kernels unusable, the GPU backend runs its "
+                        f"array code instead ({self.kernel_note})",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+        self.use_cuda_kernels = bool(use_cuda_kernels)
+        self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
+        self._coords: tuple[Any, Any] = (None, None)  # (rectifier, its coordinates on device)
+
+    # ------------------------------------------------------------------ memory
+    def to_device(self, a: Any) -> Any:
+        """Copy (or view) ``a`` in device memory."""
+        return self.xp.asarray(a)
+
+    def to_host(self, a: Any) -> np.ndarray:
+        """Copy a device array to a NumPy array."""
+        return host_array(a)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Device allocation (CuPy's memory pool)."""
+        return self.xp.empty(shape, dtype=dtype)
+
+    def synchronize(self) -> None:
+        """Wait for the current device's queued work."""
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def remap(self, frame: np.ndarray, tables: Rectifier, out: Any) -> None:
+        """Upload one uint8 frame and rectify it straight into ``out`` (rounded uint8)."""
+        if self._coords[0] is not tables:  # holding the rectifier: no stale tables
+            coords = self.xp.stack([self.xp.asarray(tables.map_y), self.xp.asarray(tables.map_x)])
+            self._coords = (tables, coords)
+        order = 0 if tables.interpolation == "nearest" else 1
+        self.ndimage.map_coordinates(
+            self.xp.asarray(frame),
+            self._coords[1],
+            output=out,
+            order=order,
+            mode="constant",
+            cval=0.0,
+        )
+
+    # ------------------------------------------------------------------ STIV
+    def chunk_pairs(self, p: int, t: int) -> int:
+        """(node, angle) pairs per chunk within the GPU budget."""
+        n_fft = t + p
+        nf = n_fft // 2 + 1
+        per_pair = (
+            4 * p * n_fft * 2 + 8 * p * nf * 2 + 8 * 2 * p * nf * 2 + 4 * (p // 2 + 3) * n_fft * 4
+        )
+        budget = config.GPU_CHUNK_BYTES if self.xp is not np else config.CPU_CHUNK_BYTES
+        return max(1, min(config.MAX_CHUNK_PAIRS, budget // per_pair))
+
+    def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:
+        """Crop on the device (a host stack is cropped first, then uploaded) and blur there."""
+        y_lo, y_hi, x_lo, x_hi = window
+        region = self.to_device(stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1])
+        return crop_blur(region, (0, y_hi - y_lo, 0, x_hi - x_lo), sigma, self.xp, self.ndimage)
+
+    def time_slice(self, handle: Any, start: int, stop: int) -> Any:
+        """Frames ``start:stop`` of the device handle (a view)."""
+        return handle[start:stop]
+
+    def _taps(self, taps: Taps) -> tuple[Any, ...]:
+        return tuple(self.xp.asarray(a) for a in taps)
+
+    def _gather_device(self, stack: Any, taps: Taps) -> Any:
+        x0, y0, fx, fy = self._taps(taps)
+        if not self.use_cuda_kernels:
+            return sti.gather_numpy(stack, x0, y0, fx, fy, xp=self.xp)
+        out = self.xp.empty((x0.shape[0], x0.shape[1], stack.shape[0]), dtype=self.xp.float32)
+        sti.gather_cuda(stack, x0, y0, fx, fy, out, _stream(self.xp))
+        return out
+
+    def _standardize(self, raw: Any) -> tuple[Any, Any]:
+        """Z-scored rows (constant rows 0) and the valid flag per STI."""
+        xp = self.xp
+        if not self.use_cuda_kernels:
+            z, valid = sti.standardize_numpy(raw, xp=xp)
+            return xp.where(xp.isnan(z), xp.float32(0.0), z), valid
+        valid = xp.ones(raw.shape[0], dtype=xp.uint8)
+        sti.standardize_cuda(raw, valid, _stream(xp))
+        return raw, valid.astype(bool)
+
+    def _cross_spectra(self, zf: Any, lx_max: int) -> Any:
+        if not self.use_cuda_kernels:
+            return acf.cross_spectra_fft_xp(zf, lx_max, self.xp)
+        zf = self.xp.ascontiguousarray(zf)
+        out = self.xp.empty((zf.shape[0], lx_max + 1, zf.shape[2]), dtype=self.xp.complex64)
+        acf.cross_spectra_cuda(zf, lx_max, out, _stream(self.xp))
+        return out
+
+    def gather(self, stack: Any, taps: Taps) -> np.ndarray:
+        """Raw STIs on the host, shape (n, P, T) float32."""
+        return self.to_host(self._gather_device(stack, taps))
+
+    def acf_scores(self, stack: Any, taps: Taps, plan: rays.AcfPlan):
+        """Peak ray integral per STI: ``(idx, peak, before, after)`` on the host."""
+        xp = self.xp
+        z, valid = self._standardize(self._gather_device(stack, taps))
+        op = plan.operator
+        if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
+            self._weights = (plan, xp.asarray(op.weights))
+        win = acf.acf_window_xp(
+            z,
+            op.lx_max,
+            op.lt_lo,
+            op.lt_hi,
+            xp,
+            self.fft,
+            self._cross_spectra,
+            lag_step=op.lag_step,
+        )
+        f = win.reshape(win.shape[0], -1) @ self._weights[1]
+        f = xp.where(valid[:, None], f, xp.float32(np.nan))
+        peaks = rays.peaks_xp(f, xp)
+        return tuple(self.to_host(a) for a in peaks)
+
+    def gradient_scores(self, stack: Any, taps: Taps):
+        """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host."""
+        raw = self._gather_device(stack, taps)
+        slope, coherence = structure_tensor.orientation_xp(raw, self.xp)
+        _, valid = self._standardize(raw.copy())
+        return self.to_host(slope), self.to_host(self.xp.where(valid, coherence, self.xp.nan))

@@ -1,0 +1,217 @@
+"""Streaming frame reader on PyAV (FFmpeg).
+
+Frames are decoded on a worker thread into a bounded queue and handed out as 8-bit
+luma (the Y plane of YUV video, or a gray conversion otherwise) with their exact
+presentation times. Start and end (half-open ``[start, end)``), frame step and a
+frame cap select the frames; no frame files touch the disk.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ivy_gpu import config
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about the first video stream."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float | None
+    frame_count: int | None
+    codec: str
+
+
+def _open(path: Path):
+    import av
+
+    if not path.is_file():
+        raise ValueError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # av.error.* subclasses
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(f"{path}: cannot open video ({why})") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path}: no video stream")
+    return container
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read the size, frame rate and duration of a video without decoding it."""
+    path = Path(path)
+    with _open(path) as container:
+        st = container.streams.video[0]
+        rate = st.average_rate or st.guessed_rate or st.base_rate
+        if not rate:
+            raise ValueError(f"{path}: the video stream has no frame rate")
+        duration = None
+        if st.duration is not None and st.time_base is not None:
+            duration = float(st.duration * st.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1e6
+        return VideoInfo(
+            str(path),
+            st.codec_context.width,
+            st.codec_context.height,
+            float(rate),
+            duration,
+            st.frames or None,
+            st.codec_context.name,
+        )
+
+
+def _luma(frame) -> np.ndarray:
+    fmt = frame.format.name
+    if fmt.startswith(("yuv", "yuvj", "nv12", "gray")) and not fmt.endswith(("le", "be")):
+        plane = frame.planes[0]
+        buf = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+        return buf[:, : frame.width].copy()
+    return frame.to_ndarray(format="gray")
+
+
+class FrameReader:
+    """Iterate ``(index, time_s, luma)`` over selected frames, decoding ahead on a thread.
+
+    Parameters
+    ----------
+    path : path
+        Video file.
+    start, end : float, optional
+        Seconds; frames with ``start <= t < end`` are used.
+    step : int
+        Keep every ``step``-th frame from the first frame at or after ``start``.
+    max_frames : int, optional
+        Stop after this many kept frames.
+    queue_size : int, optional
+        Decoded frames buffered ahead of the consumer (``config.DECODE_QUEUE_FRAMES``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        start: float | None = None,
+        end: float | None = None,
+        step: int = 1,
+        max_frames: int | None = None,
+        queue_size: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if step < 1:
+            raise ValueError(f"frame_step: must be >= 1, got {step}")
+        if max_frames is not None and max_frames < 2:
+            raise ValueError(f"max_frames: must be >= 2, got {max_frames}")
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"end_time: {end} s is not after start_time {start} s")
+        self.info = probe(self.path)
+        self.start, self.end, self.step, self.max_frames = start, end, step, max_frames
+        self.queue_size = queue_size or config.DECODE_QUEUE_FRAMES
+        #: Display rotation the container asks for (degrees; frames are used as stored).
+        self.rotation = 0
+        #: Frames decoded in the selected range (before the step), after a full pass.
+        self.decoded = 0
+
+    def expected_frames(self) -> int:
+        """An upper estimate of the number of frames the selection yields."""
+        lo = self.start or 0.0
+        hi = self.end if self.end is not None else (self.info.duration_s or 3600.0)
+        n = int(math.ceil(max(hi - lo, 0) * self.info.fps / self.step)) + 2
+        return min(n, self.max_frames) if self.max_frames else n
+
+    def _decode(self, out: queue.Queue, stop: threading.Event) -> None:
+        try:
+            with _open(self.path) as container:
+                st = container.streams.video[0]
+                st.thread_type = "AUTO"
+                tb = st.time_base or Fraction(1, 1)
+                half = 0.5 / self.info.fps
+                if self.start:
+                    container.seek(int(self.start / tb), stream=st, backward=True)
+                kept = seen = 0
+                for frame in container.decode(st):
+                    if stop.is_set():
+                        return
+                    if seen == 0:
+                        self.rotation = int(getattr(frame, "rotation", 0) or 0)
+                    t = float(frame.pts * tb) if frame.pts is not None else seen / self.info.fps
+                    if self.start is not None and t < self.start - half:
+                        continue
+                    if self.end is not None and t >= self.end - half:
+                        break
+                    if seen % self.step == 0:
+                        out.put((kept, t, _luma(frame)))
+                        kept += 1
+                        if self.max_frames and kept >= self.max_frames:
+                            break
+                    seen += 1
+                self.decoded = seen
+        except Exception as exc:  # forwarded to the consumer with the file named
+            msg = str(exc) if str(exc).startswith(str(self.path)) else f"{self.path}: {exc}"
+            out.put(ValueError(f"{msg} (while decoding)" if "decod" not in msg else msg))
+        finally:
+            out.put(None)
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        q: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._decode, args=(q, stop), daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            worker.join()
+
+
+def frame_interval(
+    times: np.ndarray, step: int, fps: float, tolerance: float = 0.01
+) -> tuple[float, str | None]:
+    """Time between kept frames, checked against ``step / fps``.
+
+    Returns ``(dt, warning)``: the timestamps' mean interval when it differs from
+    ``step / fps`` by more than ``tolerance`` (variable or mislabelled frame rate),
+    else ``step / fps``.
+    """
+    nominal = step / fps
+    if len(times) < 2:
+        return nominal, None
+    measured = float((times[-1] - times[0]) / (len(times) - 1))
+    if measured > 0 and abs(measured / nominal - 1) > tolerance:
+        return measured, (
+            f"frame timestamps give {measured:.5f} s between kept frames but "
+            f"step/fps gives {nominal:.5f} s; using the timestamps"
+        )
+    return nominal, None
+
+
+def first_frame(path: str | Path) -> np.ndarray:
+    """The first decoded frame of a video, colour (BGR, uint8)."""
+    path = Path(path)
+    with _open(path) as container:
+        for frame in container.decode(video=0):
+            return frame.to_ndarray(format="bgr24")
+    raise ValueError(f"{path}: the video has no decodable frame")

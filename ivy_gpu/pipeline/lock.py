@@ -1,0 +1,80 @@
+"""One writer per output folder: an OS lock held for a whole batch (or one ``process`` run).
+
+The lock is ``fcntl.flock`` on ``<folder>/.ivy_gpu.pipeline.lock``, which holds the PID and host
+of the writer. The kernel drops the lock when its process dies, so a lock left by a
+killed run never blocks the next one; a second live writer is refused at once with a
+one-line message naming the holder.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+LOCK_NAME = ".ivy_gpu.pipeline.lock"
+
+
+class FolderLockedError(ValueError):
+    """Another live process writes into this output folder."""
+
+
+class FolderLock:
+    """Exclusive, non-blocking lock of an output folder (a context manager).
+
+    On platforms without ``fcntl`` (Windows) the lock is a no-op.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self._fh = None
+
+    def __enter__(self) -> FolderLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+")  # noqa: SIM115 - held until __exit__
+        except OSError as exc:
+            raise ValueError(
+                f"{self.folder}: cannot use the output folder ({exc.strerror})"
+            ) from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise FolderLockedError(
+                f"{self.folder}: another ivy-gpu run writes into this folder ({holder}); "
+                "wait for it or choose another output folder"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete ``.*.tmp`` files left by a killed writer (call with the folder locked)."""
+    n = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        try:
+            tmp.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n

@@ -1,0 +1,211 @@
+"""Per-video output files: a list of writers, then ``results.json`` last.
+
+Each writer takes one :class:`OutputContext` and writes its files atomically. A new
+output format is one function appended to :data:`WRITERS`. ``results.json`` is written
+by :func:`write_result_json` once the video is finished (after the save stage), so its
+presence with ``"status": "completed"`` marks a complete video folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.report.figures import FIGURES
+from ivy_gpu.results import ProcessingResult, display_twins
+from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
+from ivy_gpu.stiv.driver import StivResult
+from ivy_gpu.stiv.quality import EXCLUDING
+from ivy_gpu.units import unit_system
+
+RESULT_JSON = "results.json"
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What the writers read."""
+
+    out: Path
+    scaffold: ScaffoldConfig
+    result: ProcessingResult
+    stiv: StivResult
+    first_frame: np.ndarray
+    figures: bool = True
+
+
+def write_tables(ctx: OutputContext) -> None:
+    """``discharge_table.csv`` (IVyTools columns) and ``stiv_results.csv`` (per node)."""
+    r = ctx.result
+    table = r.discharge_dataframe.copy()
+    floats = table.select_dtypes("number").columns
+    # round-off zeros (a 4.4e-16 m width) print as 0; 7 significant digits for the rest
+    table[floats] = table[floats].mask(table[floats].abs() < 1e-9, 0.0)
+    atomic_write_text(  # UTF-8 with a BOM: Excel then reads the "α (alpha)" header right
+        ctx.out / "discharge_table.csv", "\ufeff" + table.to_csv(index=False, float_format="%.7g")
+    )
+    nodes = r.node_positions
+    sr = ctx.stiv
+    stiv_table = pd.DataFrame(
+        {
+            "x_px": nodes[:, 0],
+            "y_px": nodes[:, 1],
+            "station_m": r.node_stations,
+            "speed_ms": sr.magnitude,
+            "direction_deg": sr.direction,
+            "normal_velocity_ms": r.stiv_normal_velocities,
+            "theta_deg": sr.theta,
+            "score": sr.score,
+            "stride": r.node_stride,
+            "sigma_v_ms": r.node_sigma_v,
+            "window_median_ms": r.node_window_median,
+            "window_spread_ms": r.node_window_spread,
+            "flags": r.node_flags,
+        }
+    )
+    atomic_write_text(
+        ctx.out / "stiv_results.csv", stiv_table.to_csv(index=False, float_format="%.5f")
+    )
+
+
+def plan_north(scaffold: ScaffoldConfig) -> tuple[float, float] | None:
+    """Image direction (dx, dy) of world +Y in the plan view, None when unknown (scale)."""
+    r = scaffold.rectification
+    if r.method == "scale":
+        return None
+    north_up = r.method == "camera matrix" or r.world_extent is not None
+    dy = -1.0 if north_up else 1.0  # IVyTools' homography canvas puts +Y down
+    return (0.0, -dy if r.flip_y else dy)
+
+
+def write_figures(ctx: OutputContext) -> None:
+    """Vectors over the first rectified frame, three STIs and the section profile.
+
+    With ``ctx.figures`` False none is drawn, and those of an earlier run in the folder are
+    removed: they would show another result beside this one's numbers.
+    """
+    if not ctx.figures:
+        for name, _ in FIGURES:
+            (ctx.out / name).unlink(missing_ok=True)
+        return
+    from ivy_gpu.report import figures
+
+    r, sr, scaffold = ctx.result, ctx.stiv, ctx.scaffold
+    u = unit_system(scaffold.display_units)
+    nodes = r.node_positions
+    flags = r.node_flags or [""] * len(nodes)
+    excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
+    q = f"{r.total_discharge * u.discharge:.4g} {u.discharge_label}"
+    if u.name == "English":
+        q += f" ({r.total_discharge:.4g} m³/s)"
+    figures.rectified_vectors(
+        ctx.out / "rectified_vectors.png",
+        ctx.first_frame,
+        nodes,
+        scaffold.cross_section_line,
+        sr.magnitude,
+        sr.direction,
+        f"{r.video_path.name}: Q = {q}",
+        excluded=excluded,
+        noted=np.array([bool(fl) for fl in flags]) & ~excluded,
+        gsd_m=r.pixel_gsd,
+        units=u,
+        north=plan_north(scaffold),
+    )
+    if sr.sti is not None:
+        picks = figures.pick_sti_nodes(np.where(excluded, np.nan, sr.score), sr.magnitude)
+        figures.sti_panels(
+            ctx.out / "stis.png", sr.sti, picks, sr.theta, sr.magnitude, sr.score,
+            r.pixel_gsd or 1.0, r.timestep_seconds or 1.0, r.node_stride, u,
+        )  # fmt: skip
+    table = r.discharge_dataframe
+    figures.section_profile(
+        ctx.out / "section.png",
+        table["Station Distance"].to_numpy(),
+        table["Depth"].to_numpy(),
+        table["Surface Velocity"].to_numpy(),
+        u.length_label,
+        u.length,
+        u.velocity_label,
+        u.velocity,
+        filled=np.concatenate([[False], excluded, [False]]),
+        title=f"{r.video_path.name}: cross-section at WSE "
+        f"{r.water_surface_elevation * u.length:.3f} {u.length_label}",
+    )
+
+
+#: The per-video writers, in order (``results.json`` is not one of them: it comes last).
+WRITERS: list[Callable[[OutputContext], None]] = [write_tables, write_figures]
+
+
+def write_outputs(ctx: OutputContext) -> None:
+    """Run every writer into ``ctx.out`` (created if needed)."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    for writer in WRITERS:
+        writer(ctx)
+
+
+# --------------------------------------------------------------------------- results.json
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf -> None so results.json is strict JSON."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON (NaN as null; NumPy values and paths converted), indented."""
+    return json.dumps(_clean(data), indent=1, default=_json_default)
+
+
+def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> dict[str, Any]:
+    """The content of ``results.json``: every scalar, units in the key names, display values."""
+    data = result.scalars()
+    if scaffold is not None:
+        data["display_units"] = scaffold.display_units
+        data.update(display_twins(result, scaffold.display_units))
+    data["inputs"] = {
+        "water_surface_elevation_m": result.water_surface_elevation,
+        "alpha": result.alpha,
+        **result.inputs,
+    }
+    return _clean(data)
+
+
+def write_result_json(out: Path, result: ProcessingResult, scaffold: ScaffoldConfig | None) -> None:
+    """Write ``results.json`` atomically (the folder is created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = json_text(result_json(result, scaffold))
+    atomic_write_text(out / RESULT_JSON, text)
+
+
+def read_result(folder: Path) -> ProcessingResult | None:
+    """A completed result saved in ``folder`` (``results.json`` + the discharge table), or None."""
+    try:
+        data = json.loads((folder / RESULT_JSON).read_text())
+        table = pd.read_csv(folder / "discharge_table.csv")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("status") != "completed":
+        return None
+    return ProcessingResult.from_scalars(data, table, folder)

@@ -1,0 +1,83 @@
+"""``validate``: a dry run of everything that can fail before frames are read.
+
+"ok" means ``process`` will not fail before decoding: the remap tables build at the
+WSE, the grid and the stations are placed, enough nodes have a search line inside the
+rectified image, and (per batch row) the video opens with the calibration's frame
+size and the selected times lie inside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ivy_gpu.frames.stack import rectifier_for
+from ivy_gpu.hydraulics.grid import node_stations, place_nodes
+from ivy_gpu.params import VideoConfig
+from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
+from ivy_gpu.scaffold.rectify import check_frame_size
+from ivy_gpu.stiv.lines import line_geometry
+from ivy_gpu.stiv.quality import QualityRules
+
+
+def check_site(scaffold: ScaffoldConfig, wse_m: float, rules: QualityRules | None = None) -> None:
+    """Raise ``ValueError`` (one line) if processing at ``wse_m`` would fail before STIV.
+
+    Builds the remap tables, places the nodes and their stations, and counts the nodes
+    with at least one search line inside the rectified image.
+    """
+    rules = rules or QualityRules()
+    src = str(scaffold.path)
+    cm = scaffold.rectification.camera_matrix
+    if cm is not None and not np.all(np.isfinite(cm)):
+        raise ValueError(f"{src}: the camera matrix holds NaN or infinite values")
+    try:
+        rect = rectifier_for(scaffold, wse_m)
+    except Exception as exc:  # StageError / ValueError / numerical failures
+        raise ValueError(
+            f"{src}: cannot build the remap tables at WSE {wse_m:.3f} m ({exc})"
+        ) from None
+    rows, cols = rect.output_shape
+    if rows < 2 or cols < 2:
+        raise ValueError(f"{src}: the rectified image is {cols} x {rows} px (check the extent)")
+    if not np.isfinite(rect.map_x).any():
+        raise ValueError(f"{src}: no pixel of the rectified image maps into the camera frame")
+    line = scaffold.cross_section_line
+    if np.hypot(*(line[1] - line[0])) == 0:
+        raise ValueError(f"{src}: the cross-section line has zero length")
+    nodes = place_nodes(
+        line,
+        scaffold.num_grid_points,
+        rect.output_shape,
+        scaffold.results_grid,
+        scaffold.mask_polygons,
+    )
+    node_stations(nodes, line, scaffold.cross_section, wse_m, rect.pixel_gsd, scaffold.start_bank)
+    lines = line_geometry(nodes, scaffold.stiv, cols, rows)
+    n_ang = lines.phis.shape[1]
+    usable = np.zeros(nodes.shape[0], bool)
+    usable[np.unique(lines.pairs // n_ang)] = True
+    need = max(1, math.ceil(rules.min_valid_fraction * nodes.shape[0]))
+    if usable.sum() < need:
+        raise ValueError(
+            f"{src}: only {int(usable.sum())} of {nodes.shape[0]} nodes have a search line inside "
+            f"the {cols} x {rows} px rectified image (need {need}); check the line and the extent"
+        )
+
+
+def check_row(scaffold: ScaffoldConfig, video: VideoConfig) -> None:
+    """Raise ``ValueError`` (one line) if this video would fail before STIV."""
+    from ivy_gpu.frames.video import probe
+
+    info = probe(video.video_path)
+    if scaffold.calibration_size is None:
+        raise ValueError(f"{scaffold.path}: the scaffold records no calibration frame size")
+    check_frame_size((info.width, info.height), scaffold.calibration_size, str(video.video_path))
+    start = video.start_time or 0.0
+    if info.duration_s is not None and start >= info.duration_s:
+        raise ValueError(
+            f"{video.video_path}: start_time {start} s is past the end of the video "
+            f"({info.duration_s:.2f} s)"
+        )
+    check_site(scaffold, video.water_surface_elevation)
