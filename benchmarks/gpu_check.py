@@ -72,7 +72,7 @@ def step_env(sim: bool) -> dict:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = None
-    from ivy_gpu.benchmarks.suite import device_name
+    from ivy_gpu.benchmarks.common import device_name
     from ivy_gpu.engines import backends
     from ivy_gpu.engines.xp_engine import cuda_kernel_status
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ivy_gpu.benchmarks.suite import gpu_backends
+from ivy_gpu.benchmarks.common import gpu_backends
 from ivy_gpu.engines import backends
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ivy_gpu.benchmarks.common import device_name, gpu_backends, usable
 from ivy_gpu.engines import backends
 from ivy_gpu.engines.base import Engine
 from ivy_gpu.stiv.driver import stiv_exhaustive
@@ -147,24 +148,6 @@ def time_stiv(
     )
 
 
-def _usable(name: str) -> bool:
-    return backends.ENGINES[name][1]()[0]
-
-
-def gpu_backends() -> list[str]:
-    """The usable registered engines whose arrays are not NumPy's (the GPU ones)."""
-    return [n for n in backends.ENGINES if _usable(n) and backends.get_engine(n).xp is not np]
-
-
-def device_name() -> str:
-    """Name of the GPU the cupy engine runs on."""
-    engine = backends.get_engine("auto")
-    try:
-        return engine.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    except AttributeError:
-        return "none"
-
-
 def rectify_rows(repeats: int = 20) -> list[dict]:
     """Table build per WSE and per-frame remap of a 1080p frame (CPU, and GPU when usable)."""
     from ivy_gpu.kernels.remap import remap_cv2
@@ -267,7 +250,7 @@ def run_suite(
     out_dir: Path | None = None,
 ) -> tuple[list[Row], list[dict]]:
     """Run the suite; ``quick`` uses small workloads (for smoke tests)."""
-    available = [b for b in backends_wanted if _usable(b)]
+    available = [b for b in backends_wanted if usable(b)]
     rows: list[Row] = []
     if quick:
         stack = streaming_stack(60, 120, 240)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from ivy_gpu.cli.common import console, fail, load
+
 site_app = typer.Typer(
     no_args_is_help=True,
     help="Set up a site: GCPs + a frame + a survey -> an IVyTools scaffold (.ivy).",
@@ -87,8 +89,6 @@ DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 def _finish(build, output: Path, ids=None) -> None:
     from ivy_gpu.site.builder import write_site
 
-    from .main import console
-
     write_site(build, output)
     console.print(build.report(ids), highlight=False)
     console.print(f"wrote {output}", highlight=False)
@@ -132,8 +132,6 @@ def create(
     from ivy_gpu.site.gcp import read_gcp_csv
     from ivy_gpu.site.survey import read_survey
 
-    from .main import _fail
-
     try:
         opts = _options(
             cell_size, extent, line, start_bank, nodes, search_line_m, flow_direction, fan,
@@ -155,7 +153,7 @@ def create(
         build = build_site(world, pixel, img, survey, wse, lens, opts, ids, source=str(gcps))
         _finish(build, output, ids)
     except ValueError as exc:
-        _fail(exc, debug)
+        fail(exc, debug)
 
 
 @site_app.command("from-pyorc")
@@ -179,8 +177,6 @@ def from_pyorc(
     """Import a pyOpenRiverCam camera configuration as a scaffold."""
     from ivy_gpu.site.builder import site_from_pyorc
 
-    from .main import _fail
-
     try:
         opts = _options(
             None, None, "auto", start_bank, nodes, search_line_m, flow_direction, fan, velocity,
@@ -189,7 +185,7 @@ def from_pyorc(
         build = site_from_pyorc(camera, section, video, wse, h_a, opts, Length(units).value)
         _finish(build, output)
     except ValueError as exc:
-        _fail(exc, debug)
+        fail(exc, debug)
 
 
 @site_app.command("show")
@@ -204,12 +200,10 @@ def show(
     from ivy_gpu.site.builder import read_frame
     from ivy_gpu.site.figure import site_figure
 
-    from .main import _fail, _load, console
-
-    cfg = _load(scaffold, debug)
+    cfg = load(scaffold, debug)
     try:
         img = read_frame(frame)[0] if frame else None
         site_figure(cfg, output, img, wse)
     except ValueError as exc:
-        _fail(exc, debug)
+        fail(exc, debug)
     console.print(f"wrote {output}", highlight=False)

@@ -28,6 +28,7 @@ from ivy_gpu.units import unit_system
 
 RESULT_JSON = "results.json"
 
+
 @dataclass(frozen=True)
 class OutputContext:
     """What the writers read."""

@@ -1,0 +1,211 @@
+"""What every command shares: consoles, option declarations, choices and helpers.
+
+The command modules import from here; this module imports no command module.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _backend_choices() -> type[Enum]:
+    from ivy_gpu.engines.backends import BACKENDS
+
+    return Enum("Backend", {n: n for n in ("auto", *BACKENDS)}, type=str)
+
+
+#: ``--backend`` choices: ``auto`` and every engine of the registry.
+Backend = _backend_choices()
+
+
+class Method(str, Enum):
+    """``--method`` choices."""
+
+    acf = "acf"
+    gradient = "gradient"
+
+
+class Units(str, Enum):
+    """``--units`` choices for WSE inputs."""
+
+    display = "display"
+    si = "si"
+    english = "english"
+
+
+UNITS = typer.Option(
+    Units.display,
+    "--units",
+    help="Units of WSE inputs (--wse, the batch CSV): the scaffold's display units, or si/english.",
+)
+
+
+def units_of(cfg, units: Units):
+    """The unit system of WSE inputs (``display`` = the scaffold's)."""
+    from ivy_gpu.units import unit_system
+
+    name = {"si": "Metric", "english": "English"}.get(Units(units).value, cfg.display_units)
+    return unit_system(name)
+
+
+class Interpolation(str, Enum):
+    """``--interpolation`` choices."""
+
+    bilinear = "bilinear"
+    nearest = "nearest"
+
+
+BACKEND = typer.Option(
+    Backend.auto, "--backend", "-b", help="Compute backend (auto: the GPU when one is usable)."
+)
+METHOD = typer.Option(None, "--method", help="STIV method (default: the scaffold's, else acf).")
+INTERPOLATION = typer.Option(
+    None, "--interpolation", help="Sampling along the search lines (nearest is IVyTools' own)."
+)
+REFINE = typer.Option(None, "--refine/--no-refine", help="Sub-step angle refinement (default: on).")
+
+
+class Compat(str, Enum):
+    """``--compat`` choices."""
+
+    none = "none"
+    ivytools = "ivytools"
+
+
+COMPAT = typer.Option(
+    Compat.none,
+    "--compat",
+    help="ivytools: STIV sampled exactly as the IVyTools python port (its search lines, "
+    "nearest sampling, no refinement); everything else stays corrected.",
+)
+
+
+class Stabilize(str, Enum):
+    """``--stabilize`` choices."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+STABILIZE = typer.Option(
+    None,
+    "--stabilize",
+    help="Camera-motion correction: auto (correct frames that moved), on, off (only warn). "
+    "Default: on when the scaffold asks for it, else auto.",
+)
+MIN_VALID = typer.Option(
+    0.5,
+    "--min-valid-fraction",
+    help="Fail a video when fewer nodes than this fraction give a valid, unflagged velocity.",
+)
+STRIDE = typer.Option(
+    None,
+    "--stride/--no-stride",
+    help="Re-measure slow nodes at k frames per step (default: on; off with --compat ivytools).",
+)
+D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
+D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
+FIGURES = typer.Option(
+    True,
+    "--figures/--no-figures",
+    help="Draw each video's PNG figures; --no-figures writes the tables and results.json only "
+    "(faster on large batches).",
+)
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars; log errors only.")
+JSON = typer.Option(
+    False, "--json", help="One JSON document on stdout instead of text (implies --quiet)."
+)
+
+
+def quiet_mode(quiet: bool, as_json: bool = False) -> bool:
+    """Apply --quiet / --json to the log level; True when progress bars are off."""
+    from ivy_gpu.log import configure
+
+    if quiet or as_json:
+        configure(quiet=True)
+    return quiet or as_json
+
+
+def print_json(data: object) -> None:
+    """One JSON document on stdout."""
+    from ivy_gpu.pipeline.outputs import json_text
+
+    sys.stdout.write(json_text(data) + "\n")
+
+
+DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
+
+
+def fail(exc: Exception, debug: bool, code: int = 2) -> None:
+    """Print one error line (the traceback too with ``--debug``) and exit with ``code``."""
+    if debug:  # the traceback, and still the documented exit code
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def engine_and_stiv(backend: Backend, cfg, debug: bool, **overrides):
+    """Resolve the backend and the STIV settings before any decoding (exit 2 if unusable)."""
+    from ivy_gpu.engines.backends import resolve_backend
+    from ivy_gpu.pipeline.process import stiv_params_for
+
+    plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in overrides.items()}
+    try:
+        return resolve_backend(Backend(backend).value), stiv_params_for(cfg, plain)
+    except ValueError as exc:
+        fail(exc, debug)
+
+
+def progress(quiet: bool) -> Progress:
+    """A progress display on stderr (off when ``quiet``)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[msg]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+
+
+def load(scaffold: Path, debug: bool):
+    """The scaffold, or one error line and exit 2."""
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
+
+    try:
+        return load_scaffold(scaffold)
+    except ValueError as exc:
+        fail(exc, debug)
+
+
+def result_line(r, display_units: str = "Metric") -> str:
+    """The console line of one video's result."""
+    from ivy_gpu.units import unit_system
+
+    name = escape(r.video_path.name)
+    if r.success:
+        u = unit_system(display_units)
+        q = f"Q = {r.total_discharge:.4f} m³/s"
+        a = f"A = {r.total_area:.4f} m²"
+        if u.name == "English":
+            q = f"Q = {r.total_discharge * u.discharge:.3f} cfs ({r.total_discharge:.4f} m³/s)"
+            a = f"A = {r.total_area * u.area:.3f} ft² ({r.total_area:.4f} m²)"
+        return (
+            f"[green]completed[/green] {name}: {q}, {a}, {r.num_frames} frames, "
+            f"{r.processing_time_seconds:.1f} s"
+        )
+    return f"[red]failed[/red] {name} at {r.error_stage}: {escape(str(r.error_message))}"

@@ -1,0 +1,122 @@
+"""``validate``, ``info`` and ``report``: check inputs and look at results without processing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from ivy_gpu.cli.common import (
+    DEBUG,
+    JSON,
+    UNITS,
+    Units,
+    console,
+    fail,
+    load,
+    print_json,
+    quiet_mode,
+    units_of,
+)
+
+
+def validate(
+    scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."),
+    csv_file: Path = typer.Argument(None, metavar="[CSV]", help="Batch CSV to check too."),
+    units: Units = UNITS,
+    as_json: bool = JSON,
+    debug: bool = DEBUG,
+) -> None:
+    """Dry-run a scaffold (and every row of a batch CSV): everything short of decoding."""
+    from ivy_gpu.pipeline.batch import read_batch_csv
+    from ivy_gpu.pipeline.validate import check_row, check_site
+
+    quiet_mode(False, as_json)
+    cfg = load(scaffold, debug)
+    wse = cfg.rectification.calibration_wse_m
+    try:
+        if cfg.calibration_size is None:
+            raise ValueError(f"{scaffold}: the scaffold records no calibration frame size")
+        if wse is not None:
+            check_site(cfg, wse)
+    except ValueError as exc:
+        fail(exc, debug)
+    report: dict = {
+        "scaffold": str(scaffold),
+        "method": cfg.rectification.method,
+        "display_units": cfg.display_units,
+        "calibration_size": cfg.calibration_size,
+        "checked_wse_m": wse,
+        "rows": [],
+    }
+    if not as_json:
+        at = f", checked at its calibration WSE {wse:.3f} m" if wse is not None else ""
+        console.print(
+            f"[green]ok[/green] {escape(str(scaffold))}: {cfg.rectification.method}, "
+            f"{cfg.display_units} units, calibration frame {cfg.calibration_size}{at}",
+            highlight=False,
+        )
+    rows = []
+    if csv_file is not None:
+        try:
+            rows = read_batch_csv(csv_file, units_of(cfg, units).name)
+        except ValueError as exc:
+            fail(exc, debug)
+    bad = 0
+    for row in rows:
+        problem = row.error
+        if problem is None:
+            try:
+                check_row(cfg, row.config)
+            except ValueError as exc:
+                problem = str(exc)
+        bad += bool(problem)
+        report["rows"].append(
+            {"line": row.line, "video_path": str(row.video_path), "ok": not problem,
+             "problem": problem}
+        )  # fmt: skip
+        if as_json:
+            continue
+        if problem:
+            console.print(f"[red]row {row.line}[/red]: {escape(problem)}", highlight=False)
+        else:
+            console.print(
+                f"[green]row {row.line}[/green]: ok {escape(str(row.video_path))}", highlight=False
+            )
+    if as_json:
+        report["ok"] = bad == 0
+        print_json(report)
+    elif rows:
+        console.print(f"{len(rows) - bad} of {len(rows)} rows ok", highlight=False)
+    raise typer.Exit(0 if bad == 0 else 1)
+
+
+def info(
+    scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."), debug: bool = DEBUG
+) -> None:
+    """Describe a scaffold."""
+    from ivy_gpu.scaffold.ivyfile import describe
+
+    console.print(describe(load(scaffold, debug)), highlight=False)
+
+
+def report(
+    output: Path = typer.Argument(..., help="A batch output folder (or a folder of runs)."),
+    gauge: Path = typer.Option(None, "--gauge", help="Gauge record (NWIS RDB or time,value CSV)."),
+    tz: str = typer.Option(None, "--tz", help="Zone of measurement times without one."),
+    gauge_units: str = typer.Option(
+        "m3/s", "--gauge-units", help="Units of a plain CSV gauge whose header does not say."
+    ),
+    debug: bool = DEBUG,
+) -> None:
+    """Rebuild report.html from saved results (no reprocessing)."""
+    from ivy_gpu.report.page import build_report
+
+    if gauge_units not in ("m3/s", "cfs"):
+        fail(ValueError(f"--gauge-units: expected m3/s or cfs, got {gauge_units!r}"), debug)
+    try:
+        path = build_report(output, gauge, tz, gauge_units)
+    except ValueError as exc:
+        fail(exc, debug)
+    console.print(f"wrote {path}", highlight=False)
