@@ -10,7 +10,7 @@ frames are sampled exactly where the GUI's filtered frames were, at no cost per
 frame and with one interpolation instead of three.
 
 The conventions were measured against FFmpeg's own filters (libavfilter 11, see
-``tests/test_prefilter.py``): ``rotate`` turns the picture clockwise about
+``tests/scaffold/test_prefilter.py``): ``rotate`` turns the picture clockwise about
 ((W-1)/2, (H-1)/2); ``lenscorrection`` samples the source at
 ``c + (1 + k1 r^2 + k2 r^4) (p - c)`` with ``c = (int(cx W), int(cy H))`` and ``r``
 relative to half the image diagonal, and its bilinear mode samples half a pixel

@@ -21,7 +21,7 @@ from ivy_gpu.stiv.driver import stiv_exhaustive
 from ivy_gpu.stiv.lines import line_geometry
 from ivy_gpu.stiv.quality import QualityRules, assess, downstream_normal, signed_normal
 
-NGWERERE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ngwerere"
+NGWERERE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ngwerere"
 
 
 def _ivytools_line(x: float, y: float, phi_ari: float, p: int):

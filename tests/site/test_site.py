@@ -19,7 +19,7 @@ from ivy_gpu.site.builder import SiteOptions, build_site, write_site
 from ivy_gpu.site.survey import read_survey
 from ivy_gpu.synthetic.sites import Site, SiteSpec, make_site
 
-NGWERERE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ngwerere"
+NGWERERE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ngwerere"
 SPEC = SiteSpec()
 
 
