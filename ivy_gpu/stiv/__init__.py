@@ -6,6 +6,6 @@ stack crop they read), ``methods`` (the STIV methods as objects: ``acf``, ``grad
 keep each node's best angle, the stride for slow flow, time windows) and ``quality`` (the
 downstream normal, node flags, ``sigma_v``).
 
-May import: the core modules, :mod:`ivy_gpu.kernels`, :mod:`ivy_gpu.hydraulics`,
-:mod:`ivy_gpu.scaffold` and :mod:`ivy_gpu.engines`.
+May import: the core modules, :mod:`ivy_gpu.kernels` and :mod:`ivy_gpu.engines` (it works on
+any stack in stack pixels; it knows nothing of scaffolds, videos or sections).
 """
