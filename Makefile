@@ -21,31 +21,37 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules ivy_gpu
 
-# On a lent GPU machine (no registry): install the carried wheels (`make wheels` here) with
-# --no-deps over its python3, then run every check with its own time limit; the report
-# goes to $OUT/gpu_check.md. GPU_CHECK_SIM=1 rehearses it here with the CUDA simulator.
+# On a lent GPU machine (no registry): a fresh venv over the machine's python3 (its CuPy and
+# CUDA libraries), with the carried wheels (`make wheels` here) installed on top, so what runs
+# is what the GPU extras pin (NumPy below 2.5, numba-cuda); then every check with its own time
+# limit, the report in $OUT/gpu_check.md. GPU_CHECK_SIM=1 rehearses it here with the simulator.
 GPU_PY   ?= python3
-GPU_SITE ?= /tmp/ivy_gpu_site
+GPU_VENV ?= /tmp/ivy_gpu_venv
 GPU_OUT  ?= $(if $(OUT),$(OUT),$(CURDIR)/gpu_check_output)
 gpu-check:
 ifeq ($(GPU_CHECK_SIM),1)
 	$(MAKE) $(VENV)/.installed
 	$(PY) -m ivy_gpu.benchmarks.gpu_check --sim --repo $(CURDIR) --out $(GPU_OUT)
 else
-	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-		--target $(GPU_SITE) .whl/*.whl
-	cd /tmp && PYTHONPATH=$(GPU_SITE) $(GPU_PY) -m ivy_gpu.benchmarks.gpu_check \
-		--repo $(CURDIR) --out $(GPU_OUT)
+	rm -rf $(GPU_VENV)
+	$(GPU_PY) -m venv --system-site-packages --without-pip $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+		.whl/*.whl
+	cd /tmp && $(GPU_VENV)/bin/python -m ivy_gpu.benchmarks.gpu_check --repo $(CURDIR) \
+		--out $(GPU_OUT)
 endif
 
-# Wheels a GPU machine without a registry needs: ivy_gpu itself, PyAV and Rocket-FFT (cp312,
-# x86-64).
+# Wheels a GPU machine without a registry needs on top of its python3 (cp312, x86-64): ivy_gpu,
+# PyAV, Rocket-FFT, and the GPU extras' pins the machine may lack (NumPy < 2.5, numba-cuda).
+# About 55 MB: carry `.whl` (git-ignored) with the run.
 wheels:
 	rm -rf .whl && mkdir -p .whl
 	$(PYTHON) -m pip wheel -q --no-deps . -w .whl
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-		--platform manylinux2014_x86_64 -d .whl av rocket-fft
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl av rocket-fft "numpy>=2.0,<2.5" \
+		"numba-cuda>=0.20,<0.31"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

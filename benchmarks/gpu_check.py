@@ -50,7 +50,7 @@ def _engines(sim: bool) -> dict[str, Any]:
     from ivy_gpu.engines import backends
 
     engine = backends.get_engine("cupy")
-    label = "cupy+cuda-kernels" if engine.use_cuda_kernels else "cupy (kernels unusable)"
+    label = "cupy+cuda-kernels" if engine.path == "kernels" else f"cupy ({engine.path})"
     return {label: engine, "cupy array code": XpEngine(cupy, use_cuda_kernels=False)}
 
 
@@ -62,8 +62,34 @@ def _sizes(sim: bool) -> dict[str, int]:
     return dict(frames=300, height=1080, width=1920, p=32, angles=31, long_p=138)
 
 
+def extras_check(extra: str) -> list[dict]:
+    """Each requirement of ivy_gpu's ``extra`` against what is installed here.
+
+    The GPU machine's own python3 may hold other versions (NumPy 2.5 breaks numba-cuda); the
+    check says whether what runs is what ``pip install 'ivy_gpu[extra]'`` promises.
+    """
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    rows = []
+    for text in md.requires("ivy_gpu") or []:
+        req = Requirement(text)
+        if req.marker is None or not req.marker.evaluate({"extra": extra}):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            have = None
+        ok = have is not None and req.specifier.contains(have, prereleases=True)
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        name = f"{req.name}{extras}{req.specifier}"
+        rows.append({"requirement": name, "installed": have, "ok": ok})
+    return rows
+
+
 def step_env(sim: bool) -> dict:
-    """Versions, device and the CUDA-kernel probe."""
+    """Versions, device, the extras' pins against what is installed, and the GPU probe."""
     import importlib.metadata as md
 
     out: dict[str, Any] = {"python": sys.version.split()[0]}
@@ -74,14 +100,19 @@ def step_env(sim: bool) -> dict:
             out[name] = None
     from ivy_gpu.benchmarks.common import device_name
     from ivy_gpu.engines import backends
-    from ivy_gpu.engines.xp_engine import cuda_kernel_status
+    from ivy_gpu.engines.xp_engine import probe
 
+    extra = "gpu13" if out["cupy-cuda13x"] or not out["cupy-cuda12x"] else "gpu"
+    out["extras"] = {extra: extras_check(extra)}
     out["gpu_status"] = backends.gpu_status()[1]
     out["device"] = "Numba CUDA simulator" if sim else device_name()
     xp = np
     if not sim:
         import cupy as xp
-    out["cuda_kernels"] = cuda_kernel_status(xp)
+    found = probe(xp)
+    out["probe"] = {"usable": found.usable, "path": found.path, "detail": found.detail}
+    if not found.usable:
+        raise RuntimeError(f"GPU probe failed: {found.detail}")
     return out
 
 
@@ -283,11 +314,22 @@ def markdown(results: dict) -> str:
         f"- device: {env.get('device')}",
         "- versions: "
         + ", ".join(
-            f"{k} {v}" for k, v in env.items() if k not in ("device", "cuda_kernels", "gpu_status")
+            f"{k} {v}"
+            for k, v in env.items()
+            if k not in ("device", "probe", "gpu_status", "extras")
         ),
-        f"- Numba-CUDA kernels: {env.get('cuda_kernels')}",
-        "",
+        f"- GPU probe: {env.get('probe')}",
+        f"- GPU backend: {env.get('gpu_status')}",
     ]
+    for extra, rows in (env.get("extras") or {}).items():
+        lines.append(
+            f"- extra `{extra}`: "
+            + "; ".join(
+                f"{r['requirement']} -> {r['installed']} {'ok' if r['ok'] else 'NOT MET'}"
+                for r in rows
+            )
+        )
+    lines.append("")
     for name in STEPS:
         r = results.get(name)
         if r is None:

@@ -25,9 +25,9 @@ CUDA_BLOCK: int = 256
 #: Most blocks in one CUDA launch; the kernels loop over the rest (no launch limit is hit).
 CUDA_MAX_BLOCKS: int = 65535
 
-#: Use the Numba-CUDA kernels on the GPU: "auto" (when a probe kernel compiles and runs),
-#: "on" (fail if they cannot) or "off" (array-namespace code only). Environment:
-#: ``IVY_GPU_CUDA_KERNELS``.
+#: The Numba-CUDA kernels on the GPU: "auto" or "on" (the GPU backend runs them, and is
+#: unusable, with the failure named, when the probe cannot compile and run them) or "off"
+#: (array-namespace code only). Environment: ``IVY_GPU_CUDA_KERNELS``.
 CUDA_KERNELS: str = os.environ.get("IVY_GPU_CUDA_KERNELS", "auto")
 
 #: Frames preallocated for the stack before it grows by doubling (never the whole clip up

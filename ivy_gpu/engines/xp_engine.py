@@ -5,18 +5,20 @@ On a GPU ``xp`` is CuPy: the stack lives in device memory, frames are rectified 
 cross-spectra are Numba-CUDA kernels launched on CuPy's current stream, the temporal
 FFTs are batched cuFFT and the ray integral is one cuBLAS matrix product.
 
-The Numba-CUDA kernels are used only when a probe kernel compiles and runs
-(:func:`cuda_kernel_status`): a missing NVVM or a Numba-CUDA release that does not
-import with the installed NumPy must not break the GPU backend. Without them the same
-steps run as array-namespace code (fancy-index gather, reductions, cross-spectra by
-FFT along the pixel axis). With ``xp = numpy`` (CI, no GPU) that code runs on the
-CPU; under ``NUMBA_ENABLE_CUDASIM=1`` the CUDA kernels run in the simulator.
+Before the engine is used, :func:`probe` runs every step once on a tiny input (cuFFT,
+cuBLAS, each kernel against its NumPy twin): a missing library, a toolchain that cannot
+compile (no NVVM, a Numba-CUDA release broken by the installed NumPy) or a wrong kernel
+makes the backend unusable with the failure named, and ``auto`` then runs ``numba``.
+``IVY_GPU_CUDA_KERNELS=off`` runs the same steps as array-namespace code instead (fancy-index
+gather, reductions, cross-spectra by FFT along the pixel axis). With ``xp = numpy`` (CI, no
+GPU) that code runs on the CPU; under ``NUMBA_ENABLE_CUDASIM=1`` the kernels run in Numba's
+CUDA simulator.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -31,38 +33,105 @@ if TYPE_CHECKING:  # pragma: no cover
     from ivy_gpu.scaffold.rectify import Rectifier
 
 
-@functools.lru_cache(maxsize=4)
-def cuda_kernel_status(xp: ModuleType) -> tuple[bool, str]:
-    """Whether the Numba-CUDA kernels work on ``xp`` arrays: ``(usable, reason)`` (cached).
+@dataclass(frozen=True)
+class GpuProbe:
+    """What the GPU engine can run on an array namespace, found by running it once.
 
-    Compiles and launches the gather kernel on a tiny input and checks the result, so a
-    broken toolchain is found here, once, and not at the first STIV call.
+    Attributes
+    ----------
+    usable : bool
+        Every step the engine will call ran and gave the right values.
+    path : str
+        ``"kernels"`` (Numba-CUDA kernels, FFT library, BLAS), ``"array code"``
+        (``IVY_GPU_CUDA_KERNELS=off``: FFT library and BLAS only) or ``"unusable"``.
+    detail : str
+        One line: what ran, or which library or kernel failed and how.
     """
-    mode = config.CUDA_KERNELS
-    if mode == "off":
-        return False, "disabled (IVY_GPU_CUDA_KERNELS=off)"
+
+    usable: bool
+    path: str
+    detail: str
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _same(name: str, got: Any, want: np.ndarray, atol: float = 1e-4) -> None:
+    if not np.allclose(host_array(got), want, rtol=1e-4, atol=atol):
+        raise RuntimeError(f"{name} gave wrong values")
+
+
+def _probe_kernels(xp: ModuleType) -> None:
+    """Compile and launch every Numba-CUDA kernel on a tiny input against its NumPy twin."""
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (6, 5, 7), dtype=np.uint8)
+    taps = sti.bilinear_taps(rng.uniform(0, 5, (3, 4)), rng.uniform(0, 3, (3, 4)), 7, 5, "bilinear")
+    want = sti.gather_numpy(stack, *taps)
+    stream = _stream(xp)
+    steps = ("gather", "z-score", "cross-spectra")
+    step = steps[0]
+    try:
+        out = xp.empty(want.shape, dtype=xp.float32)
+        sti.gather_cuda(xp.asarray(stack), *(xp.asarray(a) for a in taps), out, stream)
+        _same("gather kernel", out, want)
+        step = steps[1]
+        z_want, v_want = sti.standardize_numpy(want)
+        valid = xp.ones(want.shape[0], dtype=xp.uint8)
+        sti.standardize_cuda(out, valid, stream)
+        _same("z-score kernel", out, np.nan_to_num(z_want))
+        if not np.array_equal(host_array(valid).astype(bool), v_want):
+            raise RuntimeError("z-score kernel flagged the wrong STIs")
+        step = steps[2]
+        zf = np.fft.rfft(np.nan_to_num(z_want), axis=-1).astype(np.complex64)
+        cs = xp.empty((zf.shape[0], 3, zf.shape[2]), dtype=xp.complex64)
+        acf.cross_spectra_cuda(xp.asarray(zf), 2, cs, stream)
+        _same("cross-spectra kernel", cs, acf.cross_spectra_xp(zf.astype(np.complex128), 2, np))
+    except Exception as exc:
+        raise RuntimeError(f"Numba-CUDA {step} kernel failed ({_why(exc)})") from exc
+
+
+@functools.lru_cache(maxsize=4)
+def probe(xp: ModuleType) -> GpuProbe:
+    """Run every GPU step once on a tiny input: FFT, matrix product, each kernel (cached).
+
+    A missing library (CuPy without cuFFT or cuBLAS), a toolchain that cannot compile the
+    kernels (no NVVM, a Numba-CUDA release that does not work with the installed NumPy) or
+    a kernel that gives wrong values is found here, at engine creation, and named; never at
+    the first STIV call. With ``IVY_GPU_CUDA_KERNELS=off`` the kernels are not tried and the
+    engine runs its array code.
+    """
+    gpu = xp is not np
+    fft_lib, blas_lib = ("cuFFT", "cuBLAS") if gpu else ("scipy.fft", "BLAS")
+    fft = xp.fft if gpu else scipy.fft
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 16)).astype(np.float32)
+    try:
+        f = fft.rfft(xp.asarray(x), axis=-1)
+        _same("rfft", f, np.fft.rfft(x, axis=-1))
+        _same("irfft", fft.irfft(f, n=16, axis=-1), x)
+    except Exception as exc:
+        return GpuProbe(False, "unusable", f"{fft_lib} failed ({_why(exc)})")
+    a = rng.standard_normal((8, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 3)).astype(np.float32)
+    try:
+        _same("matmul", xp.asarray(a) @ xp.asarray(b), a @ b)
+    except Exception as exc:
+        return GpuProbe(False, "unusable", f"{blas_lib} failed ({_why(exc)})")
+    libs = f"{fft_lib} and {blas_lib} ran"
+    if config.CUDA_KERNELS == "off":
+        return GpuProbe(True, "array code", f"{libs}; kernels off (IVY_GPU_CUDA_KERNELS=off)")
     try:
         from numba import cuda
 
-        if xp is np and not cuda.is_available():
-            return False, "no CUDA device or simulator"
-        rng = np.random.default_rng(0)
-        stack = rng.integers(0, 255, (3, 4, 5), dtype=np.uint8)
-        taps = sti.bilinear_taps(
-            rng.uniform(0, 3, (2, 4)), rng.uniform(0, 2, (2, 4)), 5, 4, "bilinear"
-        )
-        want = sti.gather_numpy(stack, *taps)
-        out = xp.empty(want.shape, dtype=xp.float32)
-        sti.gather_cuda(xp.asarray(stack), *(xp.asarray(a) for a in taps), out, _stream(xp))
-        got = host_array(out)
-        if not np.allclose(got, want, rtol=1e-5, atol=1e-4):
-            raise RuntimeError("probe kernel gave wrong values")
-    except Exception as exc:  # any toolchain failure: NVVM, import errors, launch errors
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if mode == "on":
-            raise RuntimeError(f"Numba-CUDA kernels unusable ({reason})") from exc
-        return False, reason
-    return True, "probe kernel compiled and ran"
+        if not gpu and not cuda.is_available():
+            raise RuntimeError("no CUDA device or simulator")
+        _probe_kernels(xp)
+    except Exception as exc:
+        detail = str(exc) if str(exc).startswith("Numba-CUDA") else f"Numba-CUDA: {_why(exc)}"
+        return GpuProbe(False, "unusable", detail)
+    return GpuProbe(True, "kernels", f"gather, z-score and cross-spectra kernels, {libs}")
 
 
 def _stream(xp: ModuleType) -> Any:
@@ -82,8 +151,9 @@ class XpEngine:
     xp : module
         ``cupy`` on a GPU, ``numpy`` for CPU tests.
     use_cuda_kernels : bool, optional
-        Use the Numba-CUDA kernels. Default: when ``xp`` is not NumPy and the probe
-        kernel works (:func:`cuda_kernel_status`); a warning says why when it does not.
+        Use the Numba-CUDA kernels. Default: on a GPU, what :func:`probe` found (the kernels
+        unless ``IVY_GPU_CUDA_KERNELS=off``; ``RuntimeError`` naming the failure when the
+        probe fails); with NumPy, the array code.
     """
 
     name = "cupy"
@@ -96,19 +166,16 @@ class XpEngine:
         else:
             import cupyx.scipy.ndimage as ndimage
         self.ndimage = ndimage
-        self.kernel_note = "requested" if use_cuda_kernels else "array-namespace code"
         if use_cuda_kernels is None:
             use_cuda_kernels = False
             if xp is not np:
-                use_cuda_kernels, self.kernel_note = cuda_kernel_status(xp)
-                if not use_cuda_kernels:
-                    warnings.warn(
-                        "ivy_gpu: Numba-CUDA kernels unusable, the GPU backend runs its "
-                        f"array code instead ({self.kernel_note})",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+                found = probe(xp)
+                if not found.usable:
+                    raise RuntimeError(f"the GPU backend is unusable: {found.detail}")
+                use_cuda_kernels = found.path == "kernels"
         self.use_cuda_kernels = bool(use_cuda_kernels)
+        #: The path this engine runs: ``"kernels"`` or ``"array code"`` (recorded in results).
+        self.path = "kernels" if self.use_cuda_kernels else "array code"
         self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
         self._coords: tuple[Any, Any] = (None, None)  # (rectifier, its coordinates on device)
 

@@ -110,6 +110,16 @@ def numba_path() -> str:
     return "fused" if NumbaEngine.fused else "chunked"
 
 
+def gpu_path(backend: str) -> str | None:
+    """The GPU path a result ran (``kernels`` | ``array code``), or why a GPU was not used.
+
+    See :func:`ivy_gpu.engines.backends.gpu_path`; None on a machine without a GPU.
+    """
+    from ivy_gpu.engines import backends
+
+    return backends.gpu_path(backend)
+
+
 def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[str, Any]:
     """Where a result came from (written into ``results.json``)."""
     from ivy_gpu import __version__
@@ -125,6 +135,7 @@ def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[st
         "backend": backend,
         "device": device_of(backend),
         "numba_path": numba_path() if backend == "numba" else None,
+        "gpu_path": gpu_path(backend),
         "scaffold_path": None if scaffold.path is None else str(scaffold.path),
         "scaffold_sha256": scaffold_sha256(scaffold),
         "video_path": str(path),

@@ -92,8 +92,7 @@ def test_acf_shortcut_equals_reference_window():
 def test_cuda_kernels_match_numpy_under_simulator_or_gpu():
     from numba import cuda
 
-    if not cuda.is_available():
-        pytest.skip("neither a CUDA GPU nor the CUDA simulator is available")
+    assert cuda.is_available(), "neither a CUDA GPU nor numba-cuda's simulator is available"
     rng = np.random.default_rng(9)
     stack = rng.integers(0, 255, (6, 9, 10), dtype=np.uint8)
     x = rng.uniform(0, 9, (3, 4))
@@ -119,8 +118,7 @@ def test_xp_engine_with_cuda_kernels_end_to_end(monkeypatch, texture_factory):
     """The GPU engine with its CUDA kernels (simulator in CI) on a tiny scene."""
     from numba import cuda
 
-    if not cuda.is_available():
-        pytest.skip("neither a CUDA GPU nor the CUDA simulator is available")
+    assert cuda.is_available(), "neither a CUDA GPU nor numba-cuda's simulator is available"
     stack = texture_factory((12, 20, 24), 1.0, 90.0, seed=1)
     kw = dict(num_pixels=6, phi_origin=90, d_phi=5, phi_range=5, pixel_gsd=0.1, d_t=0.1)
     ref = stiv_exhaustive(stack, [8.0, 12.0], [10.0, 9.0], backend="numpy", **kw)
@@ -137,7 +135,7 @@ def test_cupy_backend_matches_numpy_on_gpu(texture_factory):
     for method in ("acf", "gradient"):
         ref = stiv_exhaustive(stack, x, y, method=method, backend="numpy", refine=True, **KW)
         got = stiv_exhaustive(stack, x, y, method=method, backend="cupy", refine=True, **KW)
-        assert got.backend == "cupy"
+        assert got.backend == "cupy" and backends.get_engine("cupy").path == "kernels"
         _same(ref, got)
 
 

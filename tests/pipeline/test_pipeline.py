@@ -32,6 +32,8 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
     data = json.loads((out / "results.json").read_text())  # strict JSON (no NaN)
     assert data["status"] == "completed" and data["discharge_m3s"] == r.total_discharge
     assert data["display_units"] == "Metric" and "discharge_cfs" not in data
+    # which engine path ran: numba's formulation; no GPU here, so nothing about one
+    assert data["provenance"]["numba_path"] == "fused" and data["provenance"]["gpu_path"] is None
     table = pd.read_csv(out / "discharge_table.csv")
     assert tuple(table.columns) == TABLE_COLUMNS
     assert table["Unit Discharge"].sum() == pytest.approx(r.total_discharge)
@@ -129,6 +131,7 @@ def test_gpu_pipeline_matches_cpu(video_site, tmp_path):
     a = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba")
     b = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], tmp_path, backend="cupy")
     assert b.success and b.backend == "cupy", b.error_message
+    assert b.provenance["gpu_path"] == "kernels"  # a fallback to array code cannot pass
     # GPU rectification uses exact bilinear weights, OpenCV 1/32-pixel ones: small differences
     assert b.total_discharge == pytest.approx(a.total_discharge, rel=0.01)
 
