@@ -176,6 +176,9 @@ class XpEngine:
         self.use_cuda_kernels = bool(use_cuda_kernels)
         #: The path this engine runs: ``"kernels"`` or ``"array code"`` (recorded in results).
         self.path = "kernels" if self.use_cuda_kernels else "array code"
+        #: Blocking host synchronizations so far (downloads and ``synchronize``), so a benchmark
+        #: can count them per STIV call.
+        self.syncs = 0
         self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
         self._coords: tuple[Any, Any] = (None, None)  # (rectifier, its coordinates on device)
 
@@ -185,7 +188,8 @@ class XpEngine:
         return self.xp.asarray(a)
 
     def to_host(self, a: Any) -> np.ndarray:
-        """Copy a device array to a NumPy array."""
+        """Copy a device array to a NumPy array (a blocking download: counted in ``syncs``)."""
+        self.syncs += 1
         return host_array(a)
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -194,6 +198,7 @@ class XpEngine:
 
     def synchronize(self) -> None:
         """Wait for the current device's queued work."""
+        self.syncs += 1
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
 

@@ -229,7 +229,10 @@ def load_stack(
             f"{path}: only {n} frames in the selected time range "
             f"(STIV needs at least {MIN_FRAMES})",
         )
-    stack = stack[:n]
+    if stack.shape[0] > n:  # a grown (or over-estimated) buffer: keep n frames, free the rest
+        trimmed = engine.empty((n, rows, cols), np.uint8)
+        trimmed[...] = stack[:n]
+        stack = trimmed
     engine.synchronize()
     times_arr = np.asarray(times)
     dt, warn = frame_interval(times_arr, video.frame_step, reader.info.fps)

@@ -110,6 +110,27 @@ def test_stack_starts_small_and_grows(video_site, monkeypatch):
     small = load_stack(scaffold, cfg, engine)
     assert small.stack.shape == big.stack.shape == (11, *big.rectifier.output_shape)
     assert np.array_equal(small.stack, big.stack)
+    # grown to 16 frames for 11: the stack is its own 11-frame array, not a view that keeps
+    # the larger buffer alive
+    assert small.stack.base is None and small.stack.flags.owndata
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.7, 1.0, 2.5])
+def test_the_blur_reads_uint8_and_writes_float32_once(sigma):
+    """Same values as blurring a float32 copy of the window, without that copy."""
+    import scipy.ndimage as ndimage
+
+    from ivy_gpu.engines.base import crop_blur
+
+    stack = np.random.default_rng(4).integers(0, 255, (5, 30, 40), dtype=np.uint8)
+    window = (3, 24, 5, 33)
+    got = crop_blur(stack, window, sigma, np, ndimage)
+    region = stack[:, 3:25, 5:34]
+    if sigma == 0:
+        assert got.dtype == np.uint8 and np.array_equal(got, region)
+        return
+    want = ndimage.gaussian_filter(region.astype(np.float32), (0.0, sigma, sigma), mode="reflect")
+    assert got.dtype == np.float32 and np.array_equal(got, want)
 
 
 # ------------------------------------------------------------------ real GPU only
