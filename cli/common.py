@@ -204,8 +204,16 @@ def result_line(r, display_units: str = "Metric") -> str:
         if u.name == "English":
             q = f"Q = {r.total_discharge * u.discharge:.3f} cfs ({r.total_discharge:.4f} m³/s)"
             a = f"A = {r.total_area * u.area:.3f} ft² ({r.total_area:.4f} m²)"
+        u95 = (r.discharge_uncertainty or {}).get("iso_u95")
+        if u95 is not None and u95 == u95:  # not NaN
+            q += f" ± {100 * u95:.1f} % (U95)"
+        n = len(r.node_flags) if r.node_flags else r.valid_nodes
+        nodes = (
+            f"nodes: {r.valid_nodes} of {n} valid, {r.filled_nodes} filled, "
+            f"{r.flagged_nodes} flagged"
+        )
         return (
-            f"[green]completed[/green] {name}: {q}, {a}, {r.num_frames} frames, "
+            f"[green]completed[/green] {name}: {q}, {a}, {nodes}, {r.num_frames} frames, "
             f"{r.processing_time_seconds:.1f} s"
         )
     return f"[red]failed[/red] {name} at {r.error_stage}: {escape(str(r.error_message))}"

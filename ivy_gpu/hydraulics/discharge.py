@@ -27,6 +27,12 @@ TABLE_COLUMNS = (
     "Unit Discharge",
 )
 
+#: Where each row's velocity came from (``discharge_table.csv``'s ``Source`` column, after
+#: IVyTools' columns): a measured node, a node without a valid measurement filled by
+#: interpolation, a measured node left out by quality control and filled, a value set or kept
+#: by the user's overrides, a water edge (velocity 0).
+SOURCES = ("measured", "filled", "excluded", "override", "edge")
+
 
 def normal_component(
     magnitude: np.ndarray, direction_geo: np.ndarray, line: np.ndarray
@@ -101,12 +107,14 @@ def midsection(
     depths: np.ndarray,
     surface_velocity: np.ndarray,
     alpha: float | np.ndarray = 0.85,
+    source: np.ndarray | None = None,
 ) -> DischargeResult:
     """Mid-section discharge ``Q = sum(alpha * v * w * d)``, ``A = sum(w * d)``.
 
     The table's ``Width``, ``Area`` and ``Unit Discharge`` are the panels that make the
     totals (half panels at the ends), so the columns add up to ``A`` and ``Q``. NaN
-    velocities are filled first (see :func:`fill_gaps`).
+    velocities are filled first (see :func:`fill_gaps`). ``source`` (one of :data:`SOURCES`
+    per row) becomes a ``Source`` column after IVyTools' columns.
     """
     b = np.asarray(stations, float)
     d = np.maximum(np.asarray(depths, float), 0.0)
@@ -130,6 +138,13 @@ def midsection(
             "Unit Discharge": q,
         }
     )
+    if source is not None:
+        source = np.asarray(source, dtype=object)
+        unknown = set(source) - set(SOURCES)
+        if source.shape != b.shape or unknown:
+            got = sorted(unknown) if unknown else f"shape {source.shape}"
+            raise ValueError(f"discharge: one source per row from {SOURCES}, got {got}")
+        table["Source"] = source
     return DischargeResult(
         q_tot, a_tot, q_tot / a_tot if a_tot > 0 else float("nan"), table, filled
     )

@@ -141,7 +141,9 @@ def analyse(
     result.error_stage = "discharge"
     used = np.where(quality.excluded, np.nan, vn)
     try:
-        q, unc = section_discharge(scaffold, ns, wse, used, video.alpha, quality)
+        q, unc = section_discharge(
+            scaffold, ns, wse, used, video.alpha, quality, node_sources(vn, quality.excluded)
+        )
     except ValueError as exc:
         raise StageError("discharge", f"{video.video_path}: {exc}") from None
     result.filled_nodes = q.filled_nodes
@@ -162,8 +164,21 @@ def analyse(
     return sr
 
 
-def section_discharge(scaffold, ns, wse: float, used: np.ndarray, alpha: float, quality):
+def node_sources(vn: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Each node's ``Source``: ``measured``, ``excluded`` (measured, left out) or ``filled``."""
+    vn = np.asarray(vn, float)
+    src = np.where(np.asarray(excluded, bool), "excluded", "measured").astype(object)
+    src[~np.isfinite(vn)] = "filled"
+    return src
+
+
+def section_discharge(
+    scaffold, ns, wse: float, used: np.ndarray, alpha: float, quality, sources=None
+):
     """Mid-section discharge of the kept normal velocities and its ISO 748 / IVE uncertainty.
+
+    ``sources`` (:func:`node_sources`) labels the node rows of the table; the water edges
+    are ``edge``.
 
     The measured spread of each node over the time windows replaces ISO 748's assumed
     point-velocity term: two halves of the clip are independent, so the clip's value has
@@ -171,7 +186,8 @@ def section_discharge(scaffold, ns, wse: float, used: np.ndarray, alpha: float, 
     """
     stations = np.concatenate([[ns.left_edge], ns.stations, [ns.right_edge]])
     depth = scaffold.cross_section.depth_at(stations, wse)
-    q = midsection(stations, depth, np.concatenate([[0.0], used, [0.0]]), alpha)
+    source = None if sources is None else np.concatenate([["edge"], sources, ["edge"]])
+    q = midsection(stations, depth, np.concatenate([[0.0], used, [0.0]]), alpha, source)
     inputs = UncertaintyInputs(scaffold.rectification_rmse_m or 0.0, ns.right_edge - ns.left_edge)
     u_p = np.full(len(used), np.nan)
     if quality.windows:

@@ -55,6 +55,7 @@ def write_tables(ctx: OutputContext) -> None:
     sr = ctx.stiv
     stiv_table = pd.DataFrame(
         {
+            "node": np.arange(len(nodes)),
             "x_px": nodes[:, 0],
             "y_px": nodes[:, 1],
             "station_m": r.node_stations,
@@ -85,6 +86,17 @@ def plan_north(scaffold: ScaffoldConfig) -> tuple[float, float] | None:
     return (0.0, -dy if r.flip_y else dy)
 
 
+def discharge_text(r: ProcessingResult, u) -> str:
+    """``Q = 1.96 ± 0.17 m³/s`` in display units, the ± being ISO 748's U95 when known."""
+    q = r.total_discharge * u.discharge
+    u95 = (r.discharge_uncertainty or {}).get("iso_u95")
+    pm = f" ± {u95 * abs(q):.2g}" if u95 is not None and math.isfinite(u95) else ""
+    text = f"{q:.4g}{pm} {u.discharge_label}"
+    if u.name == "English":
+        text += f" ({r.total_discharge:.4g} m³/s)"
+    return text + (" (U95, ISO 748)" if pm else "")
+
+
 def write_figures(ctx: OutputContext) -> None:
     """Vectors over the first rectified frame, three STIs and the section profile.
 
@@ -102,9 +114,7 @@ def write_figures(ctx: OutputContext) -> None:
     nodes = r.node_positions
     flags = r.node_flags or [""] * len(nodes)
     excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
-    q = f"{r.total_discharge * u.discharge:.4g} {u.discharge_label}"
-    if u.name == "English":
-        q += f" ({r.total_discharge:.4g} m³/s)"
+    q = discharge_text(r, u)
     figures.rectified_vectors(
         ctx.out / "rectified_vectors.png",
         ctx.first_frame,
@@ -118,14 +128,21 @@ def write_figures(ctx: OutputContext) -> None:
         gsd_m=r.pixel_gsd,
         units=u,
         north=plan_north(scaffold),
+        limited=sr.stride_limited,
     )
     if sr.sti is not None:
         picks = figures.pick_sti_nodes(np.where(excluded, np.nan, sr.score), sr.magnitude)
         figures.sti_panels(
             ctx.out / "stis.png", sr.sti, picks, sr.theta, sr.magnitude, sr.score,
-            r.pixel_gsd or 1.0, r.timestep_seconds or 1.0, r.node_stride, u,
+            r.pixel_gsd or 1.0, r.timestep_seconds or 1.0, r.node_stride, u, flags,
         )  # fmt: skip
     table = r.discharge_dataframe
+    source = table["Source"].to_numpy() if "Source" in table else None
+    filled = np.concatenate([[False], excluded, [False]])
+    if source is not None:
+        filled = np.isin(source, ("filled", "excluded"))
+    vn = np.asarray(r.stiv_normal_velocities, float)
+    rejected = np.where(excluded & np.isfinite(vn), vn, np.nan)
     figures.section_profile(
         ctx.out / "section.png",
         table["Station Distance"].to_numpy(),
@@ -135,9 +152,10 @@ def write_figures(ctx: OutputContext) -> None:
         u.length,
         u.velocity_label,
         u.velocity,
-        filled=np.concatenate([[False], excluded, [False]]),
-        title=f"{r.video_path.name}: cross-section at WSE "
+        filled=filled,
+        title=f"{r.video_path.name}: Q = {q}\ncross-section at WSE "
         f"{r.water_surface_elevation * u.length:.3f} {u.length_label}",
+        rejected=np.concatenate([[np.nan], rejected, [np.nan]]),
     )
 
 

@@ -102,13 +102,16 @@ def rectified_vectors(
     gsd_m: float | None = None,
     units=None,
     north: tuple[float, float] | None = (0.0, -1.0),
+    limited: np.ndarray | None = None,
 ) -> Path:
     """Rectified frame with the section line, nodes and surface velocity vectors.
 
     ``excluded`` vectors (flagged, left out of the discharge) are drawn red, ``noted`` ones
-    (flagged but kept: fan edge, upstream) orange, the others cyan. A speed key, a scale
-    bar (when ``gsd_m`` is known) and a north arrow (``north``: the image direction of
-    +Y, None when the plan view is not north-up) are drawn in ``units`` (display units).
+    (flagged but kept: fan edge, upstream) orange, the others cyan; ``limited`` nodes (slow,
+    the clip too short for the temporal stride they needed) are ringed in yellow. A speed
+    key, a scale bar (when ``gsd_m`` is known) and a north arrow (``north``: the image
+    direction of +Y, None when the plan view is not north-up) are drawn in ``units``
+    (display units).
     """
     from ivy_gpu.units import METRIC
 
@@ -151,6 +154,10 @@ def rectified_vectors(
                      fontproperties={"size": 8})  # fmt: skip
     if (~ok).any():
         ax.plot(nodes[~ok, 0], nodes[~ok, 1], "rx", label="no velocity")
+    if limited is not None and np.asarray(limited, bool).any():
+        sel = np.asarray(limited, bool)
+        ax.plot(nodes[sel, 0], nodes[sel, 1], "o", mfc="none", mec="yellow", ms=9,
+                label="stride-limited (slow, clip too short)")  # fmt: skip
     if gsd_m:
         _scale_bar(ax, w, h, gsd_m, u.length, u.length_label)
     if north is not None:
@@ -173,18 +180,20 @@ def sti_panels(
     dt_s: float,
     stride: np.ndarray | None = None,
     units=None,
+    flags: list[str] | None = None,
 ) -> Path:
     """Space-time images of chosen nodes (e.g. best, median, worst score) in metres and seconds.
 
     ``picks`` are (label, node) pairs. The fitted streak (the detected angle ``theta``) is
-    drawn over each STI; the title gives the node's speed and score. A node re-measured at
-    a temporal stride (``stride``) shows its full-rate STI and angle, and says so.
+    drawn over each STI; the title gives the node's speed, score and quality flags
+    (``flags``, ``;``-separated per node). A node re-measured at a temporal stride
+    (``stride``) shows its full-rate STI and angle, and says so.
     """
     from ivy_gpu.units import METRIC
 
     u = units or METRIC
     k = max(1, len(picks))
-    fig = _figure(3.4 * k, 3.6)
+    fig = _figure(3.4 * k, 3.8)
     axes = fig.subplots(1, k, squeeze=False)[0]
     for ax, (label, i) in zip(axes, picks, strict=False):
         img = stis[i]
@@ -201,8 +210,10 @@ def sti_panels(
         v = speed[i] * u.velocity
         k = 1 if stride is None or not np.isfinite(stride[i]) else int(stride[i])
         note = f", re-measured at stride {k}" if k > 1 else ""
+        flag = flags[i].replace(";", ", ") if flags and flags[i] else "none"
         ax.set_title(
-            f"{label}: node {i}\n{v:.3f} {u.velocity_label}, score {score[i]:.3g}{note}",
+            f"{label}: node {i}\n{v:.3f} {u.velocity_label}, score {score[i]:.3g}{note}"
+            f"\nflags: {flag}",
             fontsize=9,
         )
         ax.set_xlabel("time (s)")
@@ -234,10 +245,12 @@ def section_profile(
     v_factor: float = 1.0,
     filled: np.ndarray | None = None,
     title: str = "cross-section",
+    rejected: np.ndarray | None = None,
 ) -> Path:
     """Depths (bed below the water surface) and normal surface velocity across the section.
 
-    ``filled`` velocities (flagged or missing, interpolated) are drawn as open markers.
+    ``filled`` velocities (flagged or missing, interpolated) are drawn as open markers, and
+    beside them, crossed, the ``rejected`` value a flagged node measured (NaN where none).
     The legend sits above the plot, clear of the axes and their labels.
     """
     fig = _figure(8, 4.2)
@@ -261,6 +274,10 @@ def section_profile(
             ms=5,
             label="filled (flagged or missing)",
         )
+    if rejected is not None and np.isfinite(rejected).any():
+        ok = np.isfinite(rejected)
+        ax2.plot(s[ok], np.asarray(rejected)[ok] * v_factor, "x", color="crimson", ms=6,
+                 label="measured, rejected by a flag")  # fmt: skip
     ax2.axhline(0, color="grey", lw=0.5)
     ax2.set_ylabel(f"normal surface velocity ({v_label})", color="crimson")
     ax.set_title(title, pad=28)

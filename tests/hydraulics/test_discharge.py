@@ -29,6 +29,18 @@ def test_fill_gaps_counts_and_interpolates():
         fill_gaps(st, np.full(5, np.nan))
 
 
+def test_the_source_column_follows_ivytools_columns():
+    st = np.array([0.0, 1.0, 2.0, 3.0])
+    src = np.array(["edge", "measured", "excluded", "edge"])
+    r = midsection(st, np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.5, np.nan, 0.0]), 0.85, src)
+    assert tuple(r.table.columns) == (*TABLE_COLUMNS, "Source")
+    assert list(r.table["Source"]) == list(src)
+    with pytest.raises(ValueError, match="one source per row"):
+        midsection(st, np.ones(4), np.zeros(4), 0.85, np.array(["edge", "guess", "x", "edge"]))
+    with pytest.raises(ValueError, match="shape"):
+        midsection(st, np.ones(4), np.zeros(4), 0.85, np.array(["edge", "edge"]))
+
+
 def test_midsection_table_adds_up():
     st = np.array([0.0, 1.0, 2.5, 4.0, 5.0])
     d = np.array([0.0, 0.5, 1.0, 0.4, 0.0])

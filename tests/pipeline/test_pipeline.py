@@ -8,6 +8,7 @@ import pytest
 
 from ivy_gpu import ProcessingResult, process_video
 from ivy_gpu.hydraulics.discharge import TABLE_COLUMNS
+from ivy_gpu.stiv.quality import EXCLUDING
 
 
 def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
@@ -35,10 +36,11 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
     # which engine path ran: numba's formulation; no GPU here, so nothing about one
     assert data["provenance"]["numba_path"] == "fused" and data["provenance"]["gpu_path"] is None
     table = pd.read_csv(out / "discharge_table.csv")
-    assert tuple(table.columns) == TABLE_COLUMNS
+    assert tuple(table.columns) == (*TABLE_COLUMNS, "Source")
     assert table["Unit Discharge"].sum() == pytest.approx(r.total_discharge)
-    stiv = pd.read_csv(out / "stiv_results.csv")
+    stiv = pd.read_csv(out / "stiv_results.csv", keep_default_na=False)
     assert list(stiv.columns) == [
+        "node",
         "x_px",
         "y_px",
         "station_m",
@@ -53,7 +55,16 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
         "window_spread_ms",
         "flags",
     ]
-    assert len(stiv) == 25
+    assert len(stiv) == 25 and list(stiv["node"]) == list(range(25))
+    # Source, node by node: measured exactly where a node kept its own value, the edges edge
+    source = list(table["Source"])
+    assert source[0] == source[-1] == "edge"
+    for k, (flags, vn) in enumerate(zip(stiv["flags"], stiv["normal_velocity_ms"], strict=True)):
+        kept = not any(f in EXCLUDING for f in flags.split(";") if f)
+        want = "filled" if vn == "" else ("measured" if kept else "excluded")
+        assert source[k + 1] == want, (k, flags, vn)
+    assert source.count("measured") == r.valid_nodes
+    assert source.count("filled") + source.count("excluded") == r.filled_nodes
     for png in ("rectified_vectors.png", "stis.png", "section.png"):
         assert (out / png).stat().st_size > 1000
     assert not list(out.glob(".*tmp"))  # no half-written files left
