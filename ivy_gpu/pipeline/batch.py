@@ -19,6 +19,7 @@ from ivy_gpu.frames.stabilize import stabilize_mode
 from ivy_gpu.log import log
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.pipeline.batch_csv import (
+    BATCH_FILES,
     SUMMARY_COLUMNS,
     BatchProgress,
     BatchRow,
@@ -29,7 +30,7 @@ from ivy_gpu.pipeline.batch_csv import (
 )
 from ivy_gpu.pipeline.executors import DaskExecutor, Executor, Job, LocalExecutor, VideoRunner
 from ivy_gpu.pipeline.lock import FolderLock, remove_stale_temporaries
-from ivy_gpu.pipeline.outputs import read_result
+from ivy_gpu.pipeline.outputs import VIDEO_FILES, read_result
 from ivy_gpu.pipeline.provenance import fingerprint
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.results import BatchResult, ProcessingResult, VideoConfig
@@ -183,8 +184,10 @@ class BatchOrchestrator:
                 f"{self.out}: cannot create the output folder ({exc.strerror})"
             ) from None
         with FolderLock(self.out):
-            remove_stale_temporaries(self.out)  # left by a killed writer
             names = output_names(rows)
+            remove_stale_temporaries(  # left by a killed writer, in the folders we make
+                [(self.out, BATCH_FILES), *((self.out / n, VIDEO_FILES) for n in names)]
+            )
             results: list[ProcessingResult | None] = [None] * len(rows)
             for k, row in enumerate(rows):
                 if row.config is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ivy_gpu.checks import parse_time
-from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.fileio import atomic_write_text, csv_cell, folder_name
 from ivy_gpu.results import ProcessingResult, VideoConfig, display_twins
 from ivy_gpu.units import format_value, unit_system
 
@@ -186,15 +186,25 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
     return out
 
 
+#: Files a batch writes in its output folder, beside the per-video folders.
+BATCH_FILES = ("batch_summary.csv", "report.html")
+
+
 def output_names(rows: list[BatchRow]) -> list[str]:
-    """Per-video folder names: the video stem, made unique with the CSV line if repeated."""
+    """Per-video folder names: the video stem, made safe and unique.
+
+    A stem that could leave the output folder or hide (``..``, ``.``, a leading dot) is
+    cleaned (:func:`ivy_gpu.fileio.folder_name`), one that names a batch file gets ``_``
+    appended, and a repeated name (compared case-insensitively, as on Windows and macOS
+    file systems) gets the CSV line.
+    """
     seen: set[str] = set()
     names = []
     for row in rows:
-        name = row.video_path.stem or f"row{row.line}"
-        if name in seen:
+        name = folder_name(row.video_path.stem, f"row{row.line}", BATCH_FILES)
+        while name.lower() in seen:
             name = f"{name}_line{row.line}"
-        seen.add(name)
+        seen.add(name.lower())
         names.append(name)
     return names
 
@@ -255,6 +265,11 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
 
 
 def write_summary(path: Path, rows: list[dict], display_units: str = "Metric") -> None:
-    """Rewrite ``batch_summary.csv`` atomically (ASCII headers, values as formatted)."""
+    """Rewrite ``batch_summary.csv`` atomically (ASCII headers, values as formatted).
+
+    Text that a spreadsheet would run as a formula (a comment or a file name starting with
+    ``=``, ``+``, ``-`` or ``@``) is written behind a quote (:func:`ivy_gpu.fileio.csv_cell`).
+    """
+    rows = [{k: csv_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
     frame = pd.DataFrame(rows, columns=list(summary_columns(display_units)), dtype=object)
     atomic_write_text(path, frame.to_csv(index=False))

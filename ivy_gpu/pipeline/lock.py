@@ -1,6 +1,6 @@
 """One writer per output folder: an OS lock held for a whole batch (or one ``process`` run).
 
-The lock is ``fcntl.flock`` on ``<folder>/.ivy_gpu.pipeline.lock``, which holds the PID and host
+The lock is ``fcntl.flock`` on ``<folder>/.ivy_gpu.lock``, which holds the PID and host
 of the writer. The kernel drops the lock when its process dies, so a lock left by a
 killed run never blocks the next one; a second live writer is refused at once with a
 one-line message naming the holder.
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 
-LOCK_NAME = ".ivy_gpu.pipeline.lock"
+from ivy_gpu.fileio import our_temporary
+
+LOCK_NAME = ".ivy_gpu.lock"
 
 
 class FolderLockedError(ValueError):
@@ -68,13 +71,24 @@ class FolderLock:
             self._fh = None
 
 
-def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete ``.*.tmp`` files left by a killed writer (call with the folder locked)."""
+def remove_stale_temporaries(places: Iterable[tuple[Path, Iterable[str]]]) -> int:
+    """Delete the temporaries a killed writer left (call with the folder locked).
+
+    Only files whose names this package makes (``.<file>.<8 characters>.tmp``, for one of
+    the ``targets`` of each ``(folder, targets)`` place) directly in those folders: a
+    user's ``notes/.draft.tmp``, or any file in a folder the program did not make, stays.
+    """
     n = 0
-    for tmp in Path(folder).rglob(".*.tmp"):
+    for folder, targets in places:
+        names = tuple(targets)
         try:
-            tmp.unlink()
-            n += 1
+            found = [p for p in Path(folder).glob(".*.tmp") if our_temporary(p.name, names)]
         except OSError:
-            pass
+            continue
+        for tmp in found:
+            try:
+                tmp.unlink()
+                n += 1
+            except OSError:
+                pass
     return n

@@ -27,6 +27,10 @@ from ivy_gpu.stiv.quality import EXCLUDING
 from ivy_gpu.units import unit_system
 
 RESULT_JSON = "results.json"
+#: The tables of one video (beside ``results.json`` and the figures).
+TABLES = ("discharge_table.csv", "stiv_results.csv")
+#: Every file a video's folder gets from this package (``frames/`` aside).
+VIDEO_FILES = (RESULT_JSON, *TABLES, *(name for name, _ in FIGURES))
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,16 @@ def write_result_json(out: Path, result: ProcessingResult, scaffold: ScaffoldCon
     out.mkdir(parents=True, exist_ok=True)
     text = json_text(result_json(result, scaffold))
     atomic_write_text(out / RESULT_JSON, text)
+
+
+def remove_earlier_outputs(out: Path) -> None:
+    """Remove an earlier run's tables and figures beside a ``results.json`` that says failed.
+
+    Nothing left in the folder can then be read as this video's current result.
+    """
+    for name in VIDEO_FILES:
+        if name != RESULT_JSON:
+            (out / name).unlink(missing_ok=True)
 
 
 def read_result(folder: Path) -> ProcessingResult | None:

@@ -18,13 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from ivy_gpu.engines import backends
+from ivy_gpu.fileio import folder_name
 from ivy_gpu.frames.stabilize import stabilize_mode
 from ivy_gpu.frames.stack import LoadedVideo, load_stack
 from ivy_gpu.log import IvyGpuWarning, log
 from ivy_gpu.params import StivParams, stiv_params_for
 from ivy_gpu.pipeline.analysis import analyse
+from ivy_gpu.pipeline.batch_csv import BATCH_FILES
 from ivy_gpu.pipeline.lock import FolderLock
-from ivy_gpu.pipeline.outputs import OutputContext, write_outputs, write_result_json
+from ivy_gpu.pipeline.outputs import (
+    OutputContext,
+    remove_earlier_outputs,
+    write_outputs,
+    write_result_json,
+)
 from ivy_gpu.pipeline.provenance import fingerprint, inputs_of, provenance, utc_now
 from ivy_gpu.report.record import measurement_of
 from ivy_gpu.results import ProcessingResult, StageError, VideoConfig
@@ -77,7 +84,9 @@ def run_video(
     )
     out = None
     if output_directory is not None:
-        out = Path(output_directory) / (output_name or video.video_path.stem)
+        out = Path(output_directory) / (
+            output_name or folder_name(video.video_path.stem, "video", BATCH_FILES)
+        )
         result.output_directory = out
     loaded_elsewhere = 0.0
     started = utc_now()
@@ -135,6 +144,8 @@ def run_video(
         result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
         try:
             write_result_json(out, result, scaffold)
+            if not result.success:  # results.json says failed first, then the old tables go
+                remove_earlier_outputs(out)
         except OSError as exc:
             if result.success:
                 result.success, result.error_stage = False, "save"

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.fileio import atomic_write_text, csv_cell_text
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.report.record import gauge_at, parse_zone, read_gauge
 from ivy_gpu.units import format_value, unit_system
@@ -70,7 +70,7 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
     entries: list[VideoEntry] = []
     units = "Metric"
     if summary.is_file():
-        frame = pd.read_csv(summary, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(summary, dtype=str, keep_default_na=False).map(csv_cell_text)
         if "discharge_cfs" in frame.columns:
             units = "English"
         for _, row in frame.iterrows():

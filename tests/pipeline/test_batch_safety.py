@@ -142,12 +142,23 @@ def test_a_second_writer_is_refused_at_once(clips):
             app, ["batch", str(scaffold), str(folder / "b.csv"), "-o", str(out), "-q"]
         )
         assert res.exit_code == 2 and "another ivy-gpu run" in res.output
-    # released: the next run goes ahead, and removes a temporary file a killed run left
+    # released: the next run goes ahead, and removes the temporaries a killed run left...
     (out / "a").mkdir(parents=True, exist_ok=True)
-    (out / "a" / ".results.json.1234.tmp").write_text("half")
+    (out / "a" / ".results.json.k3v9x_2a.tmp").write_text("half")
+    (out / ".batch_summary.csv.0qz8m1ab.tmp").write_text("half")
+    # ...and nothing else: not a user's temporary, not one in a folder it did not make
+    user = [
+        out / "notes" / ".draft.tmp",
+        out / ".draft.tmp",
+        out / "notes" / ".results.json.k3v9x_2a.tmp",
+    ]
+    for f in user:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("mine")
     b = _run(scaffold, videos, out)
     assert b.video_results[0].success
-    assert not list(out.rglob(".*.tmp"))
+    assert sorted(out.rglob(".*.tmp")) == sorted(user)
+    assert all(f.read_text() == "mine" for f in user)
 
 
 def test_a_failed_summary_write_is_reported_and_retried(clips, monkeypatch):
