@@ -131,6 +131,8 @@ def test_a_second_writer_is_refused_at_once(clips):
     out = folder / "out"
     videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)]
     with FolderLock(out):
+        # the lock file's name is shared with every version that may write this folder
+        assert (out / ".ivy_gpu.lock").read_text().startswith("pid ")
         with pytest.raises(ValueError, match="another ivy-gpu run writes into this folder"):
             _run(scaffold, videos, out)
         with pytest.raises(ValueError, match=r"\(pid \d+ on "):
