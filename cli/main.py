@@ -52,6 +52,7 @@ for command in (
     measure.batch,
     review.validate,
     review.info,
+    review.recompute,
     review.report,
     tools.demo,
     tools.bench,

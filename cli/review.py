@@ -1,4 +1,4 @@
-"""``validate``, ``info`` and ``report``: check inputs and look at results without processing."""
+"""The ``validate``, ``info``, ``recompute`` and ``report`` commands (no video decoded)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ivy_gpu.cli.common import (
     load,
     print_json,
     quiet_mode,
+    result_line,
     units_of,
 )
 
@@ -99,6 +100,35 @@ def info(
     from ivy_gpu.scaffold.ivyfile import describe
 
     console.print(describe(load(scaffold, debug)), highlight=False)
+
+
+def recompute(
+    folder: Path = typer.Argument(..., help="A video's output folder (<output>/<video>)."),
+    overrides: Path = typer.Option(
+        None, "--overrides", help="CSV node,action,velocity_ms,note (exclude | keep | set)."
+    ),
+    scaffold: Path = typer.Option(
+        None, "--scaffold", help="The site (default: the scaffold recorded in results.json)."
+    ),
+    as_json: bool = JSON,
+    debug: bool = DEBUG,
+) -> None:
+    """Recompute a video's discharge from its saved node results, with overrides (no video)."""
+    from ivy_gpu.pipeline.recompute import recompute as run
+
+    quiet_mode(False, as_json)
+    try:
+        r = run(folder, overrides, scaffold)
+    except ValueError as exc:
+        fail(exc, debug)
+    if as_json:
+        from ivy_gpu.pipeline.outputs import result_json
+
+        print_json(result_json(r, None))
+        raise typer.Exit(0)
+    console.print(result_line(r), highlight=False)
+    for w in r.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 def report(

@@ -33,6 +33,7 @@ _LAZY = {
     "IvyGpuWarning": "ivy_gpu.log",
     "build_site": "ivy_gpu.site.builder",
     "build_report": "ivy_gpu.report.page",
+    "recompute": "ivy_gpu.pipeline.recompute",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -59,6 +59,7 @@ class ProcessingResult:
     node_window_spread: np.ndarray | None = None
     quality_windows: int = 0
     fingerprint: str | None = None
+    overrides: list = field(default_factory=list)
     inputs: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     reused: bool = False
@@ -109,6 +110,7 @@ class ProcessingResult:
             "camera_motion": dict(self.motion),
             "measurement": dict(self.measurement),
             "fingerprint": self.fingerprint,
+            "overrides": [dict(o) for o in self.overrides],
             "inputs": dict(self.inputs),
             "provenance": dict(self.provenance),
         }
@@ -173,6 +175,7 @@ class ProcessingResult:
             flag_counts=dict(data.get("flag_counts") or {}),
             quality_windows=data.get("quality_windows") or 0,
             fingerprint=data.get("fingerprint"),
+            overrides=[dict(o) for o in data.get("overrides") or [] if isinstance(o, dict)],
             motion=dict(data.get("camera_motion") or {}),
             measurement=dict(data.get("measurement") or {}),
             inputs=dict(data.get("inputs") or {}),

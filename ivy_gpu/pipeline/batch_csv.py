@@ -41,6 +41,7 @@ SUMMARY_COLUMNS = (
     "valid_nodes",
     "filled_nodes",
     "flagged_nodes",
+    "overrides",
     "camera_motion_rms_px",
     "warnings",
     "error_stage",
@@ -243,6 +244,7 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "valid_nodes": str(result.valid_nodes) if ok else "",
         "filled_nodes": str(result.filled_nodes) if ok else "",
         "flagged_nodes": str(result.flagged_nodes) if ok else "",
+        "overrides": str(len(result.overrides)) if ok and result.overrides else "",
         "camera_motion_rms_px": format_value(result.motion.get("rms_px"), ".2f")
         if result.motion
         else "",

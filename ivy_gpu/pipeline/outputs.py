@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.fileio import atomic_output, atomic_write_text
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.results import ProcessingResult, display_twins
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
@@ -29,8 +29,10 @@ from ivy_gpu.units import unit_system
 RESULT_JSON = "results.json"
 #: The tables of one video (beside ``results.json`` and the figures).
 TABLES = ("discharge_table.csv", "stiv_results.csv")
+#: What the figures need beyond the tables: a recompute redraws them from it.
+FIGURE_DATA = "figure_data.npz"
 #: Every file a video's folder gets from this package (``frames/`` aside).
-VIDEO_FILES = (RESULT_JSON, *TABLES, *(name for name, _ in FIGURES))
+VIDEO_FILES = (RESULT_JSON, *TABLES, *(name for name, _ in FIGURES), FIGURE_DATA)
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,21 @@ class OutputContext:
     figures: bool = True
 
 
-def write_tables(ctx: OutputContext) -> None:
-    """``discharge_table.csv`` (IVyTools columns) and ``stiv_results.csv`` (per node)."""
-    r = ctx.result
-    table = r.discharge_dataframe.copy()
+def write_discharge_table(out: Path, table: pd.DataFrame) -> None:
+    """``discharge_table.csv``: IVyTools' columns and ``Source``, 7 significant digits."""
+    table = table.copy()
     floats = table.select_dtypes("number").columns
     # round-off zeros (a 4.4e-16 m width) print as 0; 7 significant digits for the rest
     table[floats] = table[floats].mask(table[floats].abs() < 1e-9, 0.0)
     atomic_write_text(  # UTF-8 with a BOM: Excel then reads the "α (alpha)" header right
-        ctx.out / "discharge_table.csv", "\ufeff" + table.to_csv(index=False, float_format="%.7g")
+        out / "discharge_table.csv", "\ufeff" + table.to_csv(index=False, float_format="%.7g")
     )
+
+
+def write_tables(ctx: OutputContext) -> None:
+    """``discharge_table.csv`` (IVyTools columns) and ``stiv_results.csv`` (per node)."""
+    r = ctx.result
+    write_discharge_table(ctx.out, r.discharge_dataframe)
     nodes = r.node_positions
     sr = ctx.stiv
     stiv_table = pd.DataFrame(
@@ -76,7 +83,9 @@ def write_tables(ctx: OutputContext) -> None:
         }
     )
     atomic_write_text(
-        ctx.out / "stiv_results.csv", stiv_table.to_csv(index=False, float_format="%.5f")
+        # 9 significant digits: a recompute from this table gives the measured discharge back
+        ctx.out / "stiv_results.csv",
+        stiv_table.to_csv(index=False, float_format="%.9g"),
     )
 
 
@@ -101,54 +110,99 @@ def discharge_text(r: ProcessingResult, u) -> str:
     return text + (" (U95, ISO 748)" if pm else "")
 
 
-def write_figures(ctx: OutputContext) -> None:
+@dataclass(frozen=True)
+class FigureInputs:
+    """What the figures need beyond the tables (saved as :data:`FIGURE_DATA`)."""
+
+    first_frame: np.ndarray
+    magnitude: np.ndarray
+    direction: np.ndarray
+    theta: np.ndarray
+    score: np.ndarray
+    sti: np.ndarray | None = None
+    stride_limited: np.ndarray | None = None
+
+
+def save_figure_inputs(out: Path, data: FigureInputs) -> None:
+    """Write :data:`FIGURE_DATA` atomically (the STIs as float16, compressed)."""
+    arrays = {
+        "first_frame": data.first_frame,
+        "magnitude": data.magnitude,
+        "direction": data.direction,
+        "theta": data.theta,
+        "score": data.score,
+    }
+    if data.sti is not None:
+        arrays["sti"] = np.asarray(data.sti, np.float16)
+    if data.stride_limited is not None:
+        arrays["stride_limited"] = np.asarray(data.stride_limited, bool)
+    with atomic_output(out / FIGURE_DATA) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_figure_inputs(out: Path) -> FigureInputs | None:
+    """The saved figure inputs of a video folder, None when there are none (or unreadable)."""
+    try:
+        with np.load(out / FIGURE_DATA, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        sti = arrays.get("sti")
+        return FigureInputs(
+            arrays["first_frame"], arrays["magnitude"], arrays["direction"], arrays["theta"],
+            arrays["score"], None if sti is None else sti.astype(np.float32),
+            arrays.get("stride_limited"),
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def draw_figures(
+    out: Path, scaffold: ScaffoldConfig, r: ProcessingResult, data: FigureInputs
+) -> None:
     """Vectors over the first rectified frame, three STIs and the section profile.
 
-    With ``ctx.figures`` False none is drawn, and those of an earlier run in the folder are
-    removed: they would show another result beside this one's numbers.
+    Which nodes went into the discharge as measured comes from the table's ``Source``
+    (so a recomputed result with overrides is drawn as it was computed), else the flags.
     """
-    if not ctx.figures:
-        for name, _ in FIGURES:
-            (ctx.out / name).unlink(missing_ok=True)
-        return
     from ivy_gpu.report import figures
 
-    r, sr, scaffold = ctx.result, ctx.stiv, ctx.scaffold
     u = unit_system(scaffold.display_units)
     nodes = r.node_positions
     flags = r.node_flags or [""] * len(nodes)
-    excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
+    table = r.discharge_dataframe
+    source = table["Source"].to_numpy() if "Source" in table else None
+    if source is not None:
+        excluded = np.isin(source[1:-1], ("filled", "excluded"))
+    else:
+        excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
     q = discharge_text(r, u)
     figures.rectified_vectors(
-        ctx.out / "rectified_vectors.png",
-        ctx.first_frame,
+        out / "rectified_vectors.png",
+        data.first_frame,
         nodes,
         scaffold.cross_section_line,
-        sr.magnitude,
-        sr.direction,
+        data.magnitude,
+        data.direction,
         f"{r.video_path.name}: Q = {q}",
         excluded=excluded,
         noted=np.array([bool(fl) for fl in flags]) & ~excluded,
         gsd_m=r.pixel_gsd,
         units=u,
         north=plan_north(scaffold),
-        limited=sr.stride_limited,
+        limited=data.stride_limited,
     )
-    if sr.sti is not None:
-        picks = figures.pick_sti_nodes(np.where(excluded, np.nan, sr.score), sr.magnitude)
+    if data.sti is not None:
+        picks = figures.pick_sti_nodes(np.where(excluded, np.nan, data.score), data.magnitude)
         figures.sti_panels(
-            ctx.out / "stis.png", sr.sti, picks, sr.theta, sr.magnitude, sr.score,
+            out / "stis.png", data.sti, picks, data.theta, data.magnitude, data.score,
             r.pixel_gsd or 1.0, r.timestep_seconds or 1.0, r.node_stride, u, flags,
         )  # fmt: skip
-    table = r.discharge_dataframe
-    source = table["Source"].to_numpy() if "Source" in table else None
     filled = np.concatenate([[False], excluded, [False]])
     if source is not None:
         filled = np.isin(source, ("filled", "excluded"))
     vn = np.asarray(r.stiv_normal_velocities, float)
     rejected = np.where(excluded & np.isfinite(vn), vn, np.nan)
     figures.section_profile(
-        ctx.out / "section.png",
+        out / "section.png",
         table["Station Distance"].to_numpy(),
         table["Depth"].to_numpy(),
         table["Surface Velocity"].to_numpy(),
@@ -161,6 +215,25 @@ def write_figures(ctx: OutputContext) -> None:
         f"{r.water_surface_elevation * u.length:.3f} {u.length_label}",
         rejected=np.concatenate([[np.nan], rejected, [np.nan]]),
     )
+
+
+def write_figures(ctx: OutputContext) -> None:
+    """Draw the figures (:func:`draw_figures`) and save what a redraw needs.
+
+    With ``ctx.figures`` False none is drawn, and those of an earlier run in the folder are
+    removed: they would show another result beside this one's numbers.
+    """
+    if not ctx.figures:
+        for name in (*(name for name, _ in FIGURES), FIGURE_DATA):
+            (ctx.out / name).unlink(missing_ok=True)
+        return
+    sr = ctx.stiv
+    data = FigureInputs(
+        ctx.first_frame, sr.magnitude, sr.direction, sr.theta, sr.score, sr.sti,
+        sr.stride_limited,
+    )  # fmt: skip
+    save_figure_inputs(ctx.out, data)
+    draw_figures(ctx.out, ctx.scaffold, ctx.result, data)
 
 
 #: The per-video writers, in order (``results.json`` is not one of them: it comes last).

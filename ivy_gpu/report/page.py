@@ -87,6 +87,9 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
                     quality=(
                         f"{row['valid_nodes']} valid / {row['filled_nodes']} filled / "
                         f"{row['flagged_nodes']} flagged" if row.get("valid_nodes") else ""
+                    ) + (
+                        f" / {row['overrides']} overridden by hand"
+                        if row.get("overrides") else ""
                     ),
                     error=f"{stage}: {msg}" if stage else msg,
                     warnings=[w for w in row.get("warnings", "").split(" | ") if w],
