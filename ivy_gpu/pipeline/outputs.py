@@ -20,6 +20,7 @@ import pandas as pd
 
 from ivy_gpu.fileio import atomic_output, atomic_write_text
 from ivy_gpu.report.figures import FIGURES
+from ivy_gpu.report.review import REVIEW, write_review
 from ivy_gpu.results import ProcessingResult, display_twins
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
 from ivy_gpu.stiv.driver import StivResult
@@ -32,7 +33,7 @@ TABLES = ("discharge_table.csv", "stiv_results.csv")
 #: What the figures need beyond the tables: a recompute redraws them from it.
 FIGURE_DATA = "figure_data.npz"
 #: Every file a video's folder gets from this package (``frames/`` aside).
-VIDEO_FILES = (RESULT_JSON, *TABLES, *(name for name, _ in FIGURES), FIGURE_DATA)
+VIDEO_FILES = (RESULT_JSON, *TABLES, *(name for name, _ in FIGURES), FIGURE_DATA, REVIEW)
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,19 @@ class FigureInputs:
 
 
 def save_figure_inputs(out: Path, data: FigureInputs) -> None:
-    """Write :data:`FIGURE_DATA` atomically (the STIs as float16, compressed)."""
+    """Write :data:`FIGURE_DATA` atomically (the STIs as float16, compressed).
+
+    The first frame, only the vectors figure's backdrop, is kept as a JPEG (quality 92): a
+    sixth of its zlib size, so a redrawn backdrop differs from the first drawing by JPEG's
+    rounding, never the numbers drawn over it.
+    """
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.asarray(data.first_frame), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise OSError(f"{out / FIGURE_DATA}: cannot encode the first frame")
     arrays = {
-        "first_frame": data.first_frame,
+        "first_frame_jpeg": np.frombuffer(jpeg.tobytes(), np.uint8),
         "magnitude": data.magnitude,
         "direction": data.direction,
         "theta": data.theta,
@@ -145,9 +156,14 @@ def load_figure_inputs(out: Path) -> FigureInputs | None:
     try:
         with np.load(out / FIGURE_DATA, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+        import cv2
+
         sti = arrays.get("sti")
+        frame = cv2.imdecode(arrays["first_frame_jpeg"], cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            return None
         return FigureInputs(
-            arrays["first_frame"], arrays["magnitude"], arrays["direction"], arrays["theta"],
+            frame, arrays["magnitude"], arrays["direction"], arrays["theta"],
             arrays["score"], None if sti is None else sti.astype(np.float32),
             arrays.get("stride_limited"),
         )  # fmt: skip
@@ -158,7 +174,7 @@ def load_figure_inputs(out: Path) -> FigureInputs | None:
 def draw_figures(
     out: Path, scaffold: ScaffoldConfig, r: ProcessingResult, data: FigureInputs
 ) -> None:
-    """Vectors over the first rectified frame, three STIs and the section profile.
+    """Vectors over the first rectified frame, three STIs, the section profile, ``review.html``.
 
     Which nodes went into the discharge as measured comes from the table's ``Source``
     (so a recomputed result with overrides is drawn as it was computed), else the flags.
@@ -215,6 +231,10 @@ def draw_figures(
         f"{r.water_surface_elevation * u.length:.3f} {u.length_label}",
         rejected=np.concatenate([[np.nan], rejected, [np.nan]]),
     )
+    in_batch = (out.parent / "batch_summary.csv").is_file()
+    write_review(
+        out, r, data.sti, data.theta, data.score, u, "../report.html" if in_batch else None
+    )
 
 
 def write_figures(ctx: OutputContext) -> None:
@@ -224,7 +244,7 @@ def write_figures(ctx: OutputContext) -> None:
     removed: they would show another result beside this one's numbers.
     """
     if not ctx.figures:
-        for name in (*(name for name, _ in FIGURES), FIGURE_DATA):
+        for name in (*(name for name, _ in FIGURES), FIGURE_DATA, REVIEW):
             (ctx.out / name).unlink(missing_ok=True)
         return
     sr = ctx.stiv

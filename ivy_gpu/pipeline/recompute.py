@@ -32,6 +32,7 @@ from ivy_gpu.pipeline.outputs import (
 )
 from ivy_gpu.pipeline.overrides import Override, read_overrides
 from ivy_gpu.pipeline.provenance import scaffold_sha256
+from ivy_gpu.report.review import REVIEW
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig, as_scaffold
 from ivy_gpu.stiv.quality import EXCLUDING
@@ -163,14 +164,14 @@ def recompute(
     result.stiv_normal_velocities, result.node_flags = vn, flags
     result.stiv_magnitudes = nodes["speed_ms"].to_numpy(float) if "speed_ms" in nodes else None
     result.node_stride = nodes["stride"].to_numpy(float) if "stride" in nodes else None
+    result.node_sigma_v = nodes["sigma_v_ms"].to_numpy(float)
     write_discharge_table(folder, q.table)
     figure_data = load_figure_inputs(folder)
     if figure_data is not None:
         draw_figures(folder, cfg, result, figure_data)
     else:  # drawn for the earlier numbers, and not redrawable: they would show another Q
-        for name, _ in FIGURES:
+        for name in (*(name for name, _ in FIGURES), FIGURE_DATA, REVIEW):
             (folder / name).unlink(missing_ok=True)
-        (folder / FIGURE_DATA).unlink(missing_ok=True)
     write_result_json(folder, result, cfg)
     _update_summary(folder, result)
     return result

@@ -25,6 +25,7 @@ import pandas as pd
 from ivy_gpu.fileio import atomic_write_text, csv_cell_text
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.report.record import gauge_at, parse_zone, read_gauge
+from ivy_gpu.report.review import REVIEW
 from ivy_gpu.units import format_value, unit_system
 
 REPORT = "report.html"
@@ -261,6 +262,9 @@ def build_report(
                     f'<figure><img alt="{caption}" src="{uri}"><figcaption>{caption}'
                     "</figcaption></figure>"
                 )
+        if e.folder is not None and (e.folder / REVIEW).is_file():
+            link = html.escape(f"{e.folder.name}/{REVIEW}")
+            figs.append(f'<p><a href="{link}">review every node of this video</a></p>')
         warn = "".join(f"<li>{html.escape(w)}</li>" for w in e.warnings)
         head = (
             f"Q = {e.discharge_m3s * u.discharge:.4g} {ql}" if e.discharge_m3s is not None

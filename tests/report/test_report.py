@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +17,7 @@ from ivy_gpu import process_batch_csv
 from ivy_gpu.cli.main import app
 from ivy_gpu.params import VideoConfig
 from ivy_gpu.report.record import gauge_at, measurement_datetime, parse_zone, read_gauge
+from ivy_gpu.report.review import FLAG_REASONS
 from ivy_gpu.units import FT_PER_M
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -138,3 +141,43 @@ def test_report_in_headless_chromium(reported_batch, tmp_path):
     assert img.shape[:2] == (1600, 1300)
     assert np.std(img) > 20  # the figures and the table are drawn, not a blank page
     assert not re.search(r"Uncaught", run.stderr)
+
+
+def test_the_review_page_shows_every_node_and_what_was_used(reported_batch):
+    """review.html: one row per node, its flags with reasons, the source of the used value."""
+    tmp, _, _ = reported_batch
+    out = tmp / "out"
+    folder = next(p.parent for p in sorted(out.glob("*/review.html")))
+    page = (folder / "review.html").read_text()
+    nodes = pd.read_csv(folder / "stiv_results.csv", keep_default_na=False)
+    table = pd.read_csv(folder / "discharge_table.csv", encoding="utf-8-sig")
+    rows = re.findall(r'<tr class="node (\w+)" id="node(\d+)">(.*?)</tr>', page, re.S)
+    assert [int(k) for _, k, _ in rows] == list(range(len(nodes)))
+    assert [s for s, _, _ in rows] == list(table["Source"][1:-1])  # per node, as computed
+    for (_, _, cells), flags in zip(rows, nodes["flags"], strict=True):
+        for f in filter(None, flags.split(";")):
+            assert f"<b>{f}</b>: {html.escape(FLAG_REASONS[f])}" in cells
+        # its STI, inline; a node without a usable line has none, and says so
+        images = cells.count('src="data:image/jpeg;base64,')
+        assert images == (0 if "invalid" in flags else 1)
+        assert ("no image" in cells) == (images == 0)
+    assert "http" not in re.sub(r'href="[^"]*report.html"', "", page.split("<body>")[1])
+    assert 'href="../report.html"' in page
+    assert f'href="{folder.name}/review.html"' in (out / "report.html").read_text()
+    assert page.count("<tr") == len(nodes) + 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)")
+def test_review_page_in_headless_chromium(reported_batch, tmp_path):
+    import cv2
+
+    tmp, _, _ = reported_batch
+    page = sorted((tmp / "out").glob("*/review.html"))[0]
+    shot = tmp_path / "review.png"
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,1400"]  # fmt: skip
+    run = subprocess.run([*flags, f"--screenshot={shot}", page.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    img = cv2.imread(str(shot))
+    assert img.shape[:2] == (1400, 1300) and np.std(img) > 20
