@@ -184,6 +184,8 @@ def batch(
     except ValueError as exc:
         fail(exc, debug)
     client = None
+    if workers < 0:
+        fail(ValueError(f"--workers: 0 (no cluster) or a process count, not {workers}"), debug)
     if workers or scheduler:
         try:
             from distributed import Client, LocalCluster

@@ -95,7 +95,7 @@ def _opt_int(value: str, name: str, minimum: int) -> int | None:
         return None
     try:
         v = int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "inf"
         raise ValueError(f"{name}: {value!r} is not an integer") from None
     if v != float(value) or v < minimum:
         raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")

@@ -305,6 +305,12 @@ def build_site(
         One line: unusable GCPs, a WSE outside the survey, a section outside the view.
     """
     opts = options or SiteOptions()
+    try:
+        wse_m = float(wse_m)
+    except (TypeError, ValueError):
+        raise ValueError(f"wse: expected a water level in metres, got {wse_m!r}") from None
+    if not math.isfinite(wse_m):
+        raise ValueError(f"wse: must be a finite water level in metres, got {wse_m!r}")
     h, w = frame.shape[:2]
     ids = ids or tuple(f"GCP{i + 1}" for i in range(len(world)))
     if lens is not None and (lens.camera_matrix[0, 2] > w or lens.camera_matrix[1, 2] > h):

@@ -252,3 +252,25 @@ def test_the_stack_is_freed_before_the_figures(batch_dir, monkeypatch):
 
     r = process_video(scaffold, folder / "a.mp4", truth["wse_m"], folder / "one", backend="numba")
     assert r.success and alive_at_save["a.mp4"] is False
+
+
+def test_infinite_integers_in_a_batch_csv_fail_their_row_only(tmp_path):
+    """``inf`` in an integer column was an OverflowError for the whole CSV (issue 24 item 7)."""
+    (tmp_path / "b.csv").write_text(
+        "video_path,water_surface_elevation,frame_step,max_frames,measurement_number\n"
+        "a.mp4,1.0,inf,,\nb.mp4,1.0,,inf,\nc.mp4,1.0,,,-inf\nd.mp4,1.0,2,60,7\n"
+    )
+    rows = read_batch_csv(tmp_path / "b.csv")
+    assert [r.config is None for r in rows] == [True, True, True, False]
+    for r, col in zip(rows, ("frame_step", "max_frames", "measurement_number"), strict=False):
+        assert f"row {r.line}: {col}: " in r.error and "is not an integer" in r.error
+    assert rows[3].config.frame_step == 2 and rows[3].config.measurement_number == 7
+
+
+def test_negative_workers_are_refused_at_once(tmp_path, video_site):
+    d, truth = video_site
+    (tmp_path / "b.csv").write_text(f"video_path,water_surface_elevation\na.mp4,{truth['wse_m']}\n")
+    res = CliRunner().invoke(
+        app, ["batch", str(d / "site.ivy"), str(tmp_path / "b.csv"), "--workers", "-1", "-q"]
+    )
+    assert res.exit_code == 2 and "--workers: 0 (no cluster) or a process count" in res.output

@@ -181,6 +181,12 @@ def test_site_cli_create_show_and_refusal(tmp_path):
     assert res.exit_code == 2
     assert "few.csv: 3 GCPs are too few" in res.output
     assert not (tmp_path / "few.ivy").exists()
+    for wse in ("nan", "inf"):  # was an IndexError traceback (issue 24 item 7)
+        bad = [*args[:-3], wse, *args[-2:]]
+        bad[3] = str(tmp_path / "nan.ivy")
+        res = runner.invoke(app, bad)
+        assert res.exit_code == 2 and "wse: must be a finite water level" in res.output, res.output
+        assert not (tmp_path / "nan.ivy").exists()
 
 
 @pytest.mark.skipif(not NGWERERE.is_dir(), reason="needs ../shared/fixtures/ngwerere")
