@@ -114,7 +114,7 @@ def _number(project: dict, key: str, default: float, source: str) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"{source}: key {key!r} is not a number ({v!r})") from None
+        raise ValueError(f"{source}: key {key!r} is not a number ({repr(v)[:60]})") from None
 
 
 def _stiv_params(project: dict, src: str) -> StivParams:
@@ -168,6 +168,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> bytes:
             data = fh.read(info.file_size + 1)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise ValueError(f"{src}: member {info.filename!r} is corrupt ({exc})") from None
+    except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required"
+        raise ValueError(f"{src}: member {info.filename!r} cannot be read ({exc})") from None
     if len(data) > info.file_size:
         raise ValueError(f"{src}: member {info.filename!r} is larger than it declares")
     return data
@@ -260,7 +262,8 @@ def _rectification(project: dict, source: str) -> RectificationParams:
 
     wse = rp.get("water_surface_elev", rp.get("water_surface_elevation"))
     lens = rp.get("lens_model")
-    cell = _number(rp, "cell_size_m", 0.0, f"{source}: rectification_parameters") or None
+    where = f"{source}: rectification_parameters"
+    cell = _number(rp, "cell_size_m", 0.0, where) or None
     if cell is not None and cell <= 0:
         raise ValueError(f"{source}: rectification_parameters.cell_size_m must be positive")
     params = RectificationParams(
@@ -270,9 +273,11 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         extent=arr("extent"),
         pixel_coords=arr("pixel_coords"),
         world_coords=arr("world_coords"),
-        calibration_wse_m=None if wse is None else float(wse),
-        pad_x=float(rp.get("pad_x", 0) or 0),
-        pad_y=float(rp.get("pad_y", 0) or 0),
+        calibration_wse_m=None
+        if wse is None
+        else _number({"water_surface_elev": wse}, "water_surface_elev", 0.0, where),
+        pad_x=_number({"pad_x": rp.get("pad_x") or 0}, "pad_x", 0.0, where),
+        pad_y=_number({"pad_y": rp.get("pad_y") or 0}, "pad_y", 0.0, where),
         flip_x=bool(project.get("is_ortho_flip_x", False)),
         flip_y=bool(project.get("is_ortho_flip_y", False)),
         prefilters=PreFilters.from_ffmpeg_parameters(project.get("ffmpeg_parameters"), source),
@@ -329,6 +334,8 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         project = json.loads(raw.pop(PROJECT_JSON).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{src}: {PROJECT_JSON} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{src}: {PROJECT_JSON} nests too deep to be a project") from None
     members = raw
     if not isinstance(project, dict):
         raise ValueError(f"{src}: {PROJECT_JSON} does not hold a JSON object")
@@ -384,7 +391,7 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
             size = (img.shape[1], img.shape[0])
 
     rmse = project.get("rectification_rmse_m")
-    rmse = None if rmse is None else float(rmse)
+    rmse = None if rmse is None else _number(project, "rectification_rmse_m", 0.0, src)
     if (
         rect.method == "camera matrix"
         and rect.world_coords is not None

@@ -105,3 +105,55 @@ def test_a_zip_bomb_member_is_refused_before_decompressing(good, tmp_path):
     assert time.perf_counter() - t0 < 1.0
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200
+
+
+def _edit_rect(src, dst, **changes):
+    with zipfile.ZipFile(src) as zin:
+        rp = dict(json.loads(zin.read(PROJECT_JSON))["rectification_parameters"])
+    rp.update(changes)
+    return _edit(src, dst, rectification_parameters=rp)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("water_surface_elev", [1, 2]), ("pad_x", [0]), ("pad_y", {"a": 1}), ("cell_size_m", [2])],
+)
+def test_a_list_where_a_number_belongs_names_the_key(good, tmp_path, key, value):
+    """Was a TypeError traceback (issue 24 item 7)."""
+    bad = _edit_rect(good, tmp_path / "bad.ivy", **{key: value})
+    with pytest.raises(ValueError, match=f"rectification_parameters: key '{key}' is not a number"):
+        load_scaffold(bad)
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_deeply_nested_project_json_is_one_line(good, tmp_path):
+    """JSON nested 100,000 deep was a RecursionError traceback (issue 24 item 7)."""
+    bad = tmp_path / "deep.ivy"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name == PROJECT_JSON:
+                data = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+            zout.writestr(name, data)
+    with pytest.raises(ValueError, match="nests too deep to be a project"):
+        load_scaffold(bad)
+
+
+def test_an_encrypted_member_is_one_line(good, tmp_path):
+    """A member flagged encrypted was a RuntimeError traceback (issue 24 item 7)."""
+    bad = tmp_path / "locked.ivy"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+    raw = bytearray(bad.read_bytes())
+    # set the "encrypted" bit (bit 0 of the flags) of every local and central header
+    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (i := raw.find(sig, start)) >= 0:
+            raw[i + offset] |= 1
+            start = i + 4
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="cannot be read .*encrypted") as info:
+        load_scaffold(bad)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
