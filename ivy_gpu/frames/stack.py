@@ -192,7 +192,7 @@ def load_stack(
         try:
             nodes, band = stiv_band(scaffold, rect, params)
         except ValueError as exc:
-            raise StageError("grid", str(exc)) from None
+            raise StageError("grid", f"{scaffold.path}: {exc}") from None
         if band is not None and config.RECTIFY_BAND:
             tables = rect.band(*band)
         else:

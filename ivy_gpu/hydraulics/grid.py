@@ -24,6 +24,25 @@ def line_nodes(line: np.ndarray, n: int) -> np.ndarray:
     return (1 - t) * line[0] + t * line[1]
 
 
+#: The share of the cross-section line that must lie in the rectified image: the part outside
+#: can hold no node, and the discharge there would be interpolated from the water edge.
+MIN_LINE_INSIDE = 0.95
+
+
+def inside_fraction(line: np.ndarray, rows: int, cols: int) -> float:
+    """The share of the segment ``line`` (2, 2) inside ``[0, cols-1] x [0, rows-1]``."""
+    p0, d = np.asarray(line[0], float), np.asarray(line[1], float) - np.asarray(line[0], float)
+    t0, t1 = 0.0, 1.0
+    for k, hi in ((0, cols - 1.0), (1, rows - 1.0)):  # Liang-Barsky, one axis at a time
+        if d[k] == 0:
+            if not 0.0 <= p0[k] <= hi:
+                return 0.0
+            continue
+        a, b = (0.0 - p0[k]) / d[k], (hi - p0[k]) / d[k]
+        t0, t1 = max(t0, min(a, b)), min(t1, max(a, b))
+    return max(0.0, t1 - t0)
+
+
 def outside_masks(nodes: np.ndarray, polygons: tuple[np.ndarray, ...]) -> np.ndarray:
     """True for nodes outside every mask polygon."""
     keep = np.ones(len(nodes), dtype=bool)
@@ -50,7 +69,8 @@ def place_nodes(
     n : int
         Number of nodes along the line (when there is no ``results_grid``).
     image_shape : (rows, cols)
-        Rectified image size; nodes are clipped into it.
+        Rectified image size; nodes are clipped into it. A line less than
+        :data:`MIN_LINE_INSIDE` inside it is refused (``ValueError`` naming the key).
     results_grid : ndarray, optional
         The GUI's grid, used verbatim when given.
     masks : tuple of ndarray
@@ -62,6 +82,15 @@ def place_nodes(
     if results_grid is not None and len(results_grid):
         nodes = np.asarray(results_grid, float).reshape(-1, 2)
     else:
+        share = inside_fraction(line, rows, cols)
+        if not share >= MIN_LINE_INSIDE:
+            raise ValueError(
+                f"cross_section_line: {100 * (1 - share):.0f} % of the line, from "
+                f"({line[0, 0]:.0f}, {line[0, 1]:.0f}) to ({line[1, 0]:.0f}, {line[1, 1]:.0f}) "
+                f"px, lies outside the {cols} x {rows} px rectified image: no node can measure "
+                "there and the discharge would be filled from the water edges; redraw the line "
+                "inside the image or widen the plan view"
+            )
         clipped = np.column_stack(
             [np.clip(line[:, 0], 0, cols - 1), np.clip(line[:, 1], 0, rows - 1)]
         )

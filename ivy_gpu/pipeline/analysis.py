@@ -75,7 +75,7 @@ def analyse(
             scaffold.start_bank,
         )
     except ValueError as exc:
-        raise StageError("grid", str(exc)) from None
+        raise StageError("grid", f"{scaffold.path}: {exc}") from None
     result.warnings += list(ns.warnings)
     result.node_positions, result.node_stations = nodes, ns.stations
     result.stage_seconds["grid"] = time.perf_counter() - t

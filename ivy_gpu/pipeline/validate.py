@@ -46,13 +46,16 @@ def check_site(scaffold: ScaffoldConfig, wse_m: float, rules: QualityRules | Non
     line = scaffold.cross_section_line
     if np.hypot(*(line[1] - line[0])) == 0:
         raise ValueError(f"{src}: the cross-section line has zero length")
-    nodes = place_nodes(
-        line,
-        scaffold.num_grid_points,
-        rect.output_shape,
-        scaffold.results_grid,
-        scaffold.mask_polygons,
-    )
+    try:
+        nodes = place_nodes(
+            line,
+            scaffold.num_grid_points,
+            rect.output_shape,
+            scaffold.results_grid,
+            scaffold.mask_polygons,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{src}: {exc}") from None
     node_stations(nodes, line, scaffold.cross_section, wse_m, rect.pixel_gsd, scaffold.start_bank)
     lines = line_geometry(nodes, scaffold.stiv, cols, rows)
     n_ang = lines.phis.shape[1]

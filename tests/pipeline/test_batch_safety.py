@@ -228,8 +228,8 @@ def test_validate_is_a_dry_run_that_catches_what_process_would_fail_on(clips):
     )
     save_scaffold(away, folder / "away.ivy")
     res = runner.invoke(app, ["validate", str(folder / "away.ivy"), str(folder / "v.csv")])
-    # the scaffold itself fails at its calibration WSE: a bad input, exit 2
-    assert res.exit_code == 2 and "search line inside" in res.output, res.output
+    # the scaffold itself fails at its calibration WSE: a bad input, exit 2, naming the key
+    assert res.exit_code == 2 and "cross_section_line: 100 % of the line" in res.output, res.output
     rect = cfg.rectification.__class__(
         **{**cfg.rectification.__dict__, "camera_matrix": np.full((3, 4), np.nan)}
     )

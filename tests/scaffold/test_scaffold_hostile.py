@@ -7,6 +7,7 @@ import resource
 import time
 import zipfile
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -157,3 +158,26 @@ def test_an_encrypted_member_is_one_line(good, tmp_path):
     with pytest.raises(ValueError, match="cannot be read .*encrypted") as info:
         load_scaffold(bad)
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_section_line_leaving_the_plan_view_is_refused_not_filled(video_site, tmp_path):
+    """A line from x = -5000 to 9000 px gave Q -46 % with 'validate: ok' (issue 24 item 1)."""
+    from ivy_gpu import process_video
+    from ivy_gpu.hydraulics.grid import inside_fraction
+
+    d, truth = video_site
+    with zipfile.ZipFile(d / "site.ivy") as zf:
+        line = json.loads(json.loads(zf.read(PROJECT_JSON))["cross_section_line"])
+    (x0, y0), (x1, y1) = np.asarray(line, float).reshape(2, 2)  # IVyTools: [[[x, y], [x, y]]]
+    wide = [[[x0 - 5000, y0], [x1 + 5000, y1]]]
+    bad = _edit(d / "site.ivy", tmp_path / "wide.ivy", cross_section_line=json.dumps(wide))
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2 and "cross_section_line: " in res.output, res.output
+    assert "outside the" in res.output and str(bad) in res.output.replace("\n", "")
+    r = process_video(bad, d / truth["video"], truth["wse_m"], max_frames=40, backend="numba")
+    assert not r.success and r.error_stage == "grid" and "cross_section_line" in r.error_message
+    # the geometry of the rule itself, on a 100 x 50 image
+    assert inside_fraction(np.array([[10.0, 10], [90, 40]]), 50, 100) == 1.0
+    assert inside_fraction(np.array([[-100.0, 10], [99, 10]]), 50, 100) == pytest.approx(99 / 199)
+    assert inside_fraction(np.array([[200.0, 10], [300, 10]]), 50, 100) == 0.0
+    assert inside_fraction(np.array([[50.0, -10], [50, 110]]), 50, 100) == pytest.approx(49 / 120)
