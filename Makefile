@@ -8,13 +8,18 @@ PIP    := $(PY) -m pip
 
 .PHONY: demo test lint bench clean gpu-check wheels
 
-$(VENV)/.installed: pyproject.toml
+# .base: the package alone (what the demo needs); .installed: with the dev extras (tests).
+$(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.base
 	$(VENV)/bin/ivy-gpu demo
 
 test: $(VENV)/.installed
