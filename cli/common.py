@@ -169,6 +169,20 @@ def engine_and_stiv(backend: Backend, cfg, debug: bool, **overrides):
         fail(exc, debug)
 
 
+def compile_notice(backend: str, quiet: bool) -> None:
+    """Say so before the numba kernels are compiled for the first time (about a minute)."""
+    if quiet or backend != "numba":
+        return
+    from ivy_gpu.engines.numba_engine import kernels_cached
+
+    if not kernels_cached():
+        err_console.print(
+            "compiling the numba kernels once (about a minute on 2 cores); "
+            "they are cached for the next runs",
+            highlight=False,
+        )
+
+
 def progress(quiet: bool) -> Progress:
     """A progress display on stderr (off when ``quiet``)."""
     return Progress(

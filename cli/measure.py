@@ -29,6 +29,7 @@ from ivy_gpu.cli.common import (
     Method,
     Stabilize,
     Units,
+    compile_notice,
     console,
     engine_and_stiv,
     err_console,
@@ -89,6 +90,7 @@ def process(
     )
     if not video.is_file():
         fail(ValueError(f"{video}: video file not found"), debug)
+    compile_notice(backend, quiet)
     wse_m = wse / units_of(cfg, units).length
     with progress(quiet) as bar:
         task = bar.add_task(video.name, total=1.0, msg="")
@@ -183,6 +185,7 @@ def batch(
         rows = read_batch_csv(csv_file, units_of(cfg, units).name)
     except ValueError as exc:
         fail(exc, debug)
+    compile_notice(backend, quiet)
     client = None
     if workers < 0:
         fail(ValueError(f"--workers: 0 (no cluster) or a process count, not {workers}"), debug)

@@ -13,6 +13,7 @@ from ivy_gpu.cli.common import (
     DEBUG,
     QUIET,
     Backend,
+    compile_notice,
     console,
     fail,
     progress,
@@ -35,6 +36,12 @@ def demo(
     )
     console.print(f"generating a synthetic site in {output} (1280x720, 5 s at 30 fps) ...")
     truth = make_site(output, spec)
+    from ivy_gpu.engines.backends import resolve_backend
+
+    try:
+        compile_notice(resolve_backend(Backend(backend).value), quiet)
+    except ValueError as exc:
+        fail(exc, debug)
     with progress(quiet) as bar:
         task = bar.add_task("river.mp4", total=1.0, msg="")
 

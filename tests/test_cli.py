@@ -169,3 +169,31 @@ def test_the_api_issues_result_warnings(video_site, tmp_path):
     mine = [w for w in caught if issubclass(w.category, IvyGpuWarning)]
     assert len(mine) == len(r.warnings)
     assert all(str(w.message).startswith("river.mp4: ") for w in mine)
+
+
+def test_a_first_run_says_the_kernels_compile_once(tmp_path, monkeypatch, video_site):
+    """A fresh install spent ~50 s compiling without a word (issue 26)."""
+    import sys
+
+    import ivy_gpu.engines.numba_engine as numba_engine
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    assert not numba_engine.kernels_cached()  # nothing compiled into an empty cache
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    nested = tmp_path / "cache" / "site" / "kernels"  # numba mirrors the source path there
+    nested.mkdir(parents=True)
+    for name in ("acf_fused._scores-83", "sti._gather_numba-234"):
+        (nested / f"{name}.{tag}.nbi").write_bytes(b"")
+    assert numba_engine.kernels_cached()
+    d, truth = video_site
+    args = ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+            str(truth["wse_m"]), "-o", str(tmp_path / "out"), "--max-frames", "40",
+            "--backend", "numba", "--no-figures"]  # fmt: skip
+    for cached, said in ((False, True), (True, False)):
+        monkeypatch.setattr(numba_engine, "kernels_cached", lambda c=cached: c)
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code in (0, 1), res.output
+        assert ("compiling the numba kernels once" in res.output) == said, res.output
+    monkeypatch.setattr(numba_engine, "kernels_cached", lambda: False)
+    quiet = CliRunner().invoke(app, [*args, "-q"])
+    assert "compiling" not in quiet.output

@@ -8,6 +8,9 @@ is one BLAS matrix product over the few lags the rays need.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +27,26 @@ def _threaded_fft() -> SimpleNamespace:
         rfft=lambda a, n, axis: scipy.fft.rfft(a, n=n, axis=axis, workers=workers),
         irfft=lambda a, n, axis: scipy.fft.irfft(a, n=n, axis=axis, workers=workers),
     )
+
+
+#: The kernels a first STIV call compiles (Numba caches them on disk, ``cache=True``).
+_CACHED_KERNELS = ("acf_fused._scores", "sti._gather_numba")
+
+
+def kernels_cached() -> bool:
+    """Whether Numba's on-disk cache already holds this engine's main kernels.
+
+    False on a fresh install (or a new Python): the first STIV call then compiles them,
+    about a minute on two cores, and every later run loads them. Looks where Numba writes:
+    ``NUMBA_CACHE_DIR`` when set, else ``__pycache__`` beside the kernels' source.
+    """
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    where = Path(root) if root else Path(acf_fused.__file__).parent / "__pycache__"
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    try:
+        return all(any(where.rglob(f"{name}-*.{tag}.nbi")) for name in _CACHED_KERNELS)
+    except OSError:
+        return False
 
 
 class NumbaEngine(HostMemory):
