@@ -70,20 +70,19 @@ def _probe_kernels(xp: ModuleType) -> None:
     taps = sti.bilinear_taps(rng.uniform(0, 5, (3, 4)), rng.uniform(0, 3, (3, 4)), 7, 5, "bilinear")
     want = sti.gather_numpy(stack, *taps)
     stream = _stream(xp)
-    steps = ("gather", "z-score", "cross-spectra")
-    step = steps[0]
+    step = "gather"  # the step in progress, named when it fails
     try:
         out = xp.empty(want.shape, dtype=xp.float32)
         sti.gather_cuda(xp.asarray(stack), *(xp.asarray(a) for a in taps), out, stream)
         _same("gather kernel", out, want)
-        step = steps[1]
+        step = "z-score"
         z_want, v_want = sti.standardize_numpy(want)
         valid = xp.ones(want.shape[0], dtype=xp.uint8)
         sti.standardize_cuda(out, valid, stream)
         _same("z-score kernel", out, np.nan_to_num(z_want))
         if not np.array_equal(host_array(valid).astype(bool), v_want):
             raise RuntimeError("z-score kernel flagged the wrong STIs")
-        step = steps[2]
+        step = "cross-spectra"
         zf = np.fft.rfft(np.nan_to_num(z_want), axis=-1).astype(np.complex64)
         cs = xp.empty((zf.shape[0], 3, zf.shape[2]), dtype=xp.complex64)
         acf.cross_spectra_cuda(xp.asarray(zf), 2, cs, stream)

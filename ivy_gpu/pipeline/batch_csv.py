@@ -216,7 +216,6 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
 
     u = unit_system(display_units)
     ok = result.success
-    unc = result.discharge_uncertainty or {}
     cfg = row.config
     wse_m = cfg.water_surface_elevation if cfg is not None else None
     when = measurement_datetime(cfg, row.video_path) if cfg is not None else None
@@ -235,20 +234,11 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "end_time_s": format_value(cfg.end_time if cfg else None, ".3f"),
         "water_surface_elevation_m": format_value(wse_m, ".4f") if cfg else row.wse_display,
         "alpha": format_value(cfg.alpha if cfg else None, ".3f"),
-        "discharge_m3s": format_value(result.total_discharge if ok else None, ".5g"),
-        "area_m2": format_value(result.total_area if ok else None, ".4f"),
-        "mean_velocity_ms": format_value(result.mean_velocity if ok else None, ".4f"),
-        "uncertainty_iso_95": format_value(unc.get("iso_u95") if ok else None, ".4f"),
-        "uncertainty_ive_95": format_value(unc.get("ive_u95") if ok else None, ".4f"),
         "num_frames": str(result.num_frames) if result.num_frames else "",
-        "valid_nodes": str(result.valid_nodes) if ok else "",
-        "filled_nodes": str(result.filled_nodes) if ok else "",
-        "flagged_nodes": str(result.flagged_nodes) if ok else "",
-        "overrides": str(len(result.overrides)) if ok and result.overrides else "",
         "camera_motion_rms_px": format_value(result.motion.get("rms_px"), ".2f")
         if result.motion
         else "",
-        "warnings": " | ".join(result.warnings),
+        **result_cells(result, u.name),
         "error_stage": result.error_stage or "",
         "error_message": result.error_message or "",
         "processing_time_s": f"{result.processing_time_seconds:.2f}",
@@ -257,12 +247,34 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
     }
     gage = cfg.gage_height if cfg is not None else None
     out[f"gage_height_{u.length_label}"] = format_value(gage, ".4f")
-    twins = display_twins(result, u.name)
+    if display_twins(result, u.name):
+        out["water_surface_elevation_ft"] = row.wse_display  # as the CSV gave it
+    return out
+
+
+def result_cells(result: ProcessingResult, display_units: str) -> dict[str, str]:
+    """The summary cells a result's numbers fill (empty for a failed result), display twins too.
+
+    Shared by :func:`summary_row` and a recompute that rewrites one video's row.
+    """
+    ok = result.success
+    unc = result.discharge_uncertainty or {}
+    out = {
+        "discharge_m3s": format_value(result.total_discharge if ok else None, ".5g"),
+        "area_m2": format_value(result.total_area if ok else None, ".4f"),
+        "mean_velocity_ms": format_value(result.mean_velocity if ok else None, ".4f"),
+        "uncertainty_iso_95": format_value(unc.get("iso_u95") if ok else None, ".4f"),
+        "uncertainty_ive_95": format_value(unc.get("ive_u95") if ok else None, ".4f"),
+        "valid_nodes": str(result.valid_nodes) if ok else "",
+        "filled_nodes": str(result.filled_nodes) if ok else "",
+        "flagged_nodes": str(result.flagged_nodes) if ok else "",
+        "overrides": str(len(result.overrides)) if ok and result.overrides else "",
+        "warnings": " | ".join(result.warnings),
+    }
+    twins = display_twins(result, display_units)
     for twin, spec in (("discharge_cfs", ".5g"), ("area_ft2", ".4f"), ("mean_velocity_fts", ".4f")):
         if twin in twins:
             out[twin] = format_value(twins[twin], spec)
-    if twins:
-        out["water_surface_elevation_ft"] = row.wse_display  # as the CSV gave it
     return out
 
 

@@ -24,7 +24,6 @@ from ivy_gpu.report.review import REVIEW, write_review
 from ivy_gpu.results import ProcessingResult, display_twins
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
 from ivy_gpu.stiv.driver import StivResult
-from ivy_gpu.stiv.quality import EXCLUDING
 from ivy_gpu.units import unit_system
 
 RESULT_JSON = "results.json"
@@ -100,17 +99,6 @@ def plan_north(scaffold: ScaffoldConfig) -> tuple[float, float] | None:
     return (0.0, -dy if r.flip_y else dy)
 
 
-def discharge_text(r: ProcessingResult, u) -> str:
-    """``Q = 1.96 ± 0.17 m³/s`` in display units, the ± being ISO 748's U95 when known."""
-    q = r.total_discharge * u.discharge
-    u95 = (r.discharge_uncertainty or {}).get("iso_u95")
-    pm = f" ± {u95 * abs(q):.2g}" if u95 is not None and math.isfinite(u95) else ""
-    text = f"{q:.4g}{pm} {u.discharge_label}"
-    if u.name == "English":
-        text += f" ({r.total_discharge:.4g} m³/s)"
-    return text + (" (U95, ISO 748)" if pm else "")
-
-
 @dataclass(frozen=True)
 class FigureInputs:
     """What the figures need beyond the tables (saved as :data:`FIGURE_DATA`)."""
@@ -176,8 +164,8 @@ def draw_figures(
 ) -> None:
     """Vectors over the first rectified frame, three STIs, the section profile, ``review.html``.
 
-    Which nodes went into the discharge as measured comes from the table's ``Source``
-    (so a recomputed result with overrides is drawn as it was computed), else the flags.
+    Which nodes were filled comes from the table's ``Source`` (so a recomputed result with
+    overrides is drawn as it was computed).
     """
     from ivy_gpu.report import figures
 
@@ -185,12 +173,9 @@ def draw_figures(
     nodes = r.node_positions
     flags = r.node_flags or [""] * len(nodes)
     table = r.discharge_dataframe
-    source = table["Source"].to_numpy() if "Source" in table else None
-    if source is not None:
-        excluded = np.isin(source[1:-1], ("filled", "excluded"))
-    else:
-        excluded = np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
-    q = discharge_text(r, u)
+    filled = np.isin(table["Source"].to_numpy(), ("filled", "excluded"))  # edges never
+    excluded = filled[1:-1]
+    q = figures.discharge_text(r, u)
     figures.rectified_vectors(
         out / "rectified_vectors.png",
         data.first_frame,
@@ -212,9 +197,6 @@ def draw_figures(
             out / "stis.png", data.sti, picks, data.theta, data.magnitude, data.score,
             r.pixel_gsd or 1.0, r.timestep_seconds or 1.0, r.node_stride, u, flags,
         )  # fmt: skip
-    filled = np.concatenate([[False], excluded, [False]])
-    if source is not None:
-        filled = np.isin(source, ("filled", "excluded"))
     vn = np.asarray(r.stiv_normal_velocities, float)
     rejected = np.where(excluded & np.isfinite(vn), vn, np.nan)
     figures.section_profile(
@@ -237,6 +219,12 @@ def draw_figures(
     )
 
 
+def remove_figures(out: Path) -> None:
+    """Remove a folder's figures, their saved inputs and review page (they show other numbers)."""
+    for name in (*(name for name, _ in FIGURES), FIGURE_DATA, REVIEW):
+        (out / name).unlink(missing_ok=True)
+
+
 def write_figures(ctx: OutputContext) -> None:
     """Draw the figures (:func:`draw_figures`) and save what a redraw needs.
 
@@ -244,8 +232,7 @@ def write_figures(ctx: OutputContext) -> None:
     removed: they would show another result beside this one's numbers.
     """
     if not ctx.figures:
-        for name in (*(name for name, _ in FIGURES), FIGURE_DATA, REVIEW):
-            (ctx.out / name).unlink(missing_ok=True)
+        remove_figures(ctx.out)
         return
     sr = ctx.stiv
     data = FigureInputs(

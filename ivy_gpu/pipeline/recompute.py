@@ -18,25 +18,23 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from ivy_gpu.fileio import read_json
+from ivy_gpu.fileio import csv_cell_text, read_json
 from ivy_gpu.hydraulics.grid import node_stations
 from ivy_gpu.pipeline.analysis import node_sources, section_discharge
+from ivy_gpu.pipeline.batch_csv import result_cells, write_summary
 from ivy_gpu.pipeline.outputs import (
-    FIGURE_DATA,
-    FIGURES,
     RESULT_JSON,
     draw_figures,
     load_figure_inputs,
+    remove_figures,
     write_discharge_table,
     write_result_json,
 )
 from ivy_gpu.pipeline.overrides import Override, read_overrides
 from ivy_gpu.pipeline.provenance import scaffold_sha256
-from ivy_gpu.report.review import REVIEW
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig, as_scaffold
-from ivy_gpu.stiv.quality import EXCLUDING
-from ivy_gpu.units import format_value
+from ivy_gpu.stiv.quality import excluded_by
 
 #: The columns of ``stiv_results.csv`` a recompute reads.
 NODE_COLUMNS = ("node", "x_px", "y_px", "station_m", "normal_velocity_ms", "sigma_v_ms", "flags")
@@ -113,11 +111,11 @@ def recompute(
     result = ProcessingResult.from_scalars(data, None, folder)
     vn = nodes["normal_velocity_ms"].to_numpy(float, copy=True)
     flags = nodes["flags"].tolist()
-    excluded = np.array([any(f in EXCLUDING for f in fl.split(";") if f) for fl in flags], bool)
-    excluded |= ~np.isfinite(vn)
+    excluded = excluded_by(flags) | ~np.isfinite(vn)
     sources = node_sources(vn, excluded)
     used = np.where(excluded, np.nan, vn)
-    sigma_v = nodes["sigma_v_ms"].to_numpy(float, copy=True)
+    measured_sigma = nodes["sigma_v_ms"].to_numpy(float)
+    sigma_v = measured_sigma.copy()
     for o in rows:
         k = o.node
         if o.action == "exclude":
@@ -164,14 +162,13 @@ def recompute(
     result.stiv_normal_velocities, result.node_flags = vn, flags
     result.stiv_magnitudes = nodes["speed_ms"].to_numpy(float) if "speed_ms" in nodes else None
     result.node_stride = nodes["stride"].to_numpy(float) if "stride" in nodes else None
-    result.node_sigma_v = nodes["sigma_v_ms"].to_numpy(float)
+    result.node_sigma_v = measured_sigma
     write_discharge_table(folder, q.table)
     figure_data = load_figure_inputs(folder)
     if figure_data is not None:
         draw_figures(folder, cfg, result, figure_data)
     else:  # drawn for the earlier numbers, and not redrawable: they would show another Q
-        for name in (*(name for name, _ in FIGURES), FIGURE_DATA, REVIEW):
-            (folder / name).unlink(missing_ok=True)
+        remove_figures(folder)
     write_result_json(folder, result, cfg)
     _update_summary(folder, result)
     return result
@@ -179,8 +176,6 @@ def recompute(
 
 def _update_summary(folder: Path, r: ProcessingResult) -> None:
     """Rewrite this video's row of the batch summary beside it (when there is one)."""
-    from ivy_gpu.fileio import atomic_write_text, csv_cell, csv_cell_text
-
     path = folder.parent / "batch_summary.csv"
     if not path.is_file():
         return
@@ -191,25 +186,8 @@ def _update_summary(folder: Path, r: ProcessingResult) -> None:
     rows = frame.index[frame.get("output_folder", pd.Series(dtype=str)) == folder.name]
     if len(rows) == 0:
         return
-    unc = r.discharge_uncertainty or {}
-    values = {
-        "discharge_m3s": format_value(r.total_discharge, ".5g"),
-        "area_m2": format_value(r.total_area, ".4f"),
-        "mean_velocity_ms": format_value(r.mean_velocity, ".4f"),
-        "uncertainty_iso_95": format_value(unc.get("iso_u95"), ".4f"),
-        "uncertainty_ive_95": format_value(unc.get("ive_u95"), ".4f"),
-        "valid_nodes": str(r.valid_nodes),
-        "filled_nodes": str(r.filled_nodes),
-        "overrides": str(len(r.overrides)),
-        "warnings": " | ".join(r.warnings),
-    }
-    if "discharge_cfs" in frame.columns:
-        from ivy_gpu.results import display_twins
-
-        twins = display_twins(r, "English")
-        values["discharge_cfs"] = format_value(twins.get("discharge_cfs"), ".5g")
-        values["mean_velocity_fts"] = format_value(twins.get("mean_velocity_fts"), ".4f")
-    for col, value in values.items():
+    units = "English" if "discharge_cfs" in frame.columns else "Metric"
+    for col, value in result_cells(r, units).items():
         if col in frame.columns:
             frame.loc[rows, col] = value
-    atomic_write_text(path, frame.map(csv_cell).to_csv(index=False))
+    write_summary(path, frame.to_dict("records"), units)

@@ -7,6 +7,7 @@ notebook keeps its own), and no figure is left open in pyplot's registry.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,9 @@ from ivy_gpu.fileio import atomic_output
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from ivy_gpu.results import ProcessingResult
+    from ivy_gpu.units import UnitSystem
 
 #: Resolution of the saved PNGs. Figures are created at it, so the text extents measured by
 #: ``tight_layout`` are reused when the figure is saved (12-20 % less time per figure).
@@ -28,6 +32,17 @@ FIGURES = (
     ("section.png", "section"),
     ("stis.png", "space-time images"),
 )
+
+
+def discharge_text(r: ProcessingResult, u: UnitSystem) -> str:
+    """``Q = 1.96 ± 0.17 m³/s`` in display units, the ± being ISO 748's U95 when known."""
+    q = r.total_discharge * u.discharge
+    u95 = (r.discharge_uncertainty or {}).get("iso_u95")
+    pm = f" ± {u95 * abs(q):.2g}" if u95 is not None and math.isfinite(u95) else ""
+    text = f"{q:.4g}{pm} {u.discharge_label}"
+    if u.name == "English":
+        text += f" ({r.total_discharge:.4g} m³/s)"
+    return text + (" (U95, ISO 748)" if pm else "")
 
 
 def _figure(width: float, height: float) -> Figure:

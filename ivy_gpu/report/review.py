@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ivy_gpu.fileio import atomic_write_text
+from ivy_gpu.report.figures import discharge_text
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.units import format_value
 
@@ -93,7 +94,7 @@ def write_review(
     n = len(r.node_positions)
     table = r.discharge_dataframe
     used = table["Surface Velocity"].to_numpy()[1:-1]
-    source = table["Source"].to_numpy()[1:-1] if "Source" in table else ["measured"] * n
+    source = table["Source"].to_numpy()[1:-1]
     flags = r.node_flags or [""] * n
     gsd, dt = r.pixel_gsd or 1.0, r.timestep_seconds or 1.0
     sigma = r.node_sigma_v if r.node_sigma_v is not None else np.full(n, np.nan)
@@ -127,9 +128,6 @@ def write_review(
             f"<td class=num>{_cell(used[k], '.3f', u.velocity)}</td>"
             f"<td>{html.escape(SOURCE_WORDS.get(src, src))}</td></tr>"
         )  # fmt: skip
-    unc = (r.discharge_uncertainty or {}).get("iso_u95")
-    q = r.total_discharge * u.discharge
-    pm = f" ± {unc * abs(q):.2g}" if unc is not None and math.isfinite(unc) else ""
     counts = {s: int(np.sum(np.asarray(source) == s)) for s in SOURCE_WORDS}
     summary = ", ".join(f"{counts[s]} {SOURCE_WORDS[s]}" for s in SOURCE_WORDS if counts[s])
     back = ""
@@ -138,7 +136,7 @@ def write_review(
     page = _PAGE.format(
         title=html.escape(f"{r.video_path.name}: every node"),
         name=html.escape(r.video_path.name),
-        q=html.escape(f"Q = {q:.4g}{pm} {u.discharge_label}" + (" (U95, ISO 748)" if pm else "")),
+        q=html.escape(f"Q = {discharge_text(r, u)}"),
         summary=html.escape(f"{n} nodes: {summary}"),
         back=back,
         vl=html.escape(u.velocity_label),

@@ -107,14 +107,18 @@ def encode_array(a: np.ndarray) -> str:
     return json.dumps(np.asarray(a).tolist())
 
 
-def _number(project: dict, key: str, default: float, source: str) -> float:
-    v = project.get(key, default)
+def _as_number(v: Any, key: str, default: float | None, source: str) -> float | None:
+    """``v`` as a float (``default`` for None), else one line naming the key."""
     if v is None:
         return default
     try:
         return float(v)
     except (TypeError, ValueError):
         raise ValueError(f"{source}: key {key!r} is not a number ({repr(v)[:60]})") from None
+
+
+def _number(project: dict, key: str, default: float, source: str) -> float:
+    return _as_number(project.get(key, default), key, default, source)
 
 
 def _stiv_params(project: dict, src: str) -> StivParams:
@@ -273,11 +277,9 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         extent=arr("extent"),
         pixel_coords=arr("pixel_coords"),
         world_coords=arr("world_coords"),
-        calibration_wse_m=None
-        if wse is None
-        else _number({"water_surface_elev": wse}, "water_surface_elev", 0.0, where),
-        pad_x=_number({"pad_x": rp.get("pad_x") or 0}, "pad_x", 0.0, where),
-        pad_y=_number({"pad_y": rp.get("pad_y") or 0}, "pad_y", 0.0, where),
+        calibration_wse_m=_as_number(wse, "water_surface_elev", None, where),
+        pad_x=_as_number(rp.get("pad_x") or 0, "pad_x", 0.0, where),
+        pad_y=_as_number(rp.get("pad_y") or 0, "pad_y", 0.0, where),
         flip_x=bool(project.get("is_ortho_flip_x", False)),
         flip_y=bool(project.get("is_ortho_flip_y", False)),
         prefilters=PreFilters.from_ffmpeg_parameters(project.get("ffmpeg_parameters"), source),
@@ -390,8 +392,7 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         if img is not None:
             size = (img.shape[1], img.shape[0])
 
-    rmse = project.get("rectification_rmse_m")
-    rmse = None if rmse is None else _number(project, "rectification_rmse_m", 0.0, src)
+    rmse = _as_number(project.get("rectification_rmse_m"), "rectification_rmse_m", None, src)
     if (
         rect.method == "camera matrix"
         and rect.world_coords is not None

@@ -73,6 +73,11 @@ FLAGS = (
 EXCLUDING = ("invalid", "threshold", "outlier", "low_score", "unsteady")
 
 
+def excluded_by(flags: list[str]) -> np.ndarray:
+    """Per node, whether its ``;``-separated flags (``stiv_results.csv``) leave it out."""
+    return np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
+
+
 @dataclass(frozen=True)
 class QualityRules:
     """Thresholds of the node flags (see the module docstring for the reasoning)."""
