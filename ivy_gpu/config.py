@@ -48,10 +48,17 @@ PREFETCH_VIDEOS: int = 1
 #: ceil(STRIDE_TARGET_PX / speed), on every frame (the ACF read at frame lags k * m), with at
 #: least STRIDE_MIN_FRAMES steps (T // k; at P = 32 the rays then keep their full length).
 #: Measured on synthetic truth (P = 32, T = 300): unstrided the formulation reads -18 % at 0.1,
-#: -3.2 % at 0.6, -1.2 % at 1.0 and -0.4 to -0.7 % from 1.5 to 3 px/frame; strided, within 1 %
-#: from 0.1 to 3 px/frame (docs/benchmarks.md).
+#: -3.2 % at 0.6, -1.2 % at 1.0 and -0.4 to -0.7 % from 1.5 to 3 px/frame. The target
+#: displacement per step is STRIDE_TARGET_PX on lines of STRIDE_SHORT_LINE px and more and
+#: STRIDE_TARGET_SHORT_PX on shorter ones (their short rays read steps of 1.5-1.8 px 1.1 to
+#: 2.7 % low at P = 24 and 28).
+#: Strided, the mean over nodes is within 1 % from 0.3 to 1.7 px/frame for P from 24 to 96
+#: and T from 150 to 600 wherever the clip allows the stride (docs/benchmarks.md, "The
+#: stride for every line length").
 STRIDE_BELOW_PX: float = 1.8
 STRIDE_TARGET_PX: float = 1.5
+STRIDE_SHORT_LINE: int = 32
+STRIDE_TARGET_SHORT_PX: float = 2.0
 STRIDE_MIN_FRAMES: int = 32
 STRIDE_MAX: int = 32
 
