@@ -208,6 +208,7 @@ def load(scaffold: Path, debug: bool):
 
 def result_line(r, display_units: str = "Metric") -> str:
     """The console line of one video's result."""
+    from ivy_gpu.results import stated_u95
     from ivy_gpu.units import unit_system
 
     name = escape(r.video_path.name)
@@ -218,9 +219,11 @@ def result_line(r, display_units: str = "Metric") -> str:
         if u.name == "English":
             q = f"Q = {r.total_discharge * u.discharge:.3f} cfs ({r.total_discharge:.4f} m³/s)"
             a = f"A = {r.total_area * u.area:.3f} ft² ({r.total_area:.4f} m²)"
-        u95 = (r.discharge_uncertainty or {}).get("iso_u95")
-        if u95 is not None and u95 == u95:  # not NaN
+        u95 = stated_u95(r.discharge_uncertainty)
+        if u95 is not None:
             q += f" ± {100 * u95:.1f} % (U95)"
+        if r.quality_rating:
+            q += f", {r.quality_rating}"
         n = len(r.node_flags) if r.node_flags else r.valid_nodes
         nodes = (
             f"nodes: {r.valid_nodes} of {n} valid, {r.filled_nodes} filled, "

@@ -73,8 +73,9 @@ def demo(
     console.print(table)
     unc = r.discharge_uncertainty
     console.print(
-        f"backend {r.backend}; {r.num_frames} frames; U95 ISO {unc['iso_u95']:.3f}, "
-        f"IVE {unc['ive_u95']:.3f}; stages (s): "
+        f"backend {r.backend}; {r.num_frames} frames; U95 {unc['u95']:.3f} "
+        f"({r.quality_rating}; ISO 748 {unc['iso_u95']:.3f}, time {unc['time_u95']:.3f}, "
+        f"IVE {unc['ive_u95']:.3f}); stages (s): "
         + ", ".join(f"{k} {v:.2f}" for k, v in r.stage_seconds.items()),
         highlight=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,19 @@ class StageError(Exception):
             raise ValueError(f"unknown pipeline stage {stage!r}")
         super().__init__(message)
         self.stage = stage
+
+
+def stated_u95(uncertainty: dict | None) -> float | None:
+    """The U95 a result states (fraction): ISO 748 with the clip's time sampling, when known.
+
+    Results written before the time-sampling term give ISO 748's alone.
+    """
+    u = uncertainty or {}
+    for key in ("u95", "iso_u95"):
+        value = u.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+    return None
 
 
 @dataclass
@@ -57,7 +71,10 @@ class ProcessingResult:
     node_sigma_v: np.ndarray | None = None
     node_window_median: np.ndarray | None = None
     node_window_spread: np.ndarray | None = None
+    node_window_velocities: np.ndarray | None = None
     quality_windows: int = 0
+    quality_rating: str | None = None
+    quality_reasons: list[str] = field(default_factory=list)
     fingerprint: str | None = None
     overrides: list = field(default_factory=list)
     inputs: dict = field(default_factory=dict)
@@ -90,6 +107,11 @@ class ProcessingResult:
             "discharge_m3s": self.total_discharge,
             "area_m2": self.total_area,
             "mean_velocity_ms": self.mean_velocity,
+            "uncertainty_95": u.get("u95"),
+            "quality_rating": self.quality_rating,
+            "quality_rating_reasons": list(self.quality_reasons),
+            "uncertainty_time_95": u.get("time_u95"),
+            "window_discharges_m3s": list(u.get("window_discharges") or []),
             "uncertainty_iso_95": u.get("iso_u95"),
             "uncertainty_ive_95": u.get("ive_u95"),
             "uncertainty_iso_contributions": u.get("iso_contributions"),
@@ -174,6 +196,8 @@ class ProcessingResult:
             flagged_nodes=data.get("flagged_nodes") or 0,
             flag_counts=dict(data.get("flag_counts") or {}),
             quality_windows=data.get("quality_windows") or 0,
+            quality_rating=data.get("quality_rating"),
+            quality_reasons=list(data.get("quality_rating_reasons") or []),
             fingerprint=data.get("fingerprint"),
             overrides=[dict(o) for o in data.get("overrides") or [] if isinstance(o, dict)],
             motion=dict(data.get("camera_motion") or {}),
@@ -182,6 +206,9 @@ class ProcessingResult:
             provenance=dict(data.get("provenance") or {}),
             discharge_dataframe=table,
             discharge_uncertainty={
+                "u95": data.get("uncertainty_95"),
+                "time_u95": data.get("uncertainty_time_95"),
+                "window_discharges": data.get("window_discharges_m3s") or [],
                 "iso_u95": data.get("uncertainty_iso_95"),
                 "ive_u95": data.get("uncertainty_ive_95"),
                 "iso_contributions": data.get("uncertainty_iso_contributions"),

@@ -6,6 +6,12 @@ contributions name their own terms, the IVE sums use ``(q_i s / x_i)^2`` (not
 ``q_i^4``), the IVE velocity-spread floor is a fraction of the mean velocity (so
 both sides are m/s), and fewer than 6 verticals gives an explicit invalid result.
 All results are 95 % expanded uncertainties as fractions (0.06 = 6 %).
+
+Neither sees what the clip itself shows about time sampling: a few seconds of a surface
+that gusts, with a node that reads differently in each half, is one sample. The stated
+uncertainty ``u95`` (:func:`combined_u95`) is ISO 748's with a time-sampling term from the
+discharge of each time window of the clip (:func:`time_sampling`); :func:`rating` turns it
+and the share of filled nodes into a measurement rating.
 """
 
 from __future__ import annotations
@@ -51,6 +57,65 @@ class UncertaintyResult:
     iso_contributions: dict = field(default_factory=dict)
     ive_contributions: dict = field(default_factory=dict)
     ive_note: str = ""
+    time_u95: float = float("nan")
+    u95: float = float("nan")
+    window_discharges: list = field(default_factory=list)
+
+
+def time_sampling(q_windows, q_total: float) -> float:
+    """Relative 1-sigma of the clip's discharge from the discharge of its time windows.
+
+    The windows (:func:`ivy_gpu.stiv.quality.time_windows`) each span half the clip and
+    slide from its start to its end, so the first and the last are its two independent
+    halves: the clip's value, their mean, has ``std(Q_k) / sqrt(2)``. A whole-clip value
+    away from what the windows say (their median) counts too: ``sqrt(s^2 / 2 + (Q -
+    median(Q_k))^2) / |Q|``. NaN with fewer than two window discharges.
+    """
+    q = np.asarray(q_windows, float)
+    q = q[np.isfinite(q)]
+    if q.size < 2 or not (math.isfinite(q_total) and q_total != 0):
+        return float("nan")
+    s2 = float(np.var(q, ddof=1)) / 2.0 + (q_total - float(np.median(q))) ** 2
+    return math.sqrt(s2) / abs(q_total)
+
+
+def combined_u95(iso_u95: float, time_u95: float) -> float:
+    """The stated U95: ISO 748's and the time-sampling term in quadrature (ISO alone without)."""
+    if not math.isfinite(time_u95):
+        return iso_u95
+    return math.hypot(iso_u95, time_u95)
+
+
+#: Rating bands: (name, highest U95, highest share of filled nodes), best first.
+RATING_BANDS = (("good", 0.10, 0.10), ("fair", 0.20, 0.25))
+
+
+def rating(u95: float, filled: int, nodes: int, windows: int) -> tuple[str, list[str]]:
+    """A measurement rating, ``good`` / ``fair`` / ``poor``, and why it is not better.
+
+    ``good``: U95 at most 10 % and at most 10 % of the nodes filled; ``fair``: at most 20 %
+    and 25 %; ``poor`` otherwise, or when U95 is unknown. A clip too short for the time
+    windows is at best ``fair`` (its time sampling was not checked).
+    """
+    reasons: list[str] = []
+    share = filled / nodes if nodes else 1.0
+    if not (u95 is not None and math.isfinite(u95)):
+        return "poor", ["no uncertainty"]
+    grade = len(RATING_BANDS)
+    for i, (_, top_u, top_fill) in enumerate(RATING_BANDS):
+        if u95 <= top_u and share <= top_fill:
+            grade = i
+            break
+    if grade > 0:
+        top_u, top_fill = RATING_BANDS[0][1:]
+        if u95 > top_u:
+            reasons.append(f"U95 {100 * u95:.1f} % > {100 * top_u:.0f} %")
+        if share > top_fill:
+            reasons.append(f"{filled} of {nodes} nodes filled")
+    if not windows and grade == 0:
+        grade, reasons = 1, ["clip too short for the time windows"]
+    names = [b[0] for b in RATING_BANDS] + ["poor"]
+    return names[grade], reasons
 
 
 def iso748(depths, unit_q, inputs: UncertaintyInputs, u_p_nodes=None) -> tuple[float, dict]:
@@ -128,11 +193,12 @@ def ive(
 
 
 def discharge_uncertainty(
-    table, q_total: float, inputs: UncertaintyInputs, u_p_nodes=None
+    table, q_total: float, inputs: UncertaintyInputs, u_p_nodes=None, q_windows=None
 ) -> UncertaintyResult:
     """Both estimates from a mid-section table (:func:`ivy_gpu.hydraulics.discharge.midsection`).
 
     ``u_p_nodes``: measured relative velocity uncertainty per table row (see :func:`iso748`).
+    ``q_windows``: the discharge of each time window of the clip (:func:`time_sampling`).
     """
     iso_u95, iso_c = iso748(table["Depth"], table["Unit Discharge"], inputs, u_p_nodes)
     ive_u95, ive_c, note = ive(
@@ -144,4 +210,8 @@ def discharge_uncertainty(
         q_total,
         inputs,
     )
-    return UncertaintyResult(iso_u95, ive_u95, iso_c, ive_c, note)
+    windows = [] if q_windows is None else [float(q) for q in q_windows]
+    time_u95 = 2.0 * time_sampling(windows, q_total)
+    return UncertaintyResult(
+        iso_u95, ive_u95, iso_c, ive_c, note, time_u95, combined_u95(iso_u95, time_u95), windows
+    )

@@ -17,7 +17,7 @@ from ivy_gpu.engines.base import Engine
 from ivy_gpu.frames.stack import LoadedVideo, site_nodes
 from ivy_gpu.hydraulics.discharge import midsection
 from ivy_gpu.hydraulics.grid import node_stations
-from ivy_gpu.hydraulics.uncertainty import UncertaintyInputs, discharge_uncertainty
+from ivy_gpu.hydraulics.uncertainty import UncertaintyInputs, discharge_uncertainty, rating
 from ivy_gpu.params import StivParams, VideoConfig
 from ivy_gpu.results import ProcessingResult, StageError
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
@@ -27,8 +27,10 @@ from ivy_gpu.stiv.quality import (
     assess,
     downstream_normal,
     gradient_check,
+    outliers,
     signed_normal,
     window_normals,
+    zero_speed_ratios,
 )
 
 Progress = Callable[[str, float, str], None]
@@ -99,7 +101,6 @@ def analyse(
     except ValueError as exc:
         raise StageError("stiv", f"{video.video_path}: {exc}") from None
     result.backend = sr.backend
-    result.stiv_magnitudes, result.stiv_directions = sr.magnitude, sr.direction
     try:
         n_hat, warn = downstream_normal(
             scaffold.cross_section_line, scaffold.start_bank, sr.magnitude, sr.direction
@@ -109,15 +110,21 @@ def analyse(
     if warn:
         result.warnings.append(warn)
     vn = signed_normal(sr.magnitude, sr.direction, n_hat)
+    zero_ratio = zero_speed_ratios(loaded, nodes, sr, params, engine, rules)
     window_vn = window_normals(loaded, nodes, sr, params, engine, n_hat, rules)
-    quality = assess(sr, vn, ns.stations, window_vn, params.phi_range, rules)
+    quality = assess(sr, vn, ns.stations, window_vn, params.phi_range, rules, zero_ratio)
+    # still water reads 0 m/s, whatever a stride found
+    vn, magnitude = quality.velocity(vn), quality.velocity(sr.magnitude)
+    stride = sr.stride if sr.stride is not None else np.ones(len(vn), int)
+    stride = np.where(quality.velocity(stride) == 0, 1, stride)
     result.warnings += quality.notes
     check = gradient_check(loaded, nodes, sr, params, engine, rules)
     if check:
         result.warnings.append(check)
+    result.stiv_magnitudes, result.stiv_directions = magnitude, sr.direction
     result.stiv_normal_velocities = vn
     result.node_flags = quality.flag_strings()
-    result.node_stride = sr.stride if sr.stride is not None else np.ones(len(vn), int)
+    result.node_stride = stride
     result.node_sigma_v = quality.sigma_v
     result.node_window_median = quality.window_median
     result.node_window_spread = quality.window_spread
@@ -140,9 +147,21 @@ def analyse(
     t = time.perf_counter()
     result.error_stage = "discharge"
     used = np.where(quality.excluded, np.nan, vn)
+    window_used = None
+    if window_vn is not None:  # what each time window says of the nodes the clip kept
+        still = quality.still if quality.still is not None else np.zeros(len(vn), bool)
+        window_used = window_velocities(window_vn, used, still, ns.stations, rules)
+        result.node_window_velocities = window_vn
     try:
         q, unc = section_discharge(
-            scaffold, ns, wse, used, video.alpha, quality, node_sources(vn, quality.excluded)
+            scaffold,
+            ns,
+            wse,
+            used,
+            video.alpha,
+            quality,
+            node_sources(vn, quality.excluded),
+            window_used,
         )
     except ValueError as exc:
         raise StageError("discharge", f"{video.video_path}: {exc}") from None
@@ -160,8 +179,37 @@ def analyse(
     result.mean_velocity = q.mean_velocity
     result.discharge_dataframe = q.table
     result.discharge_uncertainty = dataclasses.asdict(unc)
+    result.quality_rating, result.quality_reasons = rating(
+        unc.u95, q.filled_nodes, len(vn), quality.windows
+    )
     result.stage_seconds["discharge"] = time.perf_counter() - t
     return sr
+
+
+def window_velocities(
+    window_vn: np.ndarray,
+    used: np.ndarray,
+    fixed: np.ndarray,
+    stations: np.ndarray,
+    rules: QualityRules,
+) -> np.ndarray:
+    """The node velocities of each time window that its discharge uses (NaN: filled).
+
+    ``window_vn`` (windows, nodes) is what each window measured; ``used`` the clip's
+    velocity per node (NaN where left out: left out of every window too); ``fixed`` the
+    nodes whose value does not come from the windows (still water, a value set by hand),
+    which keep ``used``. In each window a node that fails the normalized median test
+    against its neighbours in that window (a glint in part of the clip) is left out too, as
+    a clip of that window alone would leave it out.
+    """
+    out = np.where(np.isfinite(used), np.asarray(window_vn, float), np.nan)
+    out[:, fixed] = np.asarray(used, float)[fixed]
+    order = np.argsort(stations, kind="stable")
+    for row in out:
+        bad = np.zeros(row.size, bool)
+        bad[order] = outliers(row[order], rules)
+        row[bad & ~fixed] = np.nan
+    return out
 
 
 def node_sources(vn: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -173,12 +221,22 @@ def node_sources(vn: np.ndarray, excluded: np.ndarray) -> np.ndarray:
 
 
 def section_discharge(
-    scaffold, ns, wse: float, used: np.ndarray, alpha: float, quality, sources=None
+    scaffold,
+    ns,
+    wse: float,
+    used: np.ndarray,
+    alpha: float,
+    quality,
+    sources=None,
+    window_used: np.ndarray | None = None,
 ):
-    """Mid-section discharge of the kept normal velocities and its ISO 748 / IVE uncertainty.
+    """Mid-section discharge of the kept normal velocities and its uncertainty.
 
     ``sources`` (:func:`node_sources`) labels the node rows of the table; the water edges
-    are ``edge``.
+    are ``edge``. ``window_used`` (windows, nodes) are the node velocities of each time
+    window (NaN where left out, filled like the clip's): their discharges give the
+    time-sampling term of the stated U95
+    (:func:`ivy_gpu.hydraulics.uncertainty.time_sampling`).
 
     The measured spread of each node over the time windows replaces ISO 748's assumed
     point-velocity term: two halves of the clip are independent, so the clip's value has
@@ -192,6 +250,14 @@ def section_discharge(
     u_p = np.full(len(used), np.nan)
     if quality.windows:
         with np.errstate(invalid="ignore", divide="ignore"):
-            u_p = quality.sigma_v / math.sqrt(2.0) / np.abs(used)
+            u_p = quality.sigma_v / math.sqrt(2.0) / np.abs(used)  # inf at still nodes:
+        u_p[~np.isfinite(u_p)] = np.nan  # they carry no discharge
     u_p = np.concatenate([[np.nan], u_p, [np.nan]])
-    return q, discharge_uncertainty(q.table, q.discharge, inputs, u_p)
+    q_windows = None
+    if window_used is not None:
+        zero = np.zeros((len(window_used), 1))
+        q_windows = [
+            midsection(stations, depth, v, alpha).discharge
+            for v in np.hstack([zero, window_used, zero])
+        ]
+    return q, discharge_uncertainty(q.table, q.discharge, inputs, u_p, q_windows)

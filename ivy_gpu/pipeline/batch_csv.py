@@ -11,7 +11,7 @@ import pandas as pd
 
 from ivy_gpu.checks import parse_time
 from ivy_gpu.fileio import atomic_write_text, csv_cell, folder_name
-from ivy_gpu.results import ProcessingResult, VideoConfig, display_twins
+from ivy_gpu.results import ProcessingResult, VideoConfig, display_twins, stated_u95
 from ivy_gpu.units import format_value, unit_system
 
 REQUIRED_COLUMNS = ("video_path", "water_surface_elevation")
@@ -35,6 +35,8 @@ SUMMARY_COLUMNS = (
     "discharge_m3s",
     "area_m2",
     "mean_velocity_ms",
+    "uncertainty_95",
+    "quality_rating",
     "uncertainty_iso_95",
     "uncertainty_ive_95",
     "num_frames",
@@ -263,6 +265,8 @@ def result_cells(result: ProcessingResult, display_units: str) -> dict[str, str]
         "discharge_m3s": format_value(result.total_discharge if ok else None, ".5g"),
         "area_m2": format_value(result.total_area if ok else None, ".4f"),
         "mean_velocity_ms": format_value(result.mean_velocity if ok else None, ".4f"),
+        "uncertainty_95": format_value(stated_u95(unc) if ok else None, ".4f"),
+        "quality_rating": (result.quality_rating or "") if ok else "",
         "uncertainty_iso_95": format_value(unc.get("iso_u95") if ok else None, ".4f"),
         "uncertainty_ive_95": format_value(unc.get("ive_u95") if ok else None, ".4f"),
         "valid_nodes": str(result.valid_nodes) if ok else "",

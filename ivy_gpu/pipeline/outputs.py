@@ -70,7 +70,7 @@ def write_tables(ctx: OutputContext) -> None:
             "x_px": nodes[:, 0],
             "y_px": nodes[:, 1],
             "station_m": r.node_stations,
-            "speed_ms": sr.magnitude,
+            "speed_ms": r.stiv_magnitudes,
             "direction_deg": sr.direction,
             "normal_velocity_ms": r.stiv_normal_velocities,
             "theta_deg": sr.theta,
@@ -82,6 +82,10 @@ def write_tables(ctx: OutputContext) -> None:
             "flags": r.node_flags,
         }
     )
+    windows = r.node_window_velocities
+    for k, values in enumerate([] if windows is None else windows):
+        # what each time window measured: a recompute's time-sampling term needs them
+        stiv_table.insert(len(stiv_table.columns) - 1, f"window_{k + 1}_ms", values)
     atomic_write_text(
         # 9 significant digits: a recompute from this table gives the measured discharge back
         ctx.out / "stiv_results.csv",

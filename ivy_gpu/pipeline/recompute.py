@@ -20,7 +20,8 @@ import pandas as pd
 
 from ivy_gpu.fileio import csv_cell_text, read_json
 from ivy_gpu.hydraulics.grid import node_stations
-from ivy_gpu.pipeline.analysis import node_sources, section_discharge
+from ivy_gpu.hydraulics.uncertainty import rating
+from ivy_gpu.pipeline.analysis import node_sources, section_discharge, window_velocities
 from ivy_gpu.pipeline.batch_csv import result_cells, write_summary
 from ivy_gpu.pipeline.outputs import (
     RESULT_JSON,
@@ -34,7 +35,7 @@ from ivy_gpu.pipeline.overrides import Override, read_overrides
 from ivy_gpu.pipeline.provenance import scaffold_sha256
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig, as_scaffold
-from ivy_gpu.stiv.quality import excluded_by
+from ivy_gpu.stiv.quality import QualityRules, excluded_by
 
 #: The columns of ``stiv_results.csv`` a recompute reads.
 NODE_COLUMNS = ("node", "x_px", "y_px", "station_m", "normal_velocity_ms", "sigma_v_ms", "flags")
@@ -116,6 +117,7 @@ def recompute(
     used = np.where(excluded, np.nan, vn)
     measured_sigma = nodes["sigma_v_ms"].to_numpy(float)
     sigma_v = measured_sigma.copy()
+    fixed = np.array(["still" in f.split(";") for f in flags], bool)  # no window decides them
     for o in rows:
         k = o.node
         if o.action == "exclude":
@@ -126,6 +128,12 @@ def recompute(
             used[k], sources[k] = vn[k], "override"
         else:  # set: the hydrologist's value has no measured spread
             used[k], sources[k], sigma_v[k] = o.velocity_ms, "override", np.nan
+            fixed[k] = True
+    windows = [c for c in nodes.columns if c.startswith("window_") and c.endswith("_ms")]
+    windows = [c for c in windows if c[len("window_") : -len("_ms")].isdigit()]
+    window_used = None
+    if windows:
+        window_vn = nodes[windows].to_numpy(float).T
     wse = float(result.water_surface_elevation)
     xy = nodes[["x_px", "y_px"]].to_numpy(float)
     try:
@@ -135,7 +143,9 @@ def recompute(
         if not np.allclose(ns.stations, nodes["station_m"].to_numpy(float), atol=1e-4):
             raise ValueError("its stations differ from the saved ones")
         quality = SimpleNamespace(sigma_v=sigma_v, windows=result.quality_windows)
-        q, unc = section_discharge(cfg, ns, wse, used, result.alpha, quality, sources)
+        if windows:
+            window_used = window_velocities(window_vn, used, fixed, ns.stations, QualityRules())
+        q, unc = section_discharge(cfg, ns, wse, used, result.alpha, quality, sources, window_used)
     except ValueError as exc:
         raise ValueError(f"{folder}: cannot recompute the discharge ({exc})") from None
     result.total_discharge, result.total_area = q.discharge, q.area
@@ -143,6 +153,9 @@ def recompute(
     result.discharge_dataframe = q.table
     result.discharge_uncertainty = dataclasses.asdict(unc)
     result.filled_nodes = q.filled_nodes
+    result.quality_rating, result.quality_reasons = rating(
+        unc.u95, q.filled_nodes, n, result.quality_windows
+    )
     result.valid_nodes = int(np.isin(sources, ("measured", "override")).sum())
     result.overrides = [o.as_dict() for o in rows]
     notes = (_FILLED_NOTE, _UPSTREAM_NOTE, "overrides applied")

@@ -7,13 +7,13 @@ notebook keeps its own), and no figure is left open in pyplot's registry.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ivy_gpu.fileio import atomic_output
+from ivy_gpu.results import stated_u95
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,14 +35,15 @@ FIGURES = (
 
 
 def discharge_text(r: ProcessingResult, u: UnitSystem) -> str:
-    """``Q = 1.96 ± 0.17 m³/s`` in display units, the ± being ISO 748's U95 when known."""
+    """``Q = 1.96 ± 0.17 m³/s (U95, fair)`` in display units: the stated U95 and the rating."""
     q = r.total_discharge * u.discharge
-    u95 = (r.discharge_uncertainty or {}).get("iso_u95")
-    pm = f" ± {u95 * abs(q):.2g}" if u95 is not None and math.isfinite(u95) else ""
+    u95 = stated_u95(r.discharge_uncertainty)
+    pm = f" ± {u95 * abs(q):.2g}" if u95 is not None else ""
     text = f"{q:.4g}{pm} {u.discharge_label}"
     if u.name == "English":
         text += f" ({r.total_discharge:.4g} m³/s)"
-    return text + (" (U95, ISO 748)" if pm else "")
+    said = ", ".join(x for x in ("U95" if pm else "", r.quality_rating or "") if x)
+    return text + (f" ({said})" if said else "")
 
 
 def _figure(width: float, height: float) -> Figure:

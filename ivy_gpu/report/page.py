@@ -26,6 +26,7 @@ from ivy_gpu.fileio import atomic_write_text, csv_cell_text
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.report.record import gauge_at, parse_zone, read_gauge
 from ivy_gpu.report.review import REVIEW
+from ivy_gpu.results import stated_u95
 from ivy_gpu.units import format_value, unit_system
 
 REPORT = "report.html"
@@ -83,10 +84,11 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
                     folder=folder,
                     status=row["status"],
                     discharge_m3s=_float(row.get("discharge_m3s")),
-                    u95=_float(row.get("uncertainty_iso_95")),
+                    u95=_float(row.get("uncertainty_95") or row.get("uncertainty_iso_95")),
                     when=_when(row.get("measurement_datetime", ""), tz),
                     quality=(
-                        f"{row['valid_nodes']} valid / {row['filled_nodes']} filled / "
+                        (f"{row['quality_rating']}: " if row.get("quality_rating") else "")
+                        + f"{row['valid_nodes']} valid / {row['filled_nodes']} filled / "
                         f"{row['flagged_nodes']} flagged" if row.get("valid_nodes") else ""
                     ) + (
                         f" / {row['overrides']} overridden by hand"
@@ -108,9 +110,14 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
                 folder=res.parent,
                 status=data.get("status", "failed"),
                 discharge_m3s=data.get("discharge_m3s") if ok else None,
-                u95=data.get("uncertainty_iso_95") if ok else None,
+                u95=stated_u95(
+                    {"u95": data.get("uncertainty_95"), "iso_u95": data.get("uncertainty_iso_95")}
+                )
+                if ok
+                else None,
                 when=_when(meas.get("measurement_datetime") or "", tz),
-                quality=f"{data.get('valid_nodes')} valid / {data.get('filled_nodes')} filled / "
+                quality=(f"{data['quality_rating']}: " if data.get("quality_rating") else "")
+                + f"{data.get('valid_nodes')} valid / {data.get('filled_nodes')} filled / "
                 f"{data.get('flagged_nodes')} flagged"
                 if ok
                 else "",

@@ -35,6 +35,7 @@ FLAG_REASONS = {
     "low_score": "weak streak: score below half the video's median score: filled",
     "unsteady": "the half-clip time windows disagree on its velocity: filled",
     "stride_limited": "slow, and the clip is too short for the stride it needed: may read low",
+    "still": "still water: the zero-speed ray scores like the best one; reads 0 m/s (kept)",
 }
 #: Source of the used value -> how the page says it.
 SOURCE_WORDS = {
@@ -130,6 +131,18 @@ def write_review(
         )  # fmt: skip
     counts = {s: int(np.sum(np.asarray(source) == s)) for s in SOURCE_WORDS}
     summary = ", ".join(f"{counts[s]} {SOURCE_WORDS[s]}" for s in SOURCE_WORDS if counts[s])
+    unc = r.discharge_uncertainty or {}
+    rated = ""
+    if r.quality_rating:
+        why = "; ".join(r.quality_reasons)
+        rated = f"Rated {r.quality_rating}" + (f" ({why})" if why else "") + ". "
+    windows = [q for q in unc.get("window_discharges") or [] if np.isfinite(q)]
+    if windows:
+        qs = ", ".join(f"{q * u.discharge:.4g}" for q in windows)
+        rated += (
+            f"The clip's {len(windows)} half-length time windows give Q = {qs} "
+            f"{u.discharge_label}; U95 includes their spread."
+        )
     back = ""
     if report_link:
         back = f'<p><a href="{html.escape(report_link)}">back to the batch report</a></p>'
@@ -138,6 +151,7 @@ def write_review(
         name=html.escape(r.video_path.name),
         q=html.escape(f"Q = {discharge_text(r, u)}"),
         summary=html.escape(f"{n} nodes: {summary}"),
+        rated=html.escape(rated),
         back=back,
         vl=html.escape(u.velocity_label),
         ll=html.escape(u.length_label),
@@ -167,6 +181,7 @@ figure.sti span {{ position: absolute; font-size: 0.75em; color: #555; white-spa
 </style></head><body>
 <h1>{name}</h1>
 <p><b>{q}</b>. {summary}.</p>
+<p>{rated}</p>
 {back}
 <p>Each row is one node: its best space-time image (distance along the search line down, time
 to the right, the fitted streak in red), what was measured, every flag with its reason, and the

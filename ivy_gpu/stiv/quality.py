@@ -32,6 +32,19 @@ of ``stiv_results.csv``). The rules and their thresholds (:class:`QualityRules`)
     or fewer than two windows give a velocity: the clip does not support one velocity
     (glare, rain, a passing object decided the whole-clip value).
 
+``still``
+    Still water: the node's space-time image shows no motion. Its autocorrelation's
+    zero-speed ray (theta = 0) scores at least ``still_ratio`` (0.8) of its best ray at
+    full frame rate, so the best streak angle is not resolved from zero speed (a moving
+    texture at 0.5 px/frame scores 0-0.5 there, at 0.3 px/frame up to 0.7), and at least
+    ``still_window_ratio`` (0.6) in every time window: flow over a visible static bed or
+    bank has a zero-speed ridge too, but the streaks of what floats by win in some part of
+    the clip (the Ngwerere clip: 0.37-0.6 in one window at such nodes). The node's
+    velocity is 0 m/s and it is *kept*: still water is data, not a gap to fill from
+    flowing neighbours. It is never ``unsteady``, ``upstream``, ``outlier``, ``fan_edge``
+    or ``stride_limited`` (a direction and a stride mean nothing without motion). Flow
+    slower than about 0.2 px/frame over a few seconds can read as still.
+
 ``stride_limited``
     A slow node needed a temporal stride (:func:`ivy_gpu.stiv.driver.apply_stride`) that the clip
     is too short to give (fewer than 32 steps of k frames would remain), or its strided
@@ -68,7 +81,10 @@ FLAGS = (
     "low_score",
     "unsteady",
     "stride_limited",
+    "still",
 )
+#: Flags that say a node is still water (kept, velocity 0).
+STILL_DROPS = ("unsteady", "upstream", "outlier", "fan_edge", "stride_limited")
 #: Flags that leave a node out of the discharge.
 EXCLUDING = ("invalid", "threshold", "outlier", "low_score", "unsteady")
 
@@ -85,10 +101,12 @@ class QualityRules:
     outlier_threshold: float = 3.0
     outlier_epsilon: float = 0.2
     low_score_fraction: float = 0.5
+    still_ratio: float = 0.8
+    still_window_ratio: float = 0.6
     unsteady_cv: float = 0.5
     speed_floor: float = 0.05
     windows: int = 4
-    min_window_frames: int = 30
+    min_window_frames: int = 24
     min_valid_fraction: float = 0.5
     gradient_check_nodes: int = 8
     gradient_check_tolerance: float = 0.25
@@ -105,12 +123,19 @@ class NodeQuality:
     window_spread: np.ndarray
     windows: int
     notes: list[str] = field(default_factory=list)
+    still: np.ndarray | None = None
 
     def counts(self) -> dict[str, int]:
         """Nodes per flag, and the valid (kept) count."""
         out = {f: sum(f in fl for fl in self.flags) for f in FLAGS}
         out["valid"] = int((~self.excluded).sum())
         return out
+
+    def velocity(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (per node) with still nodes at 0."""
+        if self.still is None:
+            return np.asarray(values)
+        return np.where(self.still, 0.0, values)
 
     def flag_strings(self) -> list[str]:
         """One ``;``-separated string per node (empty when clean)."""
@@ -196,11 +221,14 @@ def assess(
     window_vn: np.ndarray | None,
     phi_range: float,
     rules: QualityRules,
+    zero_ratio: np.ndarray | None = None,
 ) -> NodeQuality:
     """Flags of every node from the STIV result, the signed normal velocity and the windows.
 
     ``window_vn`` is (K, nodes): the signed normal velocity of each node's best line in K
-    time windows, or None when the clip is too short for two windows.
+    time windows, or None when the clip is too short for two windows. ``zero_ratio``
+    (:func:`zero_speed_ratios`, NaN where not measured) marks still nodes
+    (``NodeQuality.still``); their velocity is 0 (:meth:`NodeQuality.velocity`).
     """
     n = vn.size
     flags: list[list[str]] = [[] for _ in range(n)]
@@ -212,6 +240,14 @@ def assess(
     valid_line = np.asarray(sr.valid_line, bool)
     add(~valid_line, "invalid")
     add(np.asarray(sr.over_threshold, bool), "threshold")
+    score = np.asarray(sr.score, float)
+    good = np.isfinite(score) & np.isfinite(vn)
+    if good.any():
+        add(good & (score < rules.low_score_fraction * np.median(score[good])), "low_score")
+    still = np.zeros(n, bool)
+    if zero_ratio is not None:  # still water needs texture to tell: not low_score
+        still = is_still(zero_ratio, rules) & np.isfinite(vn) & ~_flagged(flags)
+    vn = np.where(still, 0.0, vn)
     if phi_range < 180:
         add(np.asarray(sr.fan_edge, bool), "fan_edge")
     add(np.isfinite(vn) & (vn < 0), "upstream")
@@ -221,10 +257,6 @@ def assess(
     out = np.zeros(n, bool)
     out[order] = outliers(vn[order], rules)
     add(out, "outlier")
-    score = np.asarray(sr.score, float)
-    good = np.isfinite(score) & np.isfinite(vn)
-    if good.any():
-        add(good & (score < rules.low_score_fraction * np.median(score[good])), "low_score")
     sigma = np.full(n, np.nan)
     median = np.full(n, np.nan)
     spread = np.full(n, np.nan)
@@ -244,10 +276,101 @@ def assess(
         add(np.isfinite(vn) & ~steady, "unsteady")
     else:
         notes.append("clip too short for the time windows: no sigma_v and no 'unsteady' flag")
+    for i in np.flatnonzero(still):
+        flags[i] = [f for f in flags[i] if f not in STILL_DROPS] + ["still"]
     ordered = [tuple(f for f in FLAGS if f in fl) for fl in flags]
     excluded = np.array([any(f in EXCLUDING for f in fl) for fl in ordered], bool)
     excluded |= ~np.isfinite(vn)
-    return NodeQuality(ordered, excluded, sigma, median, spread, k, notes)
+    return NodeQuality(ordered, excluded, sigma, median, spread, k, notes, still)
+
+
+def _flagged(flags: list[list[str]]) -> np.ndarray:
+    """Nodes with a flag so far (no line, too fast, or too little texture to tell)."""
+    return np.array([bool(fl) for fl in flags], bool)
+
+
+def is_still(zero_ratio: np.ndarray, rules: QualityRules) -> np.ndarray:
+    """Nodes whose zero-speed ray scores like the best one over the clip and in every window.
+
+    ``zero_ratio`` is (1 + windows, nodes) from :func:`zero_speed_ratios` (or one row): the
+    whole clip's ratio must reach ``still_ratio`` and every window's ``still_window_ratio``.
+    """
+    r = np.atleast_2d(np.asarray(zero_ratio, float))
+    still = np.isfinite(r[0]) & (r[0] >= rules.still_ratio)
+    with np.errstate(invalid="ignore"):
+        still &= np.all(~(r[1:] < rules.still_window_ratio), axis=0)  # NaN windows: no say
+    return still
+
+
+def zero_speed_ratio(sti: np.ndarray, params: Any) -> np.ndarray:
+    """Score of the zero-speed ray over the best ray score, per STI (reference ACF).
+
+    ``sti`` is (n, P, T) raw STIs; each is z-scored along time, autocorrelated and
+    integrated along the rays of the spec's polar grid (section 8.3), as STIV scores it.
+    NaN where the STI is unusable.
+    """
+    from ivy_gpu.kernels.acf import acf_full_numpy
+    from ivy_gpu.kernels.rays import crop_bounds, polar_grid, ray_integrals_numpy
+    from ivy_gpu.kernels.sti import standardize_numpy
+
+    sti = np.asarray(sti, np.float32)
+    n, p, t = sti.shape
+    out = np.full(n, np.nan)
+    z, valid = standardize_numpy(sti)
+    ok = valid & np.isfinite(sti).all(axis=(1, 2))
+    if not ok.any():
+        return out
+    r = acf_full_numpy(z[ok])
+    r0, r1, c0, c1 = crop_bounds(p, t)
+    rho, theta = polar_grid(p, t, params.d_rho, params.d_theta)
+    f = ray_integrals_numpy(r[:, r0:r1, c0:c1], p, t, rho, theta, params.d_rho)
+    best = f.max(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[ok] = np.where(best > 0, f[:, 0] / best, np.nan)
+    return out
+
+
+def zero_speed_ratios(
+    loaded: Any, nodes: np.ndarray, sr: Any, params: Any, engine: Any, rules: QualityRules
+) -> np.ndarray | None:
+    """:func:`zero_speed_ratio` of each slow node's best line, whole clip and time windows.
+
+    Returns (1 + windows, nodes): the whole clip's ratio, then each time window's
+    (:func:`time_windows`). Still water shows no streak in any part of the clip; flow over a
+    visible static bed or bank shows a zero-speed ridge *and* the streaks of what floats by,
+    which win in some window (:func:`is_still` asks both). Only
+    nodes slower than ``config.STRIDE_BELOW_PX`` px/frame at full frame rate (where a streak
+    can be confused with none) are measured; NaN elsewhere. None for the gradient method (it
+    has no rays) and with ``search_line="ivytools"`` (the reference keeps its own results).
+    """
+    from ivy_gpu import config
+    from ivy_gpu.stiv.driver import run_stiv
+
+    if params.method != "acf" or params.search_line != "unit":
+        return None
+    n = len(nodes)
+    windows = time_windows(loaded.stack.shape[0], rules)
+    out = np.full((1 + len(windows), n), np.nan)
+    slope = np.abs(np.tan(np.deg2rad(np.asarray(sr.theta, float))))
+    pick = np.flatnonzero(np.isfinite(slope) & (slope < config.STRIDE_BELOW_PX))
+    if not pick.size:
+        return out
+    ox, oy = loaded.offset
+    again = run_stiv(
+        loaded.stack,
+        nodes[pick, 0] - ox,
+        nodes[pick, 1] - oy,
+        params.replace(stride=False),
+        pixel_gsd=loaded.rectifier.pixel_gsd,
+        d_t=loaded.dt,
+        backend=engine,
+        phis=np.asarray(sr.best_phi_ari, float)[pick, None],
+        return_sti=True,
+    )
+    out[0, pick] = zero_speed_ratio(again.sti, params)
+    for k, (start, stop) in enumerate(windows):
+        out[1 + k, pick] = zero_speed_ratio(again.sti[..., start:stop], params)
+    return out
 
 
 def window_normals(

@@ -62,6 +62,11 @@ class SiteSpec:
     alpha: float = 0.85
     display_units: str = "Metric"
     seed: int = 0
+    still_width_m: float = 0.0  # still water from the left water edge (texture changes in place)
+    eddy_width_m: float = 0.0  # an eddy from the right water edge, moving upstream
+    eddy_speed: float = 0.15  # its speed upstream, m/s
+    still_change_s: float = 1.0  # correlation time of the still water's texture, s
+    noise: float = 0.0  # sensor noise, grey levels (independent per pixel and frame)
 
 
 class Site:
@@ -115,9 +120,20 @@ class Site:
     def surface_speed(self, stations: np.ndarray, wse: float | None = None) -> np.ndarray:
         """True surface speed (m/s) along the flow direction at stations."""
         wse = self.spec.wse_m if wse is None else wse
+        s = self.spec
+        stations = np.asarray(stations, float)
         d = self.depth(stations, wse)
         dmax = wse - self.section.elevations.min()
-        return self.spec.u_max * np.clip(d / dmax, 0, 1) ** (2.0 / 3.0)
+        u = s.u_max * np.clip(d / dmax, 0, 1) ** (2.0 / 3.0)
+        lo, hi = self.section.water_edges(wse)
+        u = np.where(stations < lo + s.still_width_m, 0.0, u)
+        return np.where(stations > hi - s.eddy_width_m, -s.eddy_speed * (d > 0), u)
+
+    def still(self, stations: np.ndarray, wse: float | None = None) -> np.ndarray:
+        """Where the water is still (``still_width_m`` from the left water edge)."""
+        lo, _ = self.section.water_edges(self.spec.wse_m if wse is None else wse)
+        b = np.asarray(stations, float)
+        return (b >= lo) & (b < lo + self.spec.still_width_m)
 
     def true_discharge(self, wse: float | None = None, alpha: float | None = None) -> dict:
         """Exact area and discharge (fine numerical integration across the wetted width)."""
@@ -187,6 +203,9 @@ class Site:
         rng = np.random.default_rng(s.seed)
         tex = cv2.GaussianBlur(rng.standard_normal((ny, nx)).astype(np.float32), (0, 0), 3.0)
         tex = np.clip(128 + 45 * tex / tex.std(), 0, 255).astype(np.float32)
+        still = visible & self.still(wx - (wy - s.y_section_m) * math.tan(g) - s.x_left_m, wse)
+        if still.any():
+            still_a, still_b = self._still_texture(wx[still], wy[still], n_frames, rng)
         station = wx - (wy - s.y_section_m) * math.tan(g) - s.x_left_m
         speed = np.where(visible, self.surface_speed(station, wse), 0.0)
         lo, hi = self.section.water_edges(wse)
@@ -196,8 +215,40 @@ class Site:
             mx = ((wx - shift * ex - tx0) / res).astype(np.float32)
             my = ((wy - shift * ey - ty0) / res).astype(np.float32)
             frame = cv2.remap(tex, mx, my, cv2.INTER_LINEAR)
+            if still.any():  # static texture and a texture that changes in place
+                frame[still] = np.clip(128.0 + still_a + still_b[t], 0, 255)
             frame = np.where(bank, 0.5 * frame + 20.0, frame)  # darker, static banks
+            if s.noise > 0:
+                frame = np.clip(frame + rng.normal(0.0, s.noise, frame.shape), 0, 255)
             yield np.where(visible, frame, 0).astype(np.uint8)
+
+    def _still_texture(self, wx, wy, n_frames: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Still water at world points: a static texture and one that changes in place.
+
+        The changing part is a sum of 16 independent textures whose weights are smooth
+        random series in time (correlation time ``still_change_s``): it moves nowhere, and
+        once the static part is removed (each STI row is z-scored in time) its space-time
+        autocorrelation peaks at zero speed, as over real still water.
+        """
+        s = self.spec
+        res = s.grain_m / 3.0
+        x0, y0 = wx.min() - 1.0, wy.min() - 1.0
+        shape = (int((wy.max() - y0 + 1.0) / res) + 2, int((wx.max() - x0 + 1.0) / res) + 2)
+        mx = ((wx - x0) / res).astype(np.float32)[None, :]
+        my = ((wy - y0) / res).astype(np.float32)[None, :]
+
+        def texture() -> np.ndarray:
+            tex = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 3.0)
+            return cv2.remap(tex / tex.std(), mx, my, cv2.INTER_LINEAR)[0]
+
+        static = 30.0 * texture()
+        k = 16
+        basis = np.stack([texture() for _ in range(k)])
+        white = rng.standard_normal((n_frames + 64, k))
+        sigma = max(s.still_change_s * s.fps, 0.5)
+        weights = cv2.GaussianBlur(white, (1, 0), sigmaX=1e-3, sigmaY=sigma)[32 : 32 + n_frames]
+        weights /= np.sqrt(np.mean(np.sum(weights**2, axis=1)))
+        return static, (35.0 * weights @ basis).astype(np.float32)
 
 
 def write_video(path: Path, frames, fps: float, width: int, height: int, crf: int = 12) -> int:

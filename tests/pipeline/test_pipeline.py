@@ -9,6 +9,7 @@ import pytest
 from ivy_gpu import ProcessingResult, process_video
 from ivy_gpu.hydraulics.discharge import TABLE_COLUMNS
 from ivy_gpu.stiv.quality import EXCLUDING
+from ivy_gpu.synthetic.sites import Site, SiteSpec
 
 
 def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
@@ -53,6 +54,7 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
         "sigma_v_ms",
         "window_median_ms",
         "window_spread_ms",
+        *(f"window_{k}_ms" for k in range(1, r.quality_windows + 1)),
         "flags",
     ]
     assert len(stiv) == 25 and list(stiv["node"]) == list(range(25))
@@ -65,6 +67,17 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
         assert source[k + 1] == want, (k, flags, vn)
     assert source.count("measured") == r.valid_nodes
     assert source.count("filled") + source.count("excluded") == r.filled_nodes
+    # node by node against the site's own velocity: the first node sits on the left water
+    # edge, where its lines leave the camera's view (invalid, filled with the edge's 0); the
+    # last on the right edge, at zero depth (it reads the flow beside it and carries no Q)
+    site = Site(SiteSpec(**truth["spec"]))
+    true_vn = site.surface_speed(r.node_stations) * np.cos(np.deg2rad(site.spec.flow_angle_deg))
+    assert r.node_flags[0] == "invalid" and source[1] == "filled"
+    assert all(f == "" for f in r.node_flags[1:]), r.node_flags
+    assert r.valid_nodes == 24 and r.filled_nodes == 1
+    err = np.abs(r.stiv_normal_velocities[1:-1] - true_vn[1:-1])
+    assert np.all(err <= 0.035), err  # measured at most 0.029 m/s (u_max 0.8)
+    assert table["Unit Discharge"].iloc[-2] == 0.0 and table["Depth"].iloc[-2] == 0.0
     for png in ("rectified_vectors.png", "stis.png", "section.png"):
         assert (out / png).stat().st_size > 1000
     assert not list(out.glob(".*tmp"))  # no half-written files left

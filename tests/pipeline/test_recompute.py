@@ -46,10 +46,30 @@ def test_without_overrides_the_measured_result_comes_back(folder):
     path, r = folder
     again = recompute(path)
     assert again.total_discharge == pytest.approx(r.total_discharge, rel=1e-8)
-    assert again.discharge_uncertainty["iso_u95"] == pytest.approx(
-        r.discharge_uncertainty["iso_u95"], rel=1e-6
+    for key in ("iso_u95", "time_u95", "u95"):  # the time windows come back from the table
+        assert again.discharge_uncertainty[key] == pytest.approx(
+            r.discharge_uncertainty[key], rel=1e-6
+        ), key
+    assert again.discharge_uncertainty["window_discharges"] == pytest.approx(
+        r.discharge_uncertainty["window_discharges"], rel=1e-7
     )
+    assert (again.quality_rating, again.quality_reasons) == (r.quality_rating, r.quality_reasons)
     assert list(_table(path)["Source"]) == list(r.discharge_dataframe["Source"])
+
+
+def test_a_set_node_holds_its_value_in_every_time_window(folder):
+    path, r = folder
+    src = list(r.discharge_dataframe["Source"])[1:-1]
+    k = next(i for i in range(2, len(src) - 2) if src[i - 2 : i + 3] == ["measured"] * 5)
+    res = recompute(path, [Override(k, "set", 0.0)])
+    # each window's discharge loses that node's panel as the clip's does
+    table = r.discharge_dataframe
+    w, d, a = table.loc[k + 1, ["Width", "Depth", "α (alpha)"]]
+    windows = pd.read_csv(path / "stiv_results.csv")[[f"window_{i}_ms" for i in (1, 2, 3, 4)]]
+    drop = a * w * d * windows.loc[k].to_numpy()
+    before = np.array(r.discharge_uncertainty["window_discharges"])
+    after = np.array(res.discharge_uncertainty["window_discharges"])
+    assert after == pytest.approx(before - drop, rel=1e-6)
 
 
 def test_set_exclude_keep_node_by_node(folder):
