@@ -6,11 +6,16 @@ runs before any device transfer.
 
 from __future__ import annotations
 
+import io
 import math
 import re
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
+
+#: The largest image (in pixels) an input may decode to: 100 Mpx, a 10,000 x 10,000 frame.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
@@ -115,3 +120,51 @@ def parse_time(value: object, name: str = "time") -> float | None:
     else:
         hours, minutes = 0, int(a) if a is not None else 0
     return 3600.0 * hours + 60.0 * minutes + float(sec)
+
+
+def image_size(data: bytes, name: str) -> tuple[int, int]:
+    """``(width, height)`` from an encoded image's header, without decoding its pixels.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an image, or more than :data:`MAX_IMAGE_PIXELS` (a 1.6 KiB PNG
+        can declare 30,000 x 30,000 pixels, 900 MB decoded).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's own bomb check: ours below names the size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ValueError(f"{name}: not a readable image") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{name}: the image declares {width} x {height} pixels, more than "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx: refused before decoding"
+        )
+    return int(width), int(height)
+
+
+def decode_image(data: bytes, name: str, color: bool = True) -> np.ndarray:
+    """Decode an encoded image (BGR, or as stored) after :func:`image_size` allowed it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an image, too large, or undecodable.
+    """
+    import cv2
+
+    image_size(data, name)
+    flags = cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if img is None:
+        raise ValueError(f"{name}: cannot decode the image")
+    return img

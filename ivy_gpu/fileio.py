@@ -107,3 +107,5 @@ def read_json(path: str | Path, what: str = "file") -> object:
         raise ValueError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: the {what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the {what} nests too deep to be JSON we wrote") from None

@@ -251,7 +251,18 @@ def search_line_pixels(length_m: float, gsd_m: float) -> int:
 def stiv_params_for(
     scaffold: Any, stiv: StivParams | Mapping[str, Any] | None = None
 ) -> StivParams:
-    """The scaffold's STIV settings, replaced by ``stiv`` (a StivParams or some overrides)."""
+    """The scaffold's STIV settings, replaced by ``stiv`` (a StivParams or some overrides).
+
+    Raises
+    ------
+    ValueError
+        ``stiv`` is neither (``stiv="acf"`` names the parameter and what it wants).
+    """
     if isinstance(stiv, StivParams):
         return stiv
+    if stiv is not None and not isinstance(stiv, Mapping):
+        raise ValueError(
+            f"stiv: expected a dict of STIV settings (e.g. {{'method': 'acf'}}) or a "
+            f"StivParams, got {type(stiv).__name__} {stiv!r}"
+        )
     return scaffold.stiv.replace(**dict(stiv or {}))

@@ -193,19 +193,37 @@ def frame_interval(
     """Time between kept frames, checked against ``step / fps``.
 
     Returns ``(dt, warning)``: the timestamps' mean interval when it differs from
-    ``step / fps`` by more than ``tolerance`` (variable or mislabelled frame rate),
-    else ``step / fps``.
+    ``step / fps`` by more than ``tolerance`` (a mislabelled frame rate), else ``step /
+    fps``. The warning also says when the intervals themselves vary by more than
+    :data:`VFR_JITTER` of their mean (a variable frame rate: STIV assumes one interval, so
+    the streaks of a clip whose frames come 16 to 53 ms apart are smeared).
     """
     nominal = step / fps
     if len(times) < 2:
         return nominal, None
+    gaps = np.diff(np.asarray(times, float))
     measured = float((times[-1] - times[0]) / (len(times) - 1))
+    said = []
+    dt = nominal
     if measured > 0 and abs(measured / nominal - 1) > tolerance:
-        return measured, (
+        dt = measured
+        said.append(
             f"frame timestamps give {measured:.5f} s between kept frames but "
             f"step/fps gives {nominal:.5f} s; using the timestamps"
         )
-    return nominal, None
+    if measured > 0 and float(gaps.max() - gaps.min()) > VFR_JITTER * measured:
+        said.append(
+            f"variable frame rate: kept frames are {1000 * gaps.min():.0f} to "
+            f"{1000 * gaps.max():.0f} ms apart (mean {1000 * measured:.1f} ms); STIV assumes "
+            "one interval, so velocities are less sure (re-encode at a constant rate)"
+        )
+    return dt, "; ".join(said) or None
+
+
+#: Spread of the intervals between kept frames (max - min, over their mean) above which a
+#: clip is said to have a variable frame rate (timestamps rounded to the millisecond
+#: spread a 30 fps clip by 3 %).
+VFR_JITTER = 0.25
 
 
 def first_frame(path: str | Path) -> np.ndarray:

@@ -217,14 +217,25 @@ class BatchOrchestrator:
         return batch
 
     def _report(self) -> str | None:
-        """Write ``report.html``; a failure is returned as one line, never raised."""
-        from ivy_gpu.report.page import build_report
+        """Write ``report.html``; a failure is returned as one line, never raised.
 
+        An unreadable gauge record does not cost the report: it is written without the
+        gauge, and the line says which file was left out and why.
+        """
+        from ivy_gpu.report.page import build_report
+        from ivy_gpu.report.record import read_gauge
+
+        gauge, note = self.gauge, None
+        if gauge is not None:
+            try:
+                read_gauge(gauge)
+            except ValueError as exc:
+                gauge, note = None, f"{exc}: report.html written without the gauge"
         try:
-            build_report(self.out, self.gauge, self.tz)
+            build_report(self.out, gauge, self.tz)
         except (OSError, ValueError) as exc:
             return f"{self.out / 'report.html'}: not written ({exc})"
-        return None
+        return note
 
     def _flush(self, rows: list[BatchRow], results: list[ProcessingResult | None]) -> str | None:
         """Rewrite the summary; an I/O failure is returned (and retried next time), not raised."""
@@ -238,6 +249,31 @@ class BatchOrchestrator:
         except OSError as exc:
             return f"{self.out / 'batch_summary.csv'}: cannot write the summary ({exc.strerror})"
         return None
+
+
+def as_video_config(video: Any, index: int) -> VideoConfig:
+    """A :class:`VideoConfig` from one item of ``videos``: itself, or a dict of its fields.
+
+    Raises
+    ------
+    ValueError
+        Anything else, or a dict with unknown or bad fields (naming the item and the field).
+    """
+    if isinstance(video, VideoConfig):
+        return video
+    if isinstance(video, Mapping):
+        fields = dict(video)
+        if "video_path" in fields:
+            fields["video_path"] = Path(fields["video_path"])
+        try:
+            return VideoConfig(**fields)
+        except (TypeError, ValueError) as exc:  # TypeError: a missing or unknown field
+            said = str(exc).replace("VideoConfig.__init__() ", "")
+            raise ValueError(f"videos[{index}]: {said}") from None
+    raise ValueError(
+        f"videos[{index}]: expected a VideoConfig or a dict of its fields "
+        f"(video_path, water_surface_elevation, ...), got {type(video).__name__} {video!r}"
+    )
 
 
 def process_batch(
@@ -262,6 +298,7 @@ def process_batch(
     Raises ``ValueError`` for an unreadable scaffold or an unusable backend, before any
     video is read.
     """
+    videos = [as_video_config(v, i) for i, v in enumerate(videos)]
     scaffold = as_scaffold(scaffold_path)
     u = unit_system(scaffold.display_units)
     rows = [

@@ -55,10 +55,13 @@ class FolderLock:
                 f"{self.folder}: another ivy-gpu run writes into this folder ({holder}); "
                 "wait for it or choose another output folder"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
-        fh.flush()
+        try:  # who holds it, for the message a second writer gets
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+            fh.flush()
+        except OSError:
+            pass  # a full disk: the lock holds without the note (writes fail later, per video)
         self._fh = fh
         return self
 

@@ -8,6 +8,7 @@ presence with ``"status": "completed"`` marks a complete video folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -300,10 +301,29 @@ def result_json(result: ProcessingResult, scaffold: ScaffoldConfig | None) -> di
 
 
 def write_result_json(out: Path, result: ProcessingResult, scaffold: ScaffoldConfig | None) -> None:
-    """Write ``results.json`` atomically (the folder is created if needed)."""
+    """Write ``results.json`` atomically (the folder is created if needed).
+
+    It is written last, sealed with ``result_sha256`` (:func:`result_digest`) over its own
+    values and the tables beside it, so a resume never reuses numbers edited since.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    text = json_text(result_json(result, scaffold))
-    atomic_write_text(out / RESULT_JSON, text)
+    data = result_json(result, scaffold)
+    data[DIGEST_KEY] = result_digest(data, out)
+    atomic_write_text(out / RESULT_JSON, json_text(data))
+
+
+#: The key of ``results.json`` that seals its values and its tables.
+DIGEST_KEY = "result_sha256"
+
+
+def result_digest(data: dict[str, Any], folder: Path) -> str:
+    """SHA-256 of a result's values (all but :data:`DIGEST_KEY`) and of its saved tables."""
+    h = hashlib.sha256(json_text({k: v for k, v in data.items() if k != DIGEST_KEY}).encode())
+    for name in TABLES:
+        path = folder / name
+        if path.is_file():
+            h.update(name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def remove_earlier_outputs(out: Path) -> None:
@@ -324,5 +344,10 @@ def read_result(folder: Path) -> ProcessingResult | None:
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("status") != "completed":
+        return None
+    try:
+        if data.get(DIGEST_KEY) != result_digest(data, folder):
+            return None  # edited (or written before the seal): not a result to stand behind
+    except OSError:
         return None
     return ProcessingResult.from_scalars(data, table, folder)

@@ -35,8 +35,11 @@ def check_site(scaffold: ScaffoldConfig, wse_m: float, rules: QualityRules | Non
     try:
         rect = rectifier_for(scaffold, wse_m)
     except Exception as exc:  # StageError / ValueError / numerical failures
+        said = str(exc)
+        if said.startswith(f"{src}: cannot build the remap tables"):
+            raise ValueError(said) from None  # rectifier_for said it already
         raise ValueError(
-            f"{src}: cannot build the remap tables at WSE {wse_m:.3f} m ({exc})"
+            f"{src}: cannot build the remap tables at WSE {wse_m:.3f} m ({said})"
         ) from None
     rows, cols = rect.output_shape
     if rows < 2 or cols < 2:

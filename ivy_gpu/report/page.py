@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ivy_gpu.fileio import atomic_write_text, csv_cell_text
+from ivy_gpu.fileio import atomic_write_text, csv_cell_text, read_json
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.report.record import gauge_at, parse_zone, read_gauge
 from ivy_gpu.report.review import REVIEW
@@ -72,7 +71,12 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
     entries: list[VideoEntry] = []
     units = "Metric"
     if summary.is_file():
-        frame = pd.read_csv(summary, dtype=str, keep_default_na=False).map(csv_cell_text)
+        try:
+            frame = pd.read_csv(summary, dtype=str, keep_default_na=False).map(csv_cell_text)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise ValueError(f"{summary}: not a readable batch summary ({exc})") from None
+        if "video_path" not in frame.columns or "status" not in frame.columns:
+            raise ValueError(f"{summary}: not a batch summary (no video_path and status columns)")
         if "discharge_cfs" in frame.columns:
             units = "English"
         for _, row in frame.iterrows():
@@ -100,7 +104,9 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
             )  # fmt: skip
         return entries, units
     for res in sorted(out_dir.glob("*/results.json")):  # a folder of single runs
-        data = json.loads(res.read_text())
+        data = read_json(res, "result")
+        if not isinstance(data, dict):
+            raise ValueError(f"{res}: not a results.json (not a JSON object)")
         units = data.get("display_units", units)
         meas = data.get("measurement") or {}
         ok = data.get("status") == "completed"

@@ -121,6 +121,8 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the gauge record ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: the gauge record is not a UTF-8 text file") from None
     lines = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
     if len(lines) < 2:
         raise ValueError(f"{path}: the gauge record has no data rows")

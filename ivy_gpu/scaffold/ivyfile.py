@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ivy_gpu.fileio import atomic_output
@@ -30,6 +29,7 @@ from ivy_gpu.scaffold.camera import CameraModel
 from ivy_gpu.scaffold.lens import LensModel
 from ivy_gpu.scaffold.prefilter import PreFilters
 from ivy_gpu.scaffold.rectify import METHODS, RectificationParams
+from ivy_gpu.scaffold.values import check_extent, check_pairs, frame_size
 from ivy_gpu.units import unit_system
 
 PROJECT_JSON = "project_data.json"
@@ -268,8 +268,10 @@ def _rectification(project: dict, source: str) -> RectificationParams:
     lens = rp.get("lens_model")
     where = f"{source}: rectification_parameters"
     cell = _number(rp, "cell_size_m", 0.0, where) or None
-    if cell is not None and cell <= 0:
-        raise ValueError(f"{source}: rectification_parameters.cell_size_m must be positive")
+    if cell is not None and not (1e-4 <= cell <= 100):  # NaN fails too
+        raise ValueError(
+            f"{where}.cell_size_m must be a cell size in metres in [0.0001, 100], got {cell!r}"
+        )
     params = RectificationParams(
         method=method,
         camera_matrix=arr("camera_matrix"),
@@ -289,17 +291,24 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         cell_size_m=cell,
         world_extent=arr("world_extent"),
     )
-    if params.world_extent is not None and params.world_extent.size != 4:
-        raise ValueError(
-            f"{source}: rectification_parameters.world_extent must be [x_min, x_max, y_min, y_max]"
-        )
+    for key in ("world_extent", "extent"):
+        check_extent(getattr(params, key), f"{where}.{key}")
     if method == "camera matrix":
         if params.camera_matrix is None or params.camera_matrix.shape != (3, 4):
             raise ValueError(f"{source}: rectification_parameters.camera_matrix must be 3x4")
-        if params.extent is None or params.extent.size != 4:
+        if params.extent is None:
             raise ValueError(
                 f"{source}: rectification_parameters.extent must be [x_min, x_max, y_min, y_max]"
             )
+        m = params.camera_matrix
+        if not np.isfinite(m).all():
+            raise ValueError(f"{where}.camera_matrix holds NaN or infinite values")
+        if np.linalg.matrix_rank(m[:, :3]) < 3:
+            raise ValueError(
+                f"{where}.camera_matrix: not a camera (its 3x3 part is singular: no "
+                "viewing direction)"
+            )
+    check_pairs(params, where)
     return params
 
 
@@ -371,26 +380,22 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     ac3_name = _find_ac3(list(members))
     if ac3_name is None:
         raise ValueError(f"{src}: archive holds no cross-section .mat (expected {AC3_MEMBER})")
-    with tempfile.TemporaryDirectory() as tmp:
-        mat_path = Path(tmp) / Path(ac3_name).name
-        mat_path.write_bytes(members[ac3_name])
-        try:
-            section = read_ac3(mat_path)
-        except ValueError as exc:
-            raise ValueError(f"{src}: {ac3_name}: {str(exc).split(': ', 1)[-1]}") from None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            mat_path = Path(tmp) / Path(ac3_name).name
+            mat_path.write_bytes(members[ac3_name])
+            try:
+                section = read_ac3(mat_path)
+            except ValueError as exc:
+                raise ValueError(f"{src}: {ac3_name}: {str(exc).split(': ', 1)[-1]}") from None
+    except OSError as exc:  # a full or size-limited temporary disk (ENOSPC, EFBIG)
+        raise ValueError(
+            f"{src}: {ac3_name}: cannot unpack to a temporary file ({exc.strerror or exc})"
+        ) from None
     # name the scaffold, not the temporary copy, in later messages (a WSE above a bank...)
     section = dataclasses.replace(section, source=f"{src}: {ac3_name}")
 
-    size = None
-    meta = project.get("video_metadata") or {}
-    if isinstance(meta, dict) and meta.get("width") and meta.get("height"):
-        size = (int(meta["width"]), int(meta["height"]))
-    elif CALIBRATION_IMAGE in members:
-        img = cv2.imdecode(
-            np.frombuffer(members[CALIBRATION_IMAGE], np.uint8), cv2.IMREAD_UNCHANGED
-        )
-        if img is not None:
-            size = (img.shape[1], img.shape[0])
+    size = frame_size(project, members.get(CALIBRATION_IMAGE), src, CALIBRATION_IMAGE)
 
     rmse = _as_number(project.get("rectification_rmse_m"), "rectification_rmse_m", None, src)
     if (

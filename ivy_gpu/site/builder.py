@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ivy_gpu.angles import ari_to_geo
+from ivy_gpu.checks import decode_image
 from ivy_gpu.params import StivParams, search_line_pixels
 from ivy_gpu.scaffold.ivyfile import (
     CALIBRATION_IMAGE,
@@ -444,10 +445,11 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, float | None]:
     if not path.is_file():
         raise ValueError(f"{path}: frame file not found")
     if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"{path}: cannot read the image")
-        return img, None
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the image ({exc.strerror})") from None
+        return decode_image(data, str(path)), None
     from ivy_gpu.frames.video import first_frame, probe
 
     return first_frame(path), probe(path).fps

@@ -16,6 +16,7 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 
 from ivy_gpu.angles import geo_to_ari
+from ivy_gpu.checks import decode_image
 from ivy_gpu.report.figures import _figure, _save
 from ivy_gpu.scaffold.ivyfile import CALIBRATION_IMAGE, ScaffoldConfig
 from ivy_gpu.scaffold.rectify import Rectifier
@@ -27,7 +28,12 @@ def calibration_frame(scaffold: ScaffoldConfig) -> np.ndarray | None:
     data = scaffold.members.get(CALIBRATION_IMAGE)
     if not data:
         return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        return decode_image(data, f"{scaffold.path}: {CALIBRATION_IMAGE}")
+    except ValueError as exc:
+        if "too many pixels" in str(exc) or "Mpx" in str(exc):
+            raise
+        return None  # an unreadable picture: drawn without it, as before
 
 
 def plan_to_frame(rect: Rectifier, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -76,6 +76,8 @@ def read_gcp_csv(path: str | Path, default_units: str = "m") -> GcpTable:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     except OSError as exc:
         raise ValueError(f"{path}: cannot read GCP table ({exc.strerror})") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise ValueError(f"{path}: the GCP table is not a UTF-8 CSV text file") from None
     if len(rows) < 2:
         raise ValueError(f"{path}: GCP table has no data rows")
     header, data = rows[0], rows[1:]

@@ -93,6 +93,8 @@ def read_survey_csv(path: Path, units: str = "m", crs: str | None = None) -> Sur
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     except OSError as exc:
         raise ValueError(f"{src}: cannot read the survey ({exc.strerror})") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise ValueError(f"{src}: the survey is not a UTF-8 CSV text file") from None
     if not rows:
         raise ValueError(f"{src}: the survey is empty")
     header = rows[0]

@@ -50,6 +50,44 @@ def test_reader_selection_and_timestamps(video_site):
 def test_variable_frame_rate_is_detected():
     dt, warn = frame_interval(np.array([0.0, 0.05, 0.1, 0.15]), 1, 30.0)
     assert dt == pytest.approx(0.05) and "timestamps" in warn
+    # gaps of 16 and 53 ms whose mean is the labelled 1/29.2 s: the mean alone passes
+    gaps = np.tile([0.016, 0.0525], 30)
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    dt, warn = frame_interval(times, 1, 1 / 0.03425)
+    assert dt == pytest.approx(0.03425) and warn.startswith("variable frame rate: kept")
+    assert "16 to 52 ms apart" in warn or "16 to 53 ms apart" in warn
+    # milliseconds rounding of a constant 30 fps (33/34 ms) is not variable
+    ms = np.round(np.arange(60) / 30.0, 3)
+    assert frame_interval(ms, 1, 30.0) == (pytest.approx(1 / 30), None)
+
+
+def test_a_variable_frame_rate_clip_warns_end_to_end(tmp_path, video_site):
+    """A real VFR file (PyAV, millisecond timestamps 16 and 53 ms apart): one warning."""
+    from fractions import Fraction
+
+    import av
+
+    from ivy_gpu import process_video
+
+    d, truth = video_site
+    frames = [f[2] for f in FrameReader(d / truth["video"], max_frames=60)]
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for k, gray in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.repeat(gray[..., None], 3, 2), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += 16 if k % 2 else 53
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    r = process_video(d / "site.ivy", path, truth["wse_m"], backend="numba")
+    said = [w for w in r.warnings if "variable frame rate" in w]
+    assert len(said) == 1 and "16 to 53 ms apart" in said[0], r.warnings
 
 
 def test_bad_videos(tmp_path, video_site):

@@ -274,3 +274,52 @@ def test_negative_workers_are_refused_at_once(tmp_path, video_site):
         app, ["batch", str(d / "site.ivy"), str(tmp_path / "b.csv"), "--workers", "-1", "-q"]
     )
     assert res.exit_code == 2 and "--workers: 0 (no cluster) or a process count" in res.output
+
+
+def test_the_real_ivytools_boneyard_batch_csv_is_read_row_by_row(data_dir):
+    """IVyTools' own example batch (USGS, public domain): WSE in feet, HH:MM:SS times."""
+    path = data_dir / "boneyard" / "batch_boneyard.csv"
+    rows = read_batch_csv(path, display_units="English")
+    assert [r.error for r in rows] == [None, None, None] and [r.line for r in rows] == [2, 3, 4]
+    ft = 0.3048
+    want = [  # video, WSE ft, date, number, comment, alpha
+        ("03337000_bullet_20170630-115500.mp4", 318.211, "2017-06-30", 1, "Note 1", 0.88),
+        ("03337000_bullet_20170630-120000.mp4", 318.211, "2025-04-05", 2, "Note 2", 0.88),
+        ("03337000_bullet_20170711-103500.mp4", 318.6, "2025-04-06", 3, "Note 3", 0.93),
+    ]
+    for r, (video, wse_ft, date, number, note, alpha) in zip(rows, want, strict=True):
+        c = r.config
+        assert c.video_path == path.parent / video and r.wse_display == f"{wse_ft:g}"
+        assert c.water_surface_elevation == pytest.approx(wse_ft * ft, rel=1e-12)
+        assert (c.start_time, c.end_time) == (15.0, 20.0)
+        assert (c.measurement_date, c.measurement_number, c.comments) == (date, number, note)
+        assert c.alpha == alpha and c.gage_height == wse_ft and c.frame_step == 1
+    # read as a metric site, the same numbers are metres
+    metric = read_batch_csv(path)
+    assert metric[2].config.water_surface_elevation == 318.6
+
+
+def test_api_arguments_of_the_wrong_kind_are_named(batch_dir):
+    from ivy_gpu import process_video
+
+    d, scaffold, truth = batch_dir
+    video, wse = d / "good.mp4", truth["wse_m"]
+    for bad in ("acf", ["acf"], 3):
+        with pytest.raises(ValueError, match=r"^stiv: expected a dict of STIV settings"):
+            process_video(scaffold, video, wse, stiv=bad)
+    with pytest.raises(ValueError, match=r"^videos\[1\]: expected a VideoConfig or a dict"):
+        process_batch(scaffold, [VideoConfig(video, wse), str(video)], d / "out")
+    with pytest.raises(ValueError, match=r"^videos\[0\]: .*unexpected keyword argument 'video'"):
+        process_batch(scaffold, [{"video": str(video)}], d / "out")
+    with pytest.raises(ValueError, match=r"^videos\[0\]: water_surface_elevation: expected a"):
+        process_batch(scaffold, [{"video_path": video, "water_surface_elevation": "abc"}], d / "o")
+    assert not (d / "out").exists() and not (d / "o").exists()  # refused before anything
+    # a dict of VideoConfig's fields is a video
+    b = process_batch(
+        scaffold,
+        [{"video_path": str(video), "water_surface_elevation": wse, "max_frames": 40}],
+        d / "dicts",
+        backend="numba",
+        figures=False,
+    )
+    assert b.video_results[0].success, b.video_results[0].error_message

@@ -77,6 +77,32 @@ def test_resume_reuses_only_results_with_the_same_fingerprint(clips, video_site)
     assert not b.video_results[0].reused
 
 
+def test_resume_never_reuses_numbers_edited_since(clips):
+    """results.json is sealed over its values and its tables: an edit makes the row run again."""
+    folder, scaffold, truth = clips
+    video = VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)
+    q = _run(scaffold, [video], folder / "out", figures=False).video_results[0].total_discharge
+    res = folder / "out" / "a" / "results.json"
+    table = folder / "out" / "a" / "discharge_table.csv"
+    assert len(json.loads(res.read_text())["result_sha256"]) == 64
+    assert _run(scaffold, [video], folder / "out", figures=False).video_results[0].reused
+    edits = {
+        "the discharge in results.json": lambda: res.write_text(
+            res.read_text().replace(f'"discharge_m3s": {q!r}', '"discharge_m3s": 9.99')
+        ),
+        "a velocity in the table": lambda: table.write_text(
+            table.read_text().replace("Used", "Used ", 1)
+        ),
+    }
+    for what, edit in edits.items():
+        before = res.read_text()
+        edit()
+        assert res.read_text() != before or what.endswith("table"), what
+        again = _run(scaffold, [video], folder / "out", figures=False).video_results[0]
+        assert not again.reused and again.total_discharge == q, what
+        assert _run(scaffold, [video], folder / "out", figures=False).video_results[0].reused
+
+
 def test_resume_recomputes_after_a_scaffold_change(clips):
     folder, scaffold, truth = clips
     videos = [VideoConfig(folder / "a.mp4", truth["wse_m"], max_frames=40)]
@@ -257,8 +283,13 @@ def test_degenerate_calibrations_fail_at_rectify_naming_the_scaffold(clips):
     extent = np.array([np.nan, 10.0, 0.0, 10.0])
     rect = cfg.rectification.__class__(**{**cfg.rectification.__dict__, "extent": extent})
     bad = folder / "nan_extent.ivy"
-    save_scaffold(cfg.__class__(**{**cfg.__dict__, "rectification": rect}), bad)
-    r = process_video(bad, folder / "a.mp4", truth["wse_m"], backend="numba", max_frames=20)
+    degenerate = cfg.__class__(**{**cfg.__dict__, "rectification": rect, "path": bad})
+    save_scaffold(degenerate, bad)
+    # read from the file, the extent is refused at once, naming the key
+    with pytest.raises(ValueError, match=r"nan_extent.ivy: rectification_parameters.extent must"):
+        load_scaffold(bad)
+    # built in Python past the loader, the rectify stage still fails naming the scaffold
+    r = process_video(degenerate, folder / "a.mp4", truth["wse_m"], backend="numba", max_frames=20)
     assert not r.success and r.error_stage == "rectify"
     assert r.error_message.startswith(f"{bad}: cannot build the remap tables at WSE")
 
@@ -283,3 +314,49 @@ def test_an_output_path_that_is_a_file_is_one_line_exit_2(clips):
         ],
     )
     assert res.exit_code == 2 and "taken" in res.output and "Traceback" not in res.output
+
+
+def test_a_full_disk_at_the_lock_is_no_traceback(clips, monkeypatch):
+    """ENOSPC while the lock file is written: the lock still holds, the run goes on."""
+    import errno
+
+    import ivy_gpu.pipeline.lock as lock_module
+
+    folder, _, _ = clips
+
+    class Full:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, _text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    real_open = open
+    monkeypatch.setattr(
+        lock_module, "open", lambda *a, **k: Full(real_open(*a, **k)), raising=False
+    )
+    with FolderLock(folder / "out"):
+        with pytest.raises(lock_module.FolderLockedError):
+            FolderLock(folder / "out").__enter__()
+
+
+def test_a_full_temporary_disk_while_unpacking_the_section_is_one_line(clips, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    _, scaffold, _ = clips
+    real = Path.write_bytes
+
+    def too_big(self, data):
+        if self.suffix == ".mat":
+            raise OSError(errno.EFBIG, "File too large")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", too_big)
+    with pytest.raises(
+        ValueError, match=r"site.ivy: .*\.mat: cannot unpack to a temporary file \(File too large\)"
+    ):
+        load_scaffold(scaffold)

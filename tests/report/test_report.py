@@ -20,6 +20,8 @@ from ivy_gpu.report.record import gauge_at, measurement_datetime, parse_zone, re
 from ivy_gpu.report.review import FLAG_REASONS
 from ivy_gpu.units import FT_PER_M
 
+runner = CliRunner()
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -181,3 +183,37 @@ def test_review_page_in_headless_chromium(reported_batch, tmp_path):
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     img = cv2.imread(str(shot))
     assert img.shape[:2] == (1400, 1300) and np.std(img) > 20
+
+
+def test_unreadable_inputs_of_a_report_are_named(reported_batch, tmp_path):
+    tmp, _, _ = reported_batch
+    junk = bytes(range(128, 256)) * 20  # not UTF-8
+    (tmp_path / "gauge.csv").write_bytes(junk)
+    r = runner.invoke(app, ["report", str(tmp / "out"), "--gauge", str(tmp_path / "gauge.csv")])
+    assert r.exit_code == 2 and "gauge.csv: the gauge record is not a UTF-8 text file" in r.output
+    bad = tmp_path / "garbage"
+    (bad / "run").mkdir(parents=True)
+    (bad / "run" / "results.json").write_bytes(junk)
+    r = runner.invoke(app, ["report", str(bad)])
+    assert r.exit_code == 2 and "run/results.json: the result is not valid JSON" in r.output
+    (bad / "batch_summary.csv").write_bytes(junk)
+    r = runner.invoke(app, ["report", str(bad)])
+    assert r.exit_code == 2 and "batch_summary.csv: not a readable batch summary" in r.output
+    (bad / "batch_summary.csv").write_text("a,b\n1,2\n")
+    r = runner.invoke(app, ["report", str(bad)])
+    assert r.exit_code == 2 and "batch_summary.csv: not a batch summary" in r.output
+
+
+def test_a_batch_with_an_unreadable_gauge_still_writes_its_report(video_site, tmp_path):
+    d, truth = video_site
+    shutil.copy(d / truth["video"], tmp_path / "clip.mp4")
+    (tmp_path / "batch.csv").write_text(
+        f"video_path,water_surface_elevation,max_frames\nclip.mp4,{truth['wse_m']},40\n"
+    )
+    (tmp_path / "gauge.csv").write_bytes(bytes(range(128, 256)))
+    b = process_batch_csv(d / "site.ivy", tmp_path / "batch.csv", tmp_path / "out",
+                          backend="numba", gauge=tmp_path / "gauge.csv", figures=False)  # fmt: skip
+    assert b.successful == 1
+    assert b.report_error.startswith(f"{tmp_path / 'gauge.csv'}: the gauge record is not")
+    assert "written without the gauge" in b.report_error
+    assert (tmp_path / "out" / "report.html").is_file()

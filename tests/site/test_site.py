@@ -48,8 +48,7 @@ def test_xyz_survey_stations_follow_the_polyline(tmp_path):
 
 
 def test_station_elevation_csv_and_geojson_in_lon_lat(tmp_path):
-    pytest.importorskip("pyproj")
-    from pyproj import Transformer
+    from pyproj import Transformer  # a declared dependency: missing, the test fails
 
     f = tmp_path / "se.csv"
     f.write_text("Station,Elevation\n0,10\n2,8\n4,10\n")
@@ -249,3 +248,16 @@ def test_pyorc_import_on_a_synthetic_camera(tmp_path):
     higher = site_from_pyorc(tmp_path / "cam.json", tmp_path / "xyz.csv",
                              tmp_path / "frame.png", h=0.7)  # fmt: skip
     assert higher.scaffold.rectification.calibration_wse_m == pytest.approx(z0 + 0.2)
+
+
+def test_binary_gcp_and_survey_files_are_named(tmp_path):
+    from ivy_gpu.site.gcp import read_gcp_csv
+    from ivy_gpu.site.survey import read_survey
+
+    junk = bytes(range(128, 256)) * 10
+    for name in ("gcps.csv", "survey.csv"):
+        (tmp_path / name).write_bytes(junk)
+    with pytest.raises(ValueError, match=r"gcps.csv: the GCP table is not a UTF-8 CSV text file"):
+        read_gcp_csv(tmp_path / "gcps.csv")
+    with pytest.raises(ValueError, match=r"survey.csv: the survey is not a UTF-8 CSV text file"):
+        read_survey(tmp_path / "survey.csv")
