@@ -31,7 +31,7 @@ def validate(
 ) -> None:
     """Dry-run a scaffold (and every row of a batch CSV): everything short of decoding."""
     from ivy_gpu.pipeline.batch import read_batch_csv
-    from ivy_gpu.pipeline.validate import check_row, check_site
+    from ivy_gpu.pipeline.validate import check_row, check_site, site_warnings
 
     quiet_mode(False, as_json)
     cfg = load(scaffold, debug)
@@ -49,6 +49,7 @@ def validate(
         "display_units": cfg.display_units,
         "calibration_size": cfg.calibration_size,
         "checked_wse_m": wse,
+        "warnings": site_warnings(cfg),
         "rows": [],
     }
     if not as_json:
@@ -58,6 +59,8 @@ def validate(
             f"{cfg.display_units} units, calibration frame {cfg.calibration_size}{at}",
             highlight=False,
         )
+        for w in report["warnings"]:
+            console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     rows = []
     if csv_file is not None:
         try:

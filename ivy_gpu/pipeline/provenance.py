@@ -20,17 +20,21 @@ from pathlib import Path
 from typing import Any
 
 #: Bumped whenever a change moves results (so old results are never reused for new code).
-ALGORITHM_VERSION = "2026.11-qc1"
+ALGORITHM_VERSION = "2026.12-still1"  # still water, clip U95, stride by line length
 
 _CHUNK = 1 << 20
-_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES: dict[tuple[str, int, int, int], str] = {}
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, streamed in 1 MiB blocks (cached by path, size and mtime)."""
+    """SHA-256 of a file, streamed in 1 MiB blocks.
+
+    Cached in this process by path, size, modification and change time: a rewrite changes
+    the change time even when size and modification time are put back.
+    """
     path = Path(path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _HASHES:
         h = hashlib.sha256()
         with path.open("rb") as fh:

@@ -72,6 +72,38 @@ def check_site(scaffold: ScaffoldConfig, wse_m: float, rules: QualityRules | Non
         )
 
 
+#: A GCP fit worse than this (RMSE, metres) is worth a warning: the plan view may be off.
+GCP_RMSE_WARN_M = 0.25
+
+
+def site_warnings(scaffold: ScaffoldConfig) -> list[str]:
+    """What is legal in a scaffold but suspicious, one line each naming the key.
+
+    Too few GCPs to check the camera against, GCPs that repeat, and GCPs the camera fits
+    badly (RMSE above :data:`GCP_RMSE_WARN_M`).
+    """
+    src, r = str(scaffold.path), scaffold.rectification
+    out: list[str] = []
+    where = f"{src}: rectification_parameters.world_coords"
+    if r.world_coords is not None and r.pixel_coords is not None:
+        world = np.asarray(r.world_coords, float)
+        n, distinct = len(world), len(np.unique(world.round(6), axis=0))
+        if r.method == "camera matrix" and n < 6:
+            out.append(
+                f"{where}: {n} GCP(s); at least 6 are needed to check the camera matrix "
+                "against them (its RMSE is not known)"
+            )
+        if distinct < n:
+            out.append(f"{where}: only {distinct} of the {n} GCPs are distinct points")
+    rmse = scaffold.rectification_rmse_m
+    if rmse is not None and math.isfinite(rmse) and rmse > GCP_RMSE_WARN_M:
+        out.append(
+            f"{src}: rectification_rmse_m: the GCPs fit the camera with an RMSE of {rmse:.2f} m "
+            f"(above {GCP_RMSE_WARN_M} m): check the GCPs before trusting the plan view"
+        )
+    return out
+
+
 def check_row(scaffold: ScaffoldConfig, video: VideoConfig) -> None:
     """Raise ``ValueError`` (one line) if this video would fail before STIV."""
     from ivy_gpu.frames.video import probe

@@ -117,6 +117,14 @@ def _as_number(v: Any, key: str, default: float | None, source: str) -> float | 
         raise ValueError(f"{source}: key {key!r} is not a number ({repr(v)[:60]})") from None
 
 
+def _whole(project: dict, key: str, default: int, source: str) -> int:
+    """A count: a number with no fraction (2.5 grid points is a mistake, not 2)."""
+    v = _number(project, key, default, source)
+    if v != int(v):
+        raise ValueError(f"{source}: key {key!r} must be a whole number, got {v!r}")
+    return int(v)
+
+
 def _number(project: dict, key: str, default: float, source: str) -> float:
     return _as_number(project.get(key, default), key, default, source)
 
@@ -235,9 +243,12 @@ def check_schema(project: dict, src: str) -> None:
             )
 
 
-def _polygon(a: np.ndarray, src: str) -> np.ndarray:
+def _polygon(a: np.ndarray, src: str, key: str = "mask_polygons") -> np.ndarray:
+    a = np.asarray(a, float)
     if a.size % 2 or a.size < 6:
-        raise ValueError(f"{src}: key 'mask_polygons' must hold polygons of (x, y) pairs")
+        raise ValueError(f"{src}: key {key!r} must hold polygons of 3 or more (x, y) pairs")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{src}: key {key!r} holds a NaN or infinite coordinate")
     return a.reshape(-1, 2)
 
 
@@ -376,6 +387,15 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         for m in (project.get("mask_polygons") or [])
         if m is not None
     )
+    stable = project.get("stabilization_polygon")
+    if stable is not None:
+        try:
+            _polygon(np.asarray(stable, float), src, "stabilization_polygon")
+        except (TypeError, ValueError) as exc:
+            said = str(exc) if str(exc).startswith(src) else ""
+            raise ValueError(
+                said or f"{src}: key 'stabilization_polygon' must be a list of (x, y) points"
+            ) from None
 
     ac3_name = _find_ac3(list(members))
     if ac3_name is None:
@@ -419,7 +439,7 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
         calibration_size=size,
         cross_section_line=line,
         start_bank=bank,
-        num_grid_points=int(_number(project, "number_grid_points_along_xs_line", 25, src)),
+        num_grid_points=_whole(project, "number_grid_points_along_xs_line", 25, src),
         results_grid=grid,
         mask_polygons=masks,
         stiv=stiv,

@@ -105,8 +105,10 @@ class SiteOptions:
         for name in ("nodes", "fan_deg", "d_phi", "expected_velocity", "max_velocity", "fps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
-        if self.cell_size_m is not None and not self.cell_size_m > 0:
-            raise ValueError("cell size must be positive")
+        if self.cell_size_m is not None and not (1e-4 <= self.cell_size_m <= 100):
+            raise ValueError(
+                f"cell size must be in metres in [0.0001, 100], got {self.cell_size_m!r}"
+            )
         if self.extent is not None:
             x0, x1, y0, y1 = self.extent
             if not (x1 > x0 and y1 > y0):
@@ -314,6 +316,16 @@ def build_site(
         raise ValueError(f"wse: must be a finite water level in metres, got {wse_m!r}")
     h, w = frame.shape[:2]
     ids = ids or tuple(f"GCP{i + 1}" for i in range(len(world)))
+    px = np.asarray(pixel, float)
+    outside = ~(
+        (px[:, 0] >= -0.5) & (px[:, 0] <= w - 0.5) & (px[:, 1] >= -0.5) & (px[:, 1] <= h - 0.5)
+    )
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{source}: GCP {ids[k]} at pixel ({px[k, 0]:g}, {px[k, 1]:g}) lies outside the "
+            f"{w}x{h} frame ({int(outside.sum())} GCP(s) outside): a GCP must be seen in it"
+        )
     if lens is not None and (lens.camera_matrix[0, 2] > w or lens.camera_matrix[1, 2] > h):
         raise ValueError(f"intrinsics: principal point lies outside the {w}x{h} frame")
     calib = calibrate(world, pixel, lens, source)

@@ -121,10 +121,14 @@ def read_survey_csv(path: Path, units: str = "m", crs: str | None = None) -> Sur
         raise ValueError(
             f"{src}: cannot tell the survey's columns; name them x, y, z or station, elevation"
         )
+    if not data:
+        raise ValueError(f"{src}: the survey has no data rows")
     try:
         a = np.array([[float(r[i]) for i in cols] for r in data])
     except (ValueError, IndexError):
         raise ValueError(f"{src}: the survey has a missing or non-numeric value") from None
+    if not np.isfinite(a).all():
+        raise ValueError(f"{src}: the survey has a NaN or infinite value")
     a = a * np.array([_factor(header[i], units) for i in cols])
     if kind == "xyz":
         return _from_xyz(a, units, src, crs)

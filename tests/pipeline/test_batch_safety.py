@@ -360,3 +360,56 @@ def test_a_full_temporary_disk_while_unpacking_the_section_is_one_line(clips, mo
         ValueError, match=r"site.ivy: .*\.mat: cannot unpack to a temporary file \(File too large\)"
     ):
         load_scaffold(scaffold)
+
+
+def test_the_fingerprint_covers_every_input_and_the_video_bytes(clips, monkeypatch):
+    """Each input a result depends on moves the fingerprint; the video's name does not."""
+    import dataclasses
+    import os
+
+    import ivy_gpu.pipeline.provenance as prov
+    from ivy_gpu.stiv.quality import QualityRules, quality_rules
+
+    folder, scaffold_path, truth = clips
+    scaffold = load_scaffold(scaffold_path)
+    wse = truth["wse_m"]
+    video = VideoConfig(folder / "a.mp4", wse)
+    stiv, rules = scaffold.stiv, QualityRules()
+
+    def fp(v=video, s=stiv, r=rules, stab=None, sc=scaffold):
+        return prov.fingerprint(sc, v, s, r, stab)
+
+    base = fp()
+    changed = {
+        "WSE": fp(v=dataclasses.replace(video, water_surface_elevation=wse + 1e-6)),
+        "alpha": fp(v=dataclasses.replace(video, alpha=0.86)),
+        "start": fp(v=dataclasses.replace(video, start_time=0.5)),
+        "end": fp(v=dataclasses.replace(video, end_time=2.0)),
+        "frame step": fp(v=dataclasses.replace(video, frame_step=2)),
+        "max frames": fp(v=dataclasses.replace(video, max_frames=50)),
+        "stabilization": fp(stab="on"),
+        "min valid fraction": fp(r=quality_rules(0.6)),
+        "compat mode": fp(s=stiv.with_compat("ivytools")),
+        "a STIV setting": fp(s=stiv.replace(d_theta=0.25)),
+        "the stride": fp(s=stiv.replace(stride=not stiv.stride)),
+        "a quality rule": fp(r=dataclasses.replace(rules, still_ratio=0.81)),
+    }
+    other = folder / "other.ivy"  # the same site saved with another display unit
+    save_scaffold(dataclasses.replace(scaffold, display_units="English"), other)
+    changed["the scaffold's content"] = fp(sc=load_scaffold(other))
+    monkeypatch.setattr(prov, "ALGORITHM_VERSION", "next")
+    changed["the algorithm version"] = fp()
+    monkeypatch.undo()
+    for what, value in changed.items():
+        assert value != base, what
+    assert len(set(changed.values())) == len(changed)
+    # a copy under another name is the same video; the same size with other bytes is not
+    shutil.copy(folder / "a.mp4", folder / "b.mp4")
+    assert fp(v=dataclasses.replace(video, video_path=folder / "b.mp4")) == base
+    data = bytearray((folder / "b.mp4").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    st = os.stat(folder / "b.mp4")
+    (folder / "b.mp4").write_bytes(bytes(data))
+    os.utime(folder / "b.mp4", ns=(st.st_atime_ns, st.st_mtime_ns))  # size and mtime as before
+    assert os.stat(folder / "b.mp4").st_size == st.st_size
+    assert fp(v=dataclasses.replace(video, video_path=folder / "b.mp4")) != base

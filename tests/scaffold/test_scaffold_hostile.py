@@ -287,3 +287,48 @@ def test_geometry_that_cannot_be_a_site_is_named(good, tmp_path, changes, match)
     assert str(info.value).startswith(str(bad)) and str(info.value).count(str(bad)) == 1
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2 and "rectification_parameters" in result.output
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        (
+            {"number_grid_points_along_xs_line": 2.5},
+            r"'number_grid_points_along_xs_line' must be a whole",
+        ),
+        (
+            {"mask_polygons": [[[0, 0], [10, 0], [1e400, 10]]]},
+            r"'mask_polygons' holds a NaN or inf",
+        ),
+        ({"stabilization_polygon": "x"}, r"'stabilization_polygon' must be a list of \(x, y\)"),
+        ({"stabilization_polygon": [[1, 2]]}, r"'stabilization_polygon' must hold polygons of 3"),
+    ],
+)
+def test_values_validate_called_ok_are_refused(good, tmp_path, changes, match):
+    bad = _edit(good, tmp_path / "v.ivy", **changes)
+    with pytest.raises(ValueError, match=match):
+        load_scaffold(bad)
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2 and "ok" not in result.output.split()
+
+
+def test_suspicious_gcps_are_a_warning_naming_the_key(good, tmp_path):
+    with zipfile.ZipFile(good) as z:
+        rp = json.loads(z.read(PROJECT_JSON))["rectification_parameters"]
+    one = _edit_rect(good, tmp_path / "one.ivy", pixel_coords=rp["pixel_coords"][:1],
+                     world_coords=rp["world_coords"][:1])  # fmt: skip
+    same = _edit_rect(good, tmp_path / "same.ivy", pixel_coords=[rp["pixel_coords"][0]] * 10,
+                      world_coords=[rp["world_coords"][0]] * 10)  # fmt: skip
+    for path, said in (
+        (one, "world_coords: 1 GCP(s); at least 6 are needed"),
+        (same, "world_coords: only 1 of the 10 GCPs are distinct"),
+    ):
+        result = runner.invoke(app, ["validate", str(path)])
+        assert (
+            result.exit_code == 0 and f"warning: {path}: rectification_parameters." in result.output
+        )
+        assert said in result.output
+        data = json.loads(runner.invoke(app, ["validate", str(path), "--json"]).output)
+        assert any(said in w for w in data["warnings"])
+    clean = runner.invoke(app, ["validate", str(good)])
+    assert clean.exit_code == 0 and "warning" not in clean.output

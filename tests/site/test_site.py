@@ -261,3 +261,37 @@ def test_binary_gcp_and_survey_files_are_named(tmp_path):
         read_gcp_csv(tmp_path / "gcps.csv")
     with pytest.raises(ValueError, match=r"survey.csv: the survey is not a UTF-8 CSV text file"):
         read_survey(tmp_path / "survey.csv")
+
+
+def test_site_create_refuses_gcps_outside_the_frame_and_absurd_cells(tmp_path):
+    from ivy_gpu.synthetic.sites import SiteSpec, make_site
+
+    make_site(tmp_path, SiteSpec(duration_s=0.5))
+    rows = (tmp_path / "gcps.csv").read_text().splitlines()
+    cells = rows[1].split(",")
+    cells[4], cells[5] = "1000000", "-1000000"
+    (tmp_path / "far.csv").write_text("\n".join([rows[0], ",".join(cells), *rows[2:]]) + "\n")
+    base = ["site", "create", "--frame", str(tmp_path / "river.mp4"), "--section",
+            str(tmp_path / "survey_xyz.csv"), "--wse", "100.8"]  # fmt: skip
+    r = CliRunner().invoke(
+        app, [*base, "--gcps", str(tmp_path / "far.csv"), "-o", str(tmp_path / "a.ivy")]
+    )
+    assert (
+        r.exit_code == 2 and "far.csv: GCP GCP1 at pixel (1e+06, -1e+06) lies outside" in r.output
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            *base,
+            "--gcps",
+            str(tmp_path / "gcps.csv"),
+            "--cell-size",
+            "1e-9",
+            "-o",
+            str(tmp_path / "b.ivy"),
+        ],
+    )
+    assert (
+        r.exit_code == 2 and "cell size must be in metres in [0.0001, 100], got 1e-09" in r.output
+    )
+    assert not (tmp_path / "a.ivy").exists() and not (tmp_path / "b.ivy").exists()
