@@ -86,7 +86,7 @@ def place_nodes(
         if not share >= MIN_LINE_INSIDE:
             raise ValueError(
                 f"cross_section_line: {100 * (1 - share):.0f} % of the line, from "
-                f"({line[0, 0]:.0f}, {line[0, 1]:.0f}) to ({line[1, 0]:.0f}, {line[1, 1]:.0f}) "
+                f"({line[0, 0]:.6g}, {line[0, 1]:.6g}) to ({line[1, 0]:.6g}, {line[1, 1]:.6g}) "
                 f"px, lies outside the {cols} x {rows} px rectified image: no node can measure "
                 "there and the discharge would be filled from the water edges; redraw the line "
                 "inside the image or widen the plan view"

@@ -372,6 +372,11 @@ def load_scaffold(path: str | Path) -> ScaffoldConfig:
     if line is None or line.size != 4:
         raise ValueError(f"{src}: cross_section_line must hold two (x, y) points")
     line = line.reshape(2, 2)
+    if not (np.isfinite(line).all() and np.abs(line).max() < 1e7):
+        raise ValueError(
+            f"{src}: cross_section_line must be two finite (x, y) points in rectified pixels, "
+            f"got {[[float(f'{v:.6g}') for v in p] for p in line.tolist()]}"
+        )
 
     grid = decode_array(project.get("results_grid"), "results_grid", src)
     if grid is not None and grid.size % 2:

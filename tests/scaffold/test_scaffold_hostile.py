@@ -332,3 +332,15 @@ def test_suspicious_gcps_are_a_warning_naming_the_key(good, tmp_path):
         assert any(said in w for w in data["warnings"])
     clean = runner.invoke(app, ["validate", str(good)])
     assert clean.exit_code == 0 and "warning" not in clean.output
+
+
+@pytest.mark.parametrize("bad_x", [float("nan"), 1e300, float("inf")])
+def test_a_section_line_that_is_no_point_is_named(good, tmp_path, bad_x):
+    from ivy_gpu.scaffold.ivyfile import encode_array
+
+    line = np.array([[[bad_x, 184.0], [525.0, 184.0]]])
+    bad = _edit(good, tmp_path / "line.ivy", cross_section_line=encode_array(line))
+    with pytest.raises(
+        ValueError, match=r"line.ivy: cross_section_line must be two finite \(x, y\)"
+    ):
+        load_scaffold(bad)
