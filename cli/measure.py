@@ -244,6 +244,8 @@ def batch(
                 client.close()
                 if cluster is not None and not scheduler:
                     cluster.close()
+    # a report asked for and not written fails the batch (the results stay)
+    ok = b.failed == 0 and not b.summary_error and not b.report_error
     if as_json:
         from ivy_gpu.pipeline.outputs import result_json
 
@@ -256,15 +258,18 @@ def batch(
                 "report_html": None if b.report_error else str(output / "report.html"),
                 "summary_error": b.summary_error,
                 "report_error": b.report_error,
+                "report_notes": b.report_notes,
                 "discharge_m3s": b.get_discharge_summary(),
                 "videos": [result_json(r, cfg) for r in b.video_results],
             }
         )
-        raise typer.Exit(0 if b.failed == 0 and not b.summary_error else 1)
+        raise typer.Exit(0 if ok else 1)
     if b.summary_error:
         err_console.print(f"[red]error:[/red] {escape(b.summary_error)}", highlight=False)
     if b.report_error:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(b.report_error)}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(b.report_error)}", highlight=False)
+    for note in b.report_notes:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
     s = b.get_discharge_summary()
     console.print(
         f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
@@ -278,4 +283,4 @@ def batch(
             f"mean {s['mean']:.4f} std {s['std']:.4f}",
             highlight=False,
         )
-    raise typer.Exit(0 if b.failed == 0 and not b.summary_error else 1)
+    raise typer.Exit(0 if ok else 1)

@@ -13,6 +13,7 @@ from ivy_gpu.cli.common import (
     UNITS,
     Units,
     console,
+    err_console,
     fail,
     load,
     print_json,
@@ -148,8 +149,14 @@ def report(
 
     if gauge_units not in ("m3/s", "cfs"):
         fail(ValueError(f"--gauge-units: expected m3/s or cfs, got {gauge_units!r}"), debug)
+    import warnings
+
     try:
-        path = build_report(output, gauge, tz, gauge_units)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            path = build_report(output, gauge, tz, gauge_units)
     except ValueError as exc:
         fail(exc, debug)
+    for w in said:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", highlight=False)
     console.print(f"wrote {path}", highlight=False)

@@ -232,6 +232,7 @@ class BatchResult:
     processing_time_seconds: float = 0.0
     summary_error: str | None = None
     report_error: str | None = None
+    report_notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (

@@ -213,29 +213,35 @@ class BatchOrchestrator:
         batch = BatchResult(final, self.out, csv_path, time.perf_counter() - t0)
         batch.summary_error = error
         if self.report and error is None:
-            batch.report_error = self._report()
+            batch.report_error, batch.report_notes = self._report()
         return batch
 
-    def _report(self) -> str | None:
-        """Write ``report.html``; a failure is returned as one line, never raised.
+    def _report(self) -> tuple[str | None, list[str]]:
+        """Write ``report.html``: ``(failure, notes)``, each one line, never raised.
 
         An unreadable gauge record does not cost the report: it is written without the
-        gauge, and the line says which file was left out and why.
+        gauge, and a note says which file was left out and why (as it does for a gauge
+        with no value near any measurement).
         """
+        import warnings
+
         from ivy_gpu.report.page import build_report
         from ivy_gpu.report.record import read_gauge
 
-        gauge, note = self.gauge, None
+        gauge, notes = self.gauge, []
         if gauge is not None:
             try:
                 read_gauge(gauge)
             except ValueError as exc:
-                gauge, note = None, f"{exc}: report.html written without the gauge"
+                gauge = None
+                notes.append(f"{exc}: report.html written without the gauge")
         try:
-            build_report(self.out, gauge, self.tz)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                build_report(self.out, gauge, self.tz)
         except (OSError, ValueError) as exc:
-            return f"{self.out / 'report.html'}: not written ({exc})"
-        return note
+            return f"{self.out / 'report.html'}: not written ({exc})", notes
+        return None, notes + [str(w.message) for w in said]
 
     def _flush(self, rows: list[BatchRow], results: list[ProcessingResult | None]) -> str | None:
         """Rewrite the summary; an I/O failure is returned (and retried next time), not raised."""

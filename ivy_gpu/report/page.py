@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ivy_gpu.fileio import atomic_write_text, csv_cell_text, read_json
+from ivy_gpu.log import IvyGpuWarning
 from ivy_gpu.report.figures import FIGURES
-from ivy_gpu.report.record import gauge_at, parse_zone, read_gauge
+from ivy_gpu.report.record import MAX_GAUGE_GAP_S, gauge_at, parse_zone, read_gauge
 from ivy_gpu.report.review import REVIEW
 from ivy_gpu.results import stated_u95
 from ivy_gpu.units import format_value, unit_system
@@ -232,6 +234,14 @@ def build_report(
     if g is not None:
         for e in entries:
             e.gauge_m3s = gauge_at(g, e.when)
+        timed = [e for e in entries if e.when is not None]
+        if timed and all(e.gauge_m3s is None for e in timed):
+            warnings.warn(
+                f"{gauge}: no gauge value within {MAX_GAUGE_GAP_S / 3600:.0f} h of any "
+                "measurement time: check the record's dates and zone (--tz)",
+                IvyGpuWarning,
+                stacklevel=2,
+            )
     rec = record_figure(entries, g, units, out / ".report_record.png")
     record_uri = _data_uri(rec, 1400, jpeg=False)
     rec.unlink(missing_ok=True)

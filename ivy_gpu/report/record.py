@@ -27,6 +27,10 @@ from ivy_gpu.units import FT_PER_M
 TZ_CODES = {
     "UTC": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7,
     "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10, "AST": -4, "ADT": -3,
+    # common abbreviations elsewhere (fixed offsets; IANA names carry daylight saving)
+    "WAT": 1, "CAT": 2, "EAT": 3, "SAST": 2, "WET": 0, "WEST": 1, "CET": 1, "CEST": 2,
+    "EET": 2, "EEST": 3, "BST": 1, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11,
+    "ACST": 9.5, "AWST": 8, "NZST": 12, "NZDT": 13,
 }  # fmt: skip
 #: Largest gap (s) between gauge values that is interpolated across.
 MAX_GAUGE_GAP_S = 3 * 3600.0
@@ -129,8 +133,9 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
     sep = "\t" if "\t" in lines[0] else ","
     header = [h.strip() for h in lines[0].split(sep)]
     body = lines[1:]
+    first_line = 2  # of the data (comments aside)
     if body and re.fullmatch(r"(\d+[sdnSDN]\s*)+", body[0].replace(sep, " ").strip()):
-        body = body[1:]  # the RDB format line (5s 15s 20d ...)
+        body, first_line = body[1:], 3  # the RDB format line (5s 15s 20d ...)
     rows = [ln.split(sep) for ln in body]
     low = [h.lower() for h in header]
     t_col = next(
@@ -144,13 +149,34 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
         raise ValueError(f"{path}: the gauge record has no value column")
     factor, _ = _units_factor(header[v_col], units)
     z_col = low.index("tz_cd") if "tz_cd" in low else None
-    first_zone = None  # the zone of the first row with an NWIS code: for rows and times without
+    first_zone = None  # the zone of the first row with a tz_cd: for rows and times without
+    zones: dict[str, _dt.tzinfo | None] = {}
+
+    def zone_of(code: str, line: int) -> _dt.tzinfo | None:
+        """A row's ``tz_cd`` (an NWIS code, an abbreviation or an IANA name), or one line."""
+        if code not in zones:
+            try:
+                zones[code] = parse_zone(code)
+            except ValueError:
+                raise ValueError(
+                    f"{path}: line {line}: tz_cd {code!r} is not a zone ivy_gpu knows (an NWIS "
+                    "code, UTC, an offset like +02:00 or an IANA name like Africa/Lusaka)"
+                ) from None
+        return zones[code]
+
     if z_col is not None:
-        codes = (r[z_col].strip().upper() for r in rows if len(r) > z_col)
-        first_zone = next((parse_zone(c) for c in codes if c in TZ_CODES), None)
+        first = next(
+            (
+                (k, r[z_col].strip())
+                for k, r in enumerate(rows, first_line)
+                if len(r) > z_col and r[z_col].strip()
+            ),
+            None,
+        )
+        first_zone = zone_of(first[1], first[0]) if first else None
     tz = tz if tz is not None else first_zone
     times, values = [], []
-    for k, r in enumerate(rows, start=2):
+    for k, r in enumerate(rows, start=first_line):
         try:
             v = float(r[v_col])
         except (ValueError, IndexError):
@@ -161,7 +187,8 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
             raise ValueError(
                 f"{path}: line {k}: {r[t_col] if len(r) > t_col else ''!r} is not a time"
             ) from None
-        zone = parse_zone(r[z_col]) if z_col is not None and len(r) > z_col else tz
+        code = r[z_col].strip() if z_col is not None and len(r) > z_col else ""
+        zone = zone_of(code, k) if code else tz
         if t.tzinfo is None:
             if zone is None:
                 raise ValueError(f"{path}: times without a zone; give the gauge's zone (--tz)")

@@ -214,6 +214,66 @@ def test_a_batch_with_an_unreadable_gauge_still_writes_its_report(video_site, tm
     b = process_batch_csv(d / "site.ivy", tmp_path / "batch.csv", tmp_path / "out",
                           backend="numba", gauge=tmp_path / "gauge.csv", figures=False)  # fmt: skip
     assert b.successful == 1
-    assert b.report_error.startswith(f"{tmp_path / 'gauge.csv'}: the gauge record is not")
-    assert "written without the gauge" in b.report_error
+    assert b.report_error is None
+    assert b.report_notes[0].startswith(f"{tmp_path / 'gauge.csv'}: the gauge record is not")
+    assert "written without the gauge" in b.report_notes[0]
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("code", "hours"),
+    [("CST", -6), ("CDT", -5), ("EST", -5), ("EDT", -4), ("MST", -7), ("MDT", -6),
+     ("PST", -8), ("PDT", -7), ("AKST", -9), ("HST", -10), ("UTC", 0), ("CAT", 2),
+     ("EAT", 3), ("CET", 1), ("Africa/Lusaka", 2)],
+)  # fmt: skip
+def test_every_nwis_zone_code_and_iana_names_in_the_record(tmp_path, code, hours):
+    rdb = tmp_path / "g.rdb"
+    rdb.write_text(
+        "agency_cd\tsite_no\tdatetime\ttz_cd\t00060\n5s\t15s\t20d\t6s\t14n\n"
+        f"USGS\t1\t2026-05-01 10:00\t{code}\t35.3147\n"
+        f"USGS\t1\t2026-05-01 10:15\t{code}\t70.6294\n"
+    )
+    g = read_gauge(rdb)
+    assert g["time"][0] == pd.Timestamp("2026-05-01 10:00", tz="UTC") - pd.Timedelta(hours=hours)
+    assert g["discharge_m3s"][0] == pytest.approx(1.0, rel=1e-4)  # 35.3147 cfs
+
+
+def test_an_unknown_zone_code_names_the_file_line_and_code(tmp_path):
+    rdb = tmp_path / "g.rdb"
+    rdb.write_text(
+        "agency_cd\tsite_no\tdatetime\ttz_cd\t00060\n5s\t15s\t20d\t6s\t14n\n"
+        "USGS\t1\t2026-05-01 10:00\tXYZT\t35.3\n"
+    )
+    with pytest.raises(ValueError, match=r"g.rdb: line 3: tz_cd 'XYZT' is not a zone"):
+        read_gauge(rdb)
+
+
+def test_a_gauge_far_from_every_measurement_is_a_warning(reported_batch, tmp_path):
+    tmp, _, q = reported_batch
+    (tmp_path / "old.csv").write_text(
+        f"time,discharge_m3s\n1999-01-01T00:00:00+00:00,{q}\n1999-01-01T00:15:00+00:00,{q}\n"
+    )
+    r = runner.invoke(app, ["report", str(tmp / "out"), "--gauge", str(tmp_path / "old.csv")])
+    assert r.exit_code == 0
+    assert f"warning: {tmp_path / 'old.csv'}: no gauge value within 3 h" in r.output
+
+
+def test_a_batch_whose_report_cannot_be_written_exits_1(video_site, tmp_path, monkeypatch):
+    import ivy_gpu.report.page as page
+
+    d, truth = video_site
+    shutil.copy(d / truth["video"], tmp_path / "clip.mp4")
+    (tmp_path / "batch.csv").write_text(
+        f"video_path,water_surface_elevation,max_frames\nclip.mp4,{truth['wse_m']},40\n"
+    )
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(page, "build_report", broken)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["batch", str(d / "site.ivy"), str(tmp_path / "batch.csv"), "-o",
+                            str(out), "--backend", "numba", "--no-figures"])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert f"error: {out / 'report.html'}: not written (disk full)" in r.output
+    assert (out / "batch_summary.csv").is_file() and (out / "clip" / "results.json").is_file()
