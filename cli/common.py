@@ -5,6 +5,7 @@ The command modules import from here; this module imports no command module.
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -115,6 +116,17 @@ STRIDE = typer.Option(
     help="Re-measure slow nodes at k frames per step (default: on; off with --compat ivytools).",
 )
 D_RHO = typer.Option(None, "--d-rho", help="ACF ray step, lags (default 0.5).")
+LINE_LENGTH = typer.Option(
+    None, "--line-length-m", help="Search-line length, m (default: the scaffold's)."
+)
+FAN_CENTRE = typer.Option(
+    None, "--fan-centre", help="Centre of the search fan, geographic degrees (the flow direction)."
+)
+FAN_RANGE = typer.Option(None, "--fan-range", help="Half-width of the search fan, degrees.")
+FAN_STEP = typer.Option(None, "--fan-step", help="Step of the search fan, degrees.")
+MAX_VELOCITY = typer.Option(
+    None, "--max-velocity", help="Speeds above this are rejected (flag threshold), m/s."
+)
 D_THETA = typer.Option(None, "--d-theta", help="ACF ray-angle step, degrees (default 0.5).")
 FIGURES = typer.Option(
     True,
@@ -158,11 +170,29 @@ def fail(exc: Exception, debug: bool, code: int = 2) -> None:
 
 
 def engine_and_stiv(backend: Backend, cfg, debug: bool, **overrides):
-    """Resolve the backend and the STIV settings before any decoding (exit 2 if unusable)."""
+    """Resolve the backend and the STIV settings before any decoding (exit 2 if unusable).
+
+    ``line_length_m`` becomes the line's pixels at the scaffold's GSD (as the GUI does),
+    ``fan_centre``, ``fan_range``, ``fan_step`` and ``max_velocity`` the fan and the limit.
+    """
     from ivy_gpu.engines.backends import resolve_backend
+    from ivy_gpu.params import search_line_pixels
     from ivy_gpu.pipeline.process import stiv_params_for
 
     plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in overrides.items()}
+    for option, field in (
+        ("fan_centre", "phi_origin"),
+        ("fan_range", "phi_range"),
+        ("fan_step", "d_phi"),
+        ("max_velocity", "max_vel_threshold"),
+    ):
+        if option in plain:
+            plain[field] = plain.pop(option)
+    length = plain.pop("line_length_m", None)
+    if length is not None:
+        if not (length > 0 and math.isfinite(length)):
+            fail(ValueError(f"--line-length-m: must be a positive length, got {length!r}"), debug)
+        plain["num_pixels"] = search_line_pixels(length, cfg.pixel_gsd_m)
     try:
         return resolve_backend(Backend(backend).value), stiv_params_for(cfg, plain)
     except ValueError as exc:

@@ -197,3 +197,37 @@ def test_a_first_run_says_the_kernels_compile_once(tmp_path, monkeypatch, video_
     monkeypatch.setattr(numba_engine, "kernels_cached", lambda: False)
     quiet = CliRunner().invoke(app, [*args, "-q"])
     assert "compiling" not in quiet.output
+
+
+def test_stiv_overrides_on_process_and_batch(video_site, tmp_path):
+    """--line-length-m, --fan-centre/-range/-step and --max-velocity reach the measurement."""
+    from ivy_gpu.params import search_line_pixels
+    from ivy_gpu.scaffold.ivyfile import load_scaffold
+
+    d, truth = video_site
+    cfg = load_scaffold(d / "site.ivy")
+    common = ["--line-length-m", "0.3", "--fan-centre", "10", "--fan-range", "6",
+              "--fan-step", "2", "--max-velocity", "0.7", "--backend", "numba",
+              "--no-figures"]  # fmt: skip
+    r = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+                            str(truth["wse_m"]), "-o", str(tmp_path / "p"), *common])  # fmt: skip
+    data = json.loads((tmp_path / "p" / Path(truth["video"]).stem / "results.json").read_text())
+    stiv = data["inputs"]["stiv"]
+    assert stiv["num_pixels"] == search_line_pixels(0.3, cfg.pixel_gsd_m) != cfg.stiv.num_pixels
+    assert (stiv["phi_origin"], stiv["phi_range"], stiv["d_phi"]) == (10.0, 6.0, 2.0)
+    assert stiv["max_vel_threshold"] == 0.7
+    # the limit acts: the fastest nodes (0.8 m/s at the centre) are rejected as too fast
+    assert r.exit_code == 0 and data["flag_counts"]["threshold"] >= 1, r.output
+    (tmp_path / "b.csv").write_text(
+        f"video_path,water_surface_elevation,max_frames\n{d / truth['video']},{truth['wse_m']},40\n"
+    )
+    r = runner.invoke(app, ["batch", str(d / "site.ivy"), str(tmp_path / "b.csv"), "-o",
+                            str(tmp_path / "b"), *common])  # fmt: skip
+    row = json.loads((tmp_path / "b" / Path(truth["video"]).stem / "results.json").read_text())
+    assert row["inputs"]["stiv"] == stiv
+    bad = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+                              "100", "--line-length-m", "-1"])  # fmt: skip
+    assert bad.exit_code == 2 and "--line-length-m: must be a positive length" in bad.output
+    bad = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
+                              "100", "--fan-range", "200"])  # fmt: skip
+    assert bad.exit_code == 2 and "phi_range" in bad.output
