@@ -231,3 +231,21 @@ def test_stiv_overrides_on_process_and_batch(video_site, tmp_path):
     bad = runner.invoke(app, ["process", str(d / "site.ivy"), str(d / truth["video"]), "--wse",
                               "100", "--fan-range", "200"])  # fmt: skip
     assert bad.exit_code == 2 and "phi_range" in bad.output
+
+
+def test_verbose_logs_each_stage_with_its_time(video_site, tmp_path):
+    d, truth = video_site
+    r = subprocess.run(
+        [sys.executable, "-m", "ivy_gpu.cli.main", "-v", "process", str(d / "site.ivy"),
+         str(d / truth["video"]), "--wse", str(truth["wse_m"]), "-o", str(tmp_path),
+         "--backend", "numba", "--no-figures"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for stage in ("read_rectify", "grid", "stiv", "discharge", "save"):
+        assert re.search(
+            rf"{re.escape(Path(truth['video']).name)}: {stage} \d+\.\d\d s", r.stderr
+        ), (
+            stage,
+            r.stderr,
+        )

@@ -155,7 +155,8 @@ def run_video(
                  result.processing_time_seconds)  # fmt: skip
     else:
         log.info("%s: failed at %s: %s", video.video_path, result.error_stage, result.error_message)
-    log.debug("%s: stage seconds %s", video.video_path, result.stage_seconds)
+    for stage, seconds in result.stage_seconds.items():  # -v: where the time went
+        log.info("%s: %s %.2f s", video.video_path.name, stage, seconds)
     if progress:
         progress("done", 1.0, "completed" if result.success else f"failed: {result.error_stage}")
     return result
