@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 
@@ -66,7 +67,20 @@ def _options(
     )
 
 
+def _with_stable(opts, stable_polygon: str | None):
+    """``opts`` with the ``--stable-polygon`` (frame pixels) when one is given."""
+    if not stable_polygon:
+        return opts
+    vals = _numbers(stable_polygon, len(stable_polygon.split(",")), "--stable-polygon")
+    if len(vals) < 6 or len(vals) % 2:
+        raise typer.BadParameter("--stable-polygon needs 3 or more x,y pairs")
+    return dataclasses.replace(opts, stable_polygon=np.reshape(vals, (-1, 2)))
+
+
 OUT = typer.Option(..., "--output", "-o", help="The scaffold to write (.ivy).")
+STABLE = typer.Option(
+    None, "--stable-polygon", help="Stable ground for motion estimation: x1,y1,x2,y2,... px."
+)
 CELL = typer.Option(None, "--cell-size", help="Plan-view cell size, m (default: the camera's).")
 EXTENT = typer.Option(None, "--extent", help="Plan-view box x0,x1,y0,y1 (site CRS, m).")
 LINE = typer.Option(
@@ -119,14 +133,10 @@ def create(
     max_velocity: float = VMAX,
     english: bool = ENGLISH,
     units: Length = UNITS,
-    stable_polygon: str = typer.Option(
-        None, "--stable-polygon", help="Stable ground for motion estimation: x1,y1,x2,y2,... px."
-    ),
+    stable_polygon: str = STABLE,
     debug: bool = DEBUG,
 ) -> None:
     """Solve the camera from GCPs and write a scaffold (method chosen from what is given)."""
-    import dataclasses
-
     from ivy_gpu.scaffold.lens import read_intrinsics
     from ivy_gpu.site.builder import build_site, read_frame
     from ivy_gpu.site.gcp import read_gcp_csv
@@ -143,11 +153,7 @@ def create(
         img, fps = read_frame(frame)
         if fps:
             opts = dataclasses.replace(opts, fps=fps)
-        if stable_polygon:
-            vals = _numbers(stable_polygon, len(stable_polygon.split(",")), "--stable-polygon")
-            if len(vals) < 6 or len(vals) % 2:
-                raise typer.BadParameter("--stable-polygon needs 3 or more x,y pairs")
-            opts = dataclasses.replace(opts, stable_polygon=np.reshape(vals, (-1, 2)))
+        opts = _with_stable(opts, stable_polygon)
         lens = read_intrinsics(intrinsics) if intrinsics else None
         survey = read_survey(section, units=Length(units).value, crs=crs)
         build = build_site(world, pixel, img, survey, wse, lens, opts, ids, source=str(gcps))
@@ -172,9 +178,13 @@ def from_pyorc(
     max_velocity: float = VMAX,
     start_bank: Bank = BANK,
     units: Length = UNITS,
+    stable_polygon: str = STABLE,
     debug: bool = DEBUG,
 ) -> None:
-    """Import a pyOpenRiverCam camera configuration as a scaffold."""
+    """Import a pyOpenRiverCam camera configuration as a scaffold.
+
+    ``--stable-polygon`` replaces the configuration's ``stabilize`` polygon.
+    """
     from ivy_gpu.site.builder import site_from_pyorc
 
     try:
@@ -182,6 +192,7 @@ def from_pyorc(
             None, None, "auto", start_bank, nodes, search_line_m, flow_direction, fan, velocity,
             max_velocity, False,
         )  # fmt: skip
+        opts = _with_stable(opts, stable_polygon)
         build = site_from_pyorc(camera, section, video, wse, h_a, opts, Length(units).value)
         _finish(build, output)
     except ValueError as exc:

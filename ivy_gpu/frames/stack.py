@@ -310,7 +310,8 @@ class _Tracker:
                 f"only {100 * r.inlier_fraction:.0f} % of the stable region's features follow "
                 "one camera motion (RANSAC inliers): it holds things that move (vegetation, "
                 "water, people), so the correction, and the velocities, are less sure; draw a "
-                "stabilization_polygon around rigid features (site create --stable-polygon)"
+                "stabilization_polygon around rigid features (site create or site from-pyorc "
+                "--stable-polygon)"
             )
         if self.failed:
             r.notes.append(

@@ -248,6 +248,22 @@ def test_pyorc_import_on_a_synthetic_camera(tmp_path):
     higher = site_from_pyorc(tmp_path / "cam.json", tmp_path / "xyz.csv",
                              tmp_path / "frame.png", h=0.7)  # fmt: skip
     assert higher.scaffold.rectification.calibration_wse_m == pytest.approx(z0 + 0.2)
+    # on the command line: the polygon and the velocity limit replace pyorc's and the default
+    r = CliRunner().invoke(app, [
+        "site", "from-pyorc", str(tmp_path / "cam.json"), "--section", str(tmp_path / "xyz.csv"),
+        "--video", str(tmp_path / "frame.png"), "--h-a", "0.5", "-o", str(tmp_path / "p.ivy"),
+        "--stable-polygon", "0,200,120,200,120,300,0,300", "--max-velocity", "1.2",
+    ])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cfg = load_scaffold(tmp_path / "p.ivy")
+    assert cfg.project["stabilization_polygon"] == [[0, 200], [120, 200], [120, 300], [0, 300]]
+    assert cfg.stiv.max_vel_threshold == 1.2
+    r = CliRunner().invoke(app, [
+        "site", "from-pyorc", str(tmp_path / "cam.json"), "--section", str(tmp_path / "xyz.csv"),
+        "--video", str(tmp_path / "frame.png"), "-o", str(tmp_path / "q.ivy"),
+        "--stable-polygon", "0,200,120",
+    ])  # fmt: skip
+    assert r.exit_code == 2 and "--stable-polygon needs 3 or more x,y pairs" in r.output
 
 
 def test_binary_gcp_and_survey_files_are_named(tmp_path):
