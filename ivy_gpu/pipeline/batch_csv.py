@@ -199,17 +199,32 @@ def output_names(rows: list[BatchRow]) -> list[str]:
     A stem that could leave the output folder or hide (``..``, ``.``, a leading dot) is
     cleaned (:func:`ivy_gpu.fileio.folder_name`), one that names a batch file gets ``_``
     appended, and a repeated name (compared case-insensitively, as on Windows and macOS
-    file systems) gets the CSV line.
+    file systems) says what differs: the measurement number (``river_m2``), else the time
+    window (``river_0.5-2.5s``), else the CSV line (``river_line4``).
     """
     seen: set[str] = set()
     names = []
     for row in rows:
         name = folder_name(row.video_path.stem, f"row{row.line}", BATCH_FILES)
+        if name.lower() in seen:
+            name = f"{name}_{_what_differs(row)}"
         while name.lower() in seen:
             name = f"{name}_line{row.line}"
         seen.add(name.lower())
         names.append(name)
     return names
+
+
+def _what_differs(row: BatchRow) -> str:
+    """A short, file-safe tag of a repeated video's row: number, window or line."""
+    cfg = row.config
+    if cfg is not None and cfg.measurement_number is not None:
+        return f"m{cfg.measurement_number}"
+    if cfg is not None and cfg.end_time is not None:
+        return f"{cfg.start_time or 0:g}-{cfg.end_time:g}s"
+    if cfg is not None and cfg.start_time is not None:
+        return f"from{cfg.start_time:g}s"
+    return f"line{row.line}"
 
 
 def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> dict:

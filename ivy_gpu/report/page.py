@@ -84,9 +84,12 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
         for _, row in frame.iterrows():
             folder = out_dir / row["output_folder"] if row.get("output_folder") else None
             stage, msg = row.get("error_stage", ""), row.get("error_message", "")
+            name = Path(row["video_path"]).name
+            if row.get("output_folder") and row["output_folder"] != Path(name).stem:
+                name += f" ({row['output_folder']})"  # a repeated video: which row
             entries.append(
                 VideoEntry(
-                    name=Path(row["video_path"]).name,
+                    name=name,
                     folder=folder,
                     status=row["status"],
                     discharge_m3s=_float(row.get("discharge_m3s")),

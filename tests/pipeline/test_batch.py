@@ -57,9 +57,9 @@ def test_batch_statuses_messages_and_files(batch_dir):
     assert list(summary["error_stage"]) == ["", "read", "read", ""]
     s = b.get_discharge_summary()
     assert s["count"] == 2 and s["min"] <= s["mean"] <= s["max"]
-    # one folder per row, repeated stems made unique by their CSV line
+    # one folder per row, a repeated stem named by what differs (here its time window)
     assert (folder / "out" / "good" / "results.json").exists()
-    assert (folder / "out" / "good_line5" / "results.json").exists()
+    assert (folder / "out" / "good_0.5-2.5s" / "results.json").exists()
     assert (folder / "out" / "corrupt" / "results.json").exists()
 
 
@@ -323,3 +323,22 @@ def test_api_arguments_of_the_wrong_kind_are_named(batch_dir):
         figures=False,
     )
     assert b.video_results[0].success, b.video_results[0].error_message
+
+
+def test_repeated_videos_get_folders_that_say_what_differs(tmp_path):
+    from ivy_gpu.pipeline.batch_csv import output_names
+
+    (tmp_path / "b.csv").write_text(
+        "video_path,water_surface_elevation,measurement_number,start_time,end_time\n"
+        "river.mp4,1,,,\n"
+        "river.mp4,1,7,,\n"
+        "river.mp4,1,,0,3\n"
+        "river.mp4,1,,2.5,\n"
+        "River.MP4,1,,,\n"
+        "river.mp4,1,,0,3\n"
+    )
+    names = output_names(read_batch_csv(tmp_path / "b.csv"))
+    assert names == [
+        "river", "river_m7", "river_0-3s", "river_from2.5s", "River_line6", "river_0-3s_line7",
+    ]  # fmt: skip
+    assert len({n.lower() for n in names}) == len(names)
