@@ -18,6 +18,17 @@ import numpy as np
 MAX_IMAGE_PIXELS = 100_000_000
 
 
+def check_finite(name: str, value: object, what: str = "number") -> float:
+    """Return ``value`` as a finite float, else one line naming ``name`` and ``what`` it wants."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a {what}, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: must be a finite {what}, got {value!r}")
+    return v
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Return ``value`` as float if it is finite and > 0 (or >= 0)."""
     try:

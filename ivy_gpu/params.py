@@ -209,18 +209,11 @@ class VideoConfig:
     gage_height: float | None = None
 
     def __post_init__(self) -> None:
-        from ivy_gpu.checks import parse_time
+        from ivy_gpu.checks import check_finite, parse_time
 
         object.__setattr__(self, "video_path", Path(self.video_path))
         for name in ("water_surface_elevation", "alpha"):
-            value = getattr(self, name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name}: expected a number, got {value!r}") from None
-            if not np.isfinite(number):
-                raise ValueError(f"{name}: must be a finite number, got {value!r}")
-            object.__setattr__(self, name, number)
+            object.__setattr__(self, name, check_finite(name, getattr(self, name)))
         if not (0 < self.alpha <= 1):
             raise ValueError(f"alpha: must be in (0, 1], got {self.alpha!r}")
         for name in ("start_time", "end_time"):

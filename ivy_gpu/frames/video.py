@@ -187,6 +187,12 @@ class FrameReader:
             worker.join()
 
 
+#: Spread of the intervals between kept frames (max - min, over their mean) above which a
+#: clip is said to have a variable frame rate (timestamps rounded to the millisecond
+#: spread a 30 fps clip by 3 %).
+VFR_JITTER = 0.25
+
+
 def frame_interval(
     times: np.ndarray, step: int, fps: float, tolerance: float = 0.01
 ) -> tuple[float, str | None]:
@@ -218,12 +224,6 @@ def frame_interval(
             "one interval, so velocities are less sure (re-encode at a constant rate)"
         )
     return dt, "; ".join(said) or None
-
-
-#: Spread of the intervals between kept frames (max - min, over their mean) above which a
-#: clip is said to have a variable frame rate (timestamps rounded to the millisecond
-#: spread a 30 fps clip by 3 %).
-VFR_JITTER = 0.25
 
 
 def first_frame(path: str | Path) -> np.ndarray:

@@ -116,7 +116,7 @@ def analyse(
     # still water reads 0 m/s, whatever a stride found
     vn, magnitude = quality.velocity(vn), quality.velocity(sr.magnitude)
     stride = sr.stride if sr.stride is not None else np.ones(len(vn), int)
-    stride = np.where(quality.velocity(stride) == 0, 1, stride)
+    stride = np.where(quality.still, 1, stride)
     result.warnings += quality.notes
     check = gradient_check(loaded, nodes, sr, params, engine, rules)
     if check:
@@ -149,8 +149,7 @@ def analyse(
     used = np.where(quality.excluded, np.nan, vn)
     window_used = None
     if window_vn is not None:  # what each time window says of the nodes the clip kept
-        still = quality.still if quality.still is not None else np.zeros(len(vn), bool)
-        window_used = window_velocities(window_vn, used, still, ns.stations, rules)
+        window_used = window_velocities(window_vn, used, quality.still, ns.stations, rules)
         result.node_window_velocities = window_vn
     try:
         q, unc = section_discharge(

@@ -35,7 +35,7 @@ from ivy_gpu.pipeline.overrides import Override, read_overrides
 from ivy_gpu.pipeline.provenance import scaffold_sha256
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig, as_scaffold
-from ivy_gpu.stiv.quality import QualityRules, excluded_by
+from ivy_gpu.stiv.quality import QualityRules, excluded_by, has_flag
 
 #: The columns of ``stiv_results.csv`` a recompute reads.
 NODE_COLUMNS = ("node", "x_px", "y_px", "station_m", "normal_velocity_ms", "sigma_v_ms", "flags")
@@ -117,7 +117,7 @@ def recompute(
     used = np.where(excluded, np.nan, vn)
     measured_sigma = nodes["sigma_v_ms"].to_numpy(float)
     sigma_v = measured_sigma.copy()
-    fixed = np.array(["still" in f.split(";") for f in flags], bool)  # no window decides them
+    fixed = has_flag(flags, ("still",))  # no time window decides them
     for o in rows:
         k = o.node
         if o.action == "exclude":

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ivy_gpu.angles import ari_to_geo
-from ivy_gpu.checks import decode_image
+from ivy_gpu.checks import check_finite, decode_image
 from ivy_gpu.params import StivParams, search_line_pixels
 from ivy_gpu.scaffold.ivyfile import (
     CALIBRATION_IMAGE,
@@ -308,12 +308,7 @@ def build_site(
         One line: unusable GCPs, a WSE outside the survey, a section outside the view.
     """
     opts = options or SiteOptions()
-    try:
-        wse_m = float(wse_m)
-    except (TypeError, ValueError):
-        raise ValueError(f"wse: expected a water level in metres, got {wse_m!r}") from None
-    if not math.isfinite(wse_m):
-        raise ValueError(f"wse: must be a finite water level in metres, got {wse_m!r}")
+    wse_m = check_finite("wse", wse_m, "water level in metres")
     h, w = frame.shape[:2]
     ids = ids or tuple(f"GCP{i + 1}" for i in range(len(world)))
     px = np.asarray(pixel, float)

@@ -89,9 +89,14 @@ STILL_DROPS = ("unsteady", "upstream", "outlier", "fan_edge", "stride_limited")
 EXCLUDING = ("invalid", "threshold", "outlier", "low_score", "unsteady")
 
 
+def has_flag(flags: list[str], names: tuple[str, ...]) -> np.ndarray:
+    """Per node, whether its ``;``-separated flags (``stiv_results.csv``) hold one of ``names``."""
+    return np.array([any(f in names for f in fl.split(";")) for fl in flags], bool)
+
+
 def excluded_by(flags: list[str]) -> np.ndarray:
     """Per node, whether its ``;``-separated flags (``stiv_results.csv``) leave it out."""
-    return np.array([any(f in EXCLUDING for f in fl.split(";")) for fl in flags], bool)
+    return has_flag(flags, EXCLUDING)
 
 
 @dataclass(frozen=True)
@@ -118,12 +123,12 @@ class NodeQuality:
 
     flags: list[tuple[str, ...]]
     excluded: np.ndarray
+    still: np.ndarray
     sigma_v: np.ndarray
     window_median: np.ndarray
     window_spread: np.ndarray
     windows: int
     notes: list[str] = field(default_factory=list)
-    still: np.ndarray | None = None
 
     def counts(self) -> dict[str, int]:
         """Nodes per flag, and the valid (kept) count."""
@@ -133,8 +138,6 @@ class NodeQuality:
 
     def velocity(self, values: np.ndarray) -> np.ndarray:
         """``values`` (per node) with still nodes at 0."""
-        if self.still is None:
-            return np.asarray(values)
         return np.where(self.still, 0.0, values)
 
     def flag_strings(self) -> list[str]:
@@ -281,7 +284,7 @@ def assess(
     ordered = [tuple(f for f in FLAGS if f in fl) for fl in flags]
     excluded = np.array([any(f in EXCLUDING for f in fl) for fl in ordered], bool)
     excluded |= ~np.isfinite(vn)
-    return NodeQuality(ordered, excluded, sigma, median, spread, k, notes, still)
+    return NodeQuality(ordered, excluded, still, sigma, median, spread, k, notes)
 
 
 def _flagged(flags: list[list[str]]) -> np.ndarray:
@@ -355,21 +358,24 @@ def zero_speed_ratios(
     pick = np.flatnonzero(np.isfinite(slope) & (slope < config.STRIDE_BELOW_PX))
     if not pick.size:
         return out
-    ox, oy = loaded.offset
-    again = run_stiv(
-        loaded.stack,
-        nodes[pick, 0] - ox,
-        nodes[pick, 1] - oy,
-        params.replace(stride=False),
-        pixel_gsd=loaded.rectifier.pixel_gsd,
-        d_t=loaded.dt,
-        backend=engine,
-        phis=np.asarray(sr.best_phi_ari, float)[pick, None],
-        return_sti=True,
-    )
-    out[0, pick] = zero_speed_ratio(again.sti, params)
+    if sr.sti is not None:  # the run gathered every node's best STI already (for the figures)
+        stis = sr.sti[pick]
+    else:
+        ox, oy = loaded.offset
+        stis = run_stiv(
+            loaded.stack,
+            nodes[pick, 0] - ox,
+            nodes[pick, 1] - oy,
+            params.replace(stride=False),
+            pixel_gsd=loaded.rectifier.pixel_gsd,
+            d_t=loaded.dt,
+            backend=engine,
+            phis=np.asarray(sr.best_phi_ari, float)[pick, None],
+            return_sti=True,
+        ).sti
+    out[0, pick] = zero_speed_ratio(stis, params)
     for k, (start, stop) in enumerate(windows):
-        out[1 + k, pick] = zero_speed_ratio(again.sti[..., start:stop], params)
+        out[1 + k, pick] = zero_speed_ratio(stis[..., start:stop], params)
     return out
 
 
