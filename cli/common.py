@@ -157,6 +157,38 @@ def print_json(data: object) -> None:
 
 
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
+GAUGE = typer.Option(
+    None,
+    "--gauge",
+    help="Gauge record (NWIS RDB or time,value CSV): its discharge beside the results in "
+    "report.html and record.nc, its stage for rows without a WSE (with --stage-datum).",
+)
+TZ = typer.Option(
+    None, "--tz", help="Zone of measurement times without one (e.g. CST, CAT, Africa/Lusaka)."
+)
+STAGE_DATUM = typer.Option(
+    None,
+    "--stage-datum",
+    help="Elevation of the gauge's datum, in the WSE's units: a row without a WSE takes the "
+    "gauge's stage at its time plus this.",
+)
+
+
+def wse_lookup(gauge, stage_datum: float | None, tz: str | None, units):
+    """The WSE-from-stage lookup for rows without one (None without --stage-datum).
+
+    Raises
+    ------
+    ValueError
+        --stage-datum without --gauge, or a gauge record without a stage (one line).
+    """
+    if stage_datum is None:
+        return None
+    if gauge is None:
+        raise ValueError("--stage-datum: needs --gauge, the record whose stage it offsets")
+    from ivy_gpu.report.record import parse_zone, stage_lookup
+
+    return stage_lookup(gauge, stage_datum / units.length, parse_zone(tz))
 
 
 def fail(exc: Exception, debug: bool, code: int = 2) -> None:
@@ -236,12 +268,29 @@ def load(scaffold: Path, debug: bool):
         fail(exc, debug)
 
 
+def row_label(r, display_units: str = "Metric") -> str:
+    """`` (WSE 1182.200 m, 0-3 s, comment)``: what tells rows of one video apart."""
+    from ivy_gpu.units import unit_system
+
+    u = unit_system(display_units)
+    m = r.measurement or {}
+    bits = []
+    if r.water_surface_elevation is not None:
+        bits.append(f"WSE {r.water_surface_elevation * u.length:.3f} {u.length_label}")
+    start, end = m.get("start_time_s"), m.get("end_time_s")
+    if start is not None or end is not None:
+        bits.append(f"{start or 0:g}-{end:g} s" if end is not None else f"from {start:g} s")
+    if m.get("comments"):
+        bits.append(str(m["comments"])[:60])
+    return f" ({', '.join(bits)})" if bits else ""
+
+
 def result_line(r, display_units: str = "Metric") -> str:
     """The console line of one video's result."""
     from ivy_gpu.results import stated_u95
     from ivy_gpu.units import unit_system
 
-    name = escape(r.video_path.name)
+    name = escape(r.video_path.name) + escape(row_label(r, display_units))
     if r.success:
         u = unit_system(display_units)
         q = f"Q = {r.total_discharge:.4f} m³/s"
@@ -264,3 +313,36 @@ def result_line(r, display_units: str = "Metric") -> str:
             f"{r.processing_time_seconds:.1f} s"
         )
     return f"[red]failed[/red] {name} at {r.error_stage}: {escape(str(r.error_message))}"
+
+
+def dask_client(workers: int, scheduler: str | None, debug: bool):
+    """The Dask client of ``--workers``/``--scheduler``, None for neither (one line on errors)."""
+    if workers < 0:
+        fail(ValueError(f"--workers: 0 (no cluster) or a process count, not {workers}"), debug)
+    if not (workers or scheduler):
+        return None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        fail(
+            RuntimeError(
+                "--workers/--scheduler need dask.distributed: pip install 'ivy_gpu[dist]'"
+            ),
+            debug,
+        )
+    try:
+        if scheduler:
+            return Client(scheduler)
+        return Client(LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None))
+    except OSError as exc:
+        fail(RuntimeError(f"cannot reach the Dask scheduler {scheduler}: {exc}"), debug)
+
+
+def close_client(client, scheduler: str | None) -> None:
+    """Close a client from :func:`dask_client` (and the local cluster it started)."""
+    if client is None:
+        return
+    cluster = client.cluster
+    client.close()
+    if cluster is not None and not scheduler:
+        cluster.close()

@@ -17,6 +17,7 @@ from ivy_gpu.cli.common import (
     FAN_RANGE,
     FAN_STEP,
     FIGURES,
+    GAUGE,
     INTERPOLATION,
     JSON,
     LINE_LENGTH,
@@ -26,7 +27,9 @@ from ivy_gpu.cli.common import (
     QUIET,
     REFINE,
     STABILIZE,
+    STAGE_DATUM,
     STRIDE,
+    TZ,
     UNITS,
     Backend,
     Compat,
@@ -34,8 +37,10 @@ from ivy_gpu.cli.common import (
     Method,
     Stabilize,
     Units,
+    close_client,
     compile_notice,
     console,
+    dask_client,
     engine_and_stiv,
     err_console,
     fail,
@@ -45,6 +50,7 @@ from ivy_gpu.cli.common import (
     quiet_mode,
     result_line,
     units_of,
+    wse_lookup,
 )
 
 
@@ -159,12 +165,9 @@ def batch(
         None, help="Run the videos on the Dask cluster at this scheduler address."
     ),
     units: Units = UNITS,
-    gauge: Path = typer.Option(
-        None, "--gauge", help="Gauge record for report.html (NWIS RDB or time,value CSV)."
-    ),
-    tz: str = typer.Option(
-        None, "--tz", help="Zone of measurement times without one (e.g. CST, -05:00)."
-    ),
+    gauge: Path = GAUGE,
+    tz: str = TZ,
+    stage_datum: float = STAGE_DATUM,
     figures: bool = FIGURES,
     backend: Backend = BACKEND,
     method: Method = METHOD,
@@ -185,7 +188,11 @@ def batch(
     as_json: bool = JSON,
     debug: bool = DEBUG,
 ) -> None:
-    """Process every row of a batch CSV; writes batch_summary.csv after each video."""
+    """Process every row of a batch CSV; writes batch_summary.csv after each video.
+
+    Rows without a water-surface elevation take it from the gauge record's stage at their
+    time plus --stage-datum. Writes record.nc (CF time series) and report.html at the end.
+    """
     from ivy_gpu.pipeline.batch import BatchOrchestrator, read_batch_csv
 
     quiet = quiet_mode(quiet, as_json)
@@ -206,34 +213,14 @@ def batch(
         fan_step=fan_step,
         max_velocity=max_velocity,
     )
+    csv_units = units_of(cfg, units)
     try:
-        rows = read_batch_csv(csv_file, units_of(cfg, units).name)
+        lookup = wse_lookup(gauge, stage_datum, tz, csv_units)
+        rows = read_batch_csv(csv_file, csv_units.name, lookup)
     except ValueError as exc:
         fail(exc, debug)
     compile_notice(backend, quiet)
-    client = None
-    if workers < 0:
-        fail(ValueError(f"--workers: 0 (no cluster) or a process count, not {workers}"), debug)
-    if workers or scheduler:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            fail(
-                RuntimeError(
-                    "--workers/--scheduler need dask.distributed: pip install 'ivy_gpu[dist]'"
-                ),
-                debug,
-            )
-        try:
-            client = (
-                Client(scheduler)
-                if scheduler
-                else Client(
-                    LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
-                )
-            )
-        except OSError as exc:
-            fail(RuntimeError(f"cannot reach the Dask scheduler {scheduler}: {exc}"), debug)
+    client = dask_client(workers, scheduler, debug)
     with progress(quiet) as bar:
         task = bar.add_task("batch", total=len(rows), msg="")
         count = [0]
@@ -264,13 +251,16 @@ def batch(
         except ValueError as exc:
             fail(exc, debug)
         finally:
-            if client is not None:
-                cluster = client.cluster
-                client.close()
-                if cluster is not None and not scheduler:
-                    cluster.close()
-    # a report asked for and not written fails the batch (the results stay)
-    ok = b.failed == 0 and not b.summary_error and not b.report_error
+            close_client(client, scheduler)
+    finish_batch(b, cfg, output, as_json)
+
+
+def finish_batch(b, cfg, output: Path, as_json: bool) -> None:
+    """Print a batch's end (or its JSON) and exit: 0 when every video and file is done.
+
+    A report or record asked for and not written fails the batch (the results stay).
+    """
+    ok = b.failed == 0 and not (b.summary_error or b.report_error or b.record_error)
     if as_json:
         from ivy_gpu.pipeline.outputs import result_json
 
@@ -283,6 +273,8 @@ def batch(
                 "report_html": None if b.report_error else str(output / "report.html"),
                 "summary_error": b.summary_error,
                 "report_error": b.report_error,
+                "record_nc": None if b.record_error else str(output / "record.nc"),
+                "record_error": b.record_error,
                 "report_notes": b.report_notes,
                 "discharge_m3s": b.get_discharge_summary(),
                 "videos": [result_json(r, cfg) for r in b.video_results],
@@ -291,15 +283,17 @@ def batch(
         raise typer.Exit(0 if ok else 1)
     if b.summary_error:
         err_console.print(f"[red]error:[/red] {escape(b.summary_error)}", highlight=False)
-    if b.report_error:
-        err_console.print(f"[red]error:[/red] {escape(b.report_error)}", highlight=False)
+    for error in (b.report_error, b.record_error):
+        if error:
+            err_console.print(f"[red]error:[/red] {escape(error)}", highlight=False)
     for note in b.report_notes:
         err_console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
     s = b.get_discharge_summary()
     console.print(
         f"{b.successful} of {b.total_videos} videos completed, {b.failed} failed; "
         f"summary: {output / 'batch_summary.csv'}"
-        + ("" if b.report_error else f", report: {output / 'report.html'}"),
+        + ("" if b.report_error else f", report: {output / 'report.html'}")
+        + ("" if b.record_error else f", record: {output / 'record.nc'}"),
         highlight=False,
     )
     if s["count"]:

@@ -101,7 +101,7 @@ def info(
     scaffold: Path = typer.Argument(..., help="IVyTools scaffold (.ivy)."), debug: bool = DEBUG
 ) -> None:
     """Describe a scaffold."""
-    from ivy_gpu.scaffold.ivyfile import describe
+    from ivy_gpu.scaffold.summary import describe
 
     console.print(describe(load(scaffold, debug)), highlight=False)
 

@@ -120,7 +120,12 @@ def create(
     intrinsics: Path = typer.Option(
         None, "--intrinsics", help="Camera intrinsics JSON (pose from >= 4 GCPs)."
     ),
-    crs: str = typer.Option(None, "--crs", help="The site's CRS (to reproject GeoJSON surveys)."),
+    crs: str = typer.Option(
+        None,
+        "--crs",
+        help="The site's CRS, e.g. EPSG:32735 (GeoJSON surveys are reprojected to it; kept "
+        "for the NetCDF and GeoJSON outputs).",
+    ),
     cell_size: float = CELL,
     extent: str = EXTENT,
     line: str = LINE,
@@ -153,7 +158,7 @@ def create(
         img, fps = read_frame(frame)
         if fps:
             opts = dataclasses.replace(opts, fps=fps)
-        opts = _with_stable(opts, stable_polygon)
+        opts = dataclasses.replace(_with_stable(opts, stable_polygon), crs=crs or None)
         lens = read_intrinsics(intrinsics) if intrinsics else None
         survey = read_survey(section, units=Length(units).value, crs=crs)
         build = build_site(world, pixel, img, survey, wse, lens, opts, ids, source=str(gcps))

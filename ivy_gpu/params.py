@@ -22,6 +22,19 @@ import numpy as np
 
 from ivy_gpu.checks import check_choice, check_even_int, check_positive, check_range
 
+#: The quality flags a node can carry (:mod:`ivy_gpu.stiv.quality`), in a fixed order: bit k of
+#: the NetCDF ``flags`` variable is ``NODE_FLAGS[k]``.
+NODE_FLAGS = (
+    "invalid",
+    "threshold",
+    "fan_edge",
+    "upstream",
+    "outlier",
+    "low_score",
+    "unsteady",
+    "stride_limited",
+    "still",
+)
 METHODS = ("acf", "gradient")
 INTERPOLATIONS = ("bilinear", "nearest")
 SEARCH_LINES = ("unit", "ivytools")

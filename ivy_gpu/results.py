@@ -62,6 +62,9 @@ class ProcessingResult:
     stiv_normal_velocities: np.ndarray | None = None
     node_positions: np.ndarray | None = None
     node_stations: np.ndarray | None = None
+    node_world_xy: np.ndarray | None = None
+    node_velocity_xy: np.ndarray | None = None
+    crs: str | None = None
     filled_nodes: int = 0
     valid_nodes: int = 0
     flagged_nodes: int = 0
@@ -169,6 +172,22 @@ class ProcessingResult:
             }
         )
 
+    def to_xarray(self) -> Any:
+        """Per-node results as a CF ``xarray.Dataset`` (what ``velocities.nc`` holds).
+
+        Velocity components, speed, direction, normal velocity, sigma_v, flags and each
+        node's source, at the nodes' station and world X, Y (with the site's CRS when the
+        scaffold names one); the clip's time window as bounds. See :mod:`ivy_gpu.interop`.
+
+        Raises
+        ------
+        ValueError
+            For a failed result, or one read back without its per-node arrays.
+        """
+        from ivy_gpu.interop import velocity_dataset
+
+        return velocity_dataset(self, stated_u95(self.discharge_uncertainty))
+
     @classmethod
     def from_scalars(
         cls,
@@ -232,7 +251,9 @@ class BatchResult:
     processing_time_seconds: float = 0.0
     summary_error: str | None = None
     report_error: str | None = None
+    record_error: str | None = None
     report_notes: list[str] = field(default_factory=list)
+    record: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -247,6 +268,18 @@ class BatchResult:
             for r in self.video_results
         ]
         return pd.DataFrame(rows)
+
+    def to_xarray(self) -> Any:
+        """The batch's discharges as a CF ``timeSeries`` ``xarray.Dataset`` (``record.nc``).
+
+        Completed videos with a measurement time, in time order: discharge with its 95 %
+        bounds, area, mean velocity, WSE and its source, quality rating, and the gauge's
+        values when the batch had a gauge record. See :func:`ivy_gpu.interop.record_dataset`.
+        """
+        from ivy_gpu.interop import record_dataset
+
+        u95 = [stated_u95(r.discharge_uncertainty) for r in self.video_results]
+        return record_dataset(self.video_results, u95, **self.record)
 
     @property
     def total_videos(self) -> int:

@@ -34,7 +34,7 @@ def test_process_command(video_site, tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "completed river.mp4: Q =" in res.output
+    assert "completed river.mp4 (WSE 100.800 m): Q =" in res.output  # the WSE it used
     assert "% (U95)" in res.output and "nodes: " in res.output and " filled, " in res.output
     assert (tmp_path / "river" / "results.json").exists()
 

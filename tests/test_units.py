@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from ivy_gpu.cli.main import app
 from ivy_gpu.pipeline.batch_csv import summary_columns
-from ivy_gpu.scaffold.ivyfile import describe, load_scaffold, save_scaffold
+from ivy_gpu.scaffold.ivyfile import load_scaffold, save_scaffold
+from ivy_gpu.scaffold.summary import describe
 from ivy_gpu.units import FT_PER_M
 
 runner = CliRunner()
@@ -101,6 +102,27 @@ def test_info_speaks_the_display_units(two_sites):
     text = describe(load_scaffold(tmp / "english.ivy"))
     assert "WSE inputs in ft" in text and " ft (" in text
     assert " ft" not in describe(load_scaffold(tmp / "si.ivy"))
+
+
+def test_info_gives_the_section_in_world_units(video_site):
+    """The line's ends where the survey put them (m, 2 decimals), the search line in metres."""
+    import re
+
+    from ivy_gpu.synthetic.sites import Site, SiteSpec
+
+    d, truth = video_site
+    spec = SiteSpec(**truth["spec"])
+    lo, hi = Site(spec).section.water_edges(truth["wse_m"])
+    text = describe(load_scaffold(d / "site.ivy"))
+    m = re.search(r"cross-section line: \(([\d.]+), ([\d.]+)\) -> \(([\d.]+), ([\d.]+)\) m, "
+                  r"([\d.]+) m long", text)  # fmt: skip
+    assert m, text
+    x0, y0, x1, y1, span = map(float, m.groups())
+    assert (x0, x1) == pytest.approx((spec.x_left_m + lo, spec.x_left_m + hi), abs=0.01)
+    assert (y0, y1) == pytest.approx((spec.y_section_m, spec.y_section_m), abs=0.01)
+    assert span == pytest.approx(hi - lo, abs=0.01)
+    assert re.search(r"search line: \d+ px = 0\.\d\d m", text), text
+    assert not re.search(r"\d\.\d{6,}", text), text  # no 13-decimal pixels
 
 
 def test_discharge_table_opens_in_excel_and_pandas(two_sites):

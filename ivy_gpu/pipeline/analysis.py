@@ -122,6 +122,10 @@ def analyse(
     if check:
         result.warnings.append(check)
     result.stiv_magnitudes, result.stiv_directions = magnitude, sr.direction
+    result.node_velocity_xy, result.node_world_xy = world_vectors(
+        rect, nodes, magnitude, sr.direction
+    )
+    result.crs = rect.params.crs if result.node_world_xy is not None else None
     result.stiv_normal_velocities = vn
     result.node_flags = quality.flag_strings()
     result.node_stride = stride
@@ -183,6 +187,27 @@ def analyse(
     )
     result.stage_seconds["discharge"] = time.perf_counter() - t
     return sr
+
+
+def world_vectors(
+    rect, nodes: np.ndarray, speed: np.ndarray, direction_geo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each node's velocity components and world position.
+
+    On a world grid (camera matrix, or a homography with a world extent) the components are
+    world X and Y (east and north in a projected CRS; the plan view's flips undone) and the
+    positions world X, Y (m); otherwise the components are the plan view's right and up and
+    there is no world position (None).
+    """
+    theta = np.deg2rad(np.asarray(direction_geo, float))
+    s = np.asarray(speed, float)
+    vx, vy = s * np.sin(theta), s * np.cos(theta)  # plan view: right, up
+    if not rect.has_world_grid:
+        return np.column_stack([vx, vy]), None
+    x, y = rect.pixel_to_world(nodes[:, 0], nodes[:, 1])
+    fx = -1.0 if rect.params.flip_x else 1.0
+    fy = -1.0 if rect.params.flip_y else 1.0
+    return np.column_stack([fx * vx, fy * vy]), np.column_stack([x, y])
 
 
 def window_velocities(

@@ -9,10 +9,13 @@ everything finished, and ``resume`` skips videos whose results are complete.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ivy_gpu.engines import backends
 from ivy_gpu.frames.stabilize import stabilize_mode
@@ -169,12 +172,20 @@ class BatchOrchestrator:
         else:
             self.executor = LocalExecutor(prefetch=prefetch, stage_progress=stage_progress)
 
-    def run(self, rows: list[BatchRow], csv_path: Path | None = None) -> BatchResult:
+    def run(
+        self,
+        rows: list[BatchRow],
+        csv_path: Path | None = None,
+        done: Mapping[int, ProcessingResult] | None = None,
+        locked: bool = False,
+    ) -> BatchResult:
         """Process every row; returns one result per row, in CSV order.
 
         The output folder is locked for the whole batch
         (:class:`~ivy_gpu.pipeline.lock.FolderLock`): a second writer raises ``ValueError``
-        naming the holder, before anything is written.
+        naming the holder, before anything is written. ``locked`` says the caller holds the
+        lock already (a station, for its whole life); ``done`` maps row indices to results
+        this process made earlier, kept as they are (not checked again).
         """
         t0 = time.perf_counter()
         try:
@@ -183,7 +194,7 @@ class BatchOrchestrator:
             raise ValueError(
                 f"{self.out}: cannot create the output folder ({exc.strerror})"
             ) from None
-        with FolderLock(self.out):
+        with contextlib.nullcontext() if locked else FolderLock(self.out):
             names = output_names(rows)
             remove_stale_temporaries(  # left by a killed writer, in the folders we make
                 [(self.out, BATCH_FILES), *((self.out / n, VIDEO_FILES) for n in names)]
@@ -192,6 +203,9 @@ class BatchOrchestrator:
             for k, row in enumerate(rows):
                 if row.config is None:
                     results[k] = _bad_row(row)
+                elif done and k in done:
+                    results[k] = done[k]
+                    results[k].reused = True
                 elif self.resume:
                     old = read_result(self.out / names[k])
                     results[k] = _reusable(old, self.runner, row.config)
@@ -212,9 +226,67 @@ class BatchOrchestrator:
             error = self._flush(rows, final)  # retried at the end: the last word
         batch = BatchResult(final, self.out, csv_path, time.perf_counter() - t0)
         batch.summary_error = error
+        batch.record = self._record_values(rows, final)
+        if error is None:
+            batch.record_error = self._write_record(batch)
         if self.report and error is None:
             batch.report_error, batch.report_notes = self._report()
         return batch
+
+    def _record_values(self, rows: list[BatchRow], results: list[ProcessingResult]) -> dict:
+        """What ``record.nc`` needs beyond the results: site, zone, gauge values, WSE sources."""
+        from ivy_gpu.interop import clip_datetime
+        from ivy_gpu.report.record import gauge_at, parse_zone, read_gauge
+
+        site = self.scaffold.path.stem if self.scaffold.path is not None else "site"
+        try:
+            zone = parse_zone(self.tz)
+        except ValueError:
+            zone = None
+        values: dict = {"site_name": site, "wse_sources": [r.wse_source for r in rows]}
+        if self.gauge is not None:
+            for quantity, key in (("discharge", "gauge_discharge"), ("stage", "gauge_stage")):
+                try:
+                    g = read_gauge(self.gauge, zone, quantity=quantity)
+                except ValueError:
+                    continue  # the report says why a gauge record is left out
+                zone = zone or g.attrs.get("zone")
+                values[key] = [gauge_at(g, clip_datetime(r, zone)) for r in results]
+        values["tz"] = zone
+        values["station_lonlat"] = self._station_lonlat()
+        return values
+
+    def _station_lonlat(self) -> tuple[float, float] | None:
+        """Where the section's midpoint is (lon, lat), when the site has a CRS."""
+        from ivy_gpu.frames.stack import rectifier_for
+        from ivy_gpu.interop import station_lonlat
+
+        sc = self.scaffold
+        wse = sc.rectification.calibration_wse_m
+        if not sc.rectification.crs or wse is None:
+            return None
+        try:
+            rect = rectifier_for(sc, wse)
+            if not rect.has_world_grid:
+                return None
+            col, row = np.asarray(sc.cross_section_line, float).mean(axis=0)
+            x, y = rect.pixel_to_world(col, row)
+        except ValueError:
+            return None
+        return station_lonlat((float(x), float(y)), sc.rectification.crs)
+
+    def _write_record(self, batch: BatchResult) -> str | None:
+        """Write ``record.nc`` (:meth:`BatchResult.to_xarray`); a failure is one line."""
+        from ivy_gpu.fileio import atomic_output
+
+        path = self.out / "record.nc"
+        try:
+            ds = batch.to_xarray()
+            with atomic_output(path) as tmp:
+                ds.to_netcdf(tmp, engine="h5netcdf")
+        except (OSError, ValueError) as exc:
+            return f"{path}: not written ({exc})"
+        return None
 
     def _report(self) -> tuple[str | None, list[str]]:
         """Write ``report.html``: ``(failure, notes)``, each one line, never raised.

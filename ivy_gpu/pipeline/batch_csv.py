@@ -6,6 +6,8 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +33,7 @@ SUMMARY_COLUMNS = (
     "start_time_s",
     "end_time_s",
     "water_surface_elevation_m",
+    "wse_source",
     "alpha",
     "discharge_m3s",
     "area_m2",
@@ -90,6 +93,7 @@ class BatchRow:
     wse_display: str
     config: VideoConfig | None
     error: str | None = None
+    wse_source: str = "csv"
 
 
 def _opt_int(value: str, name: str, minimum: int) -> int | None:
@@ -104,7 +108,11 @@ def _opt_int(value: str, name: str, minimum: int) -> int | None:
     return v
 
 
-def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[BatchRow]:
+def read_batch_csv(
+    path: str | Path,
+    display_units: str = "Metric",
+    wse_lookup: Callable[[Any, Path], tuple[float | None, str]] | None = None,
+) -> list[BatchRow]:
     """Parse a batch CSV (domain specification, section 3.1).
 
     Required columns ``video_path`` and ``water_surface_elevation`` (in the scaffold's
@@ -113,6 +121,11 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
     ``measurement_number``, ``measurement_date``, ``measurement_time``, ``gage_height``,
     ``comments``. Unknown columns are
     ignored; relative video paths resolve against the CSV's folder.
+
+    A row with an empty ``water_surface_elevation`` takes it from ``wse_lookup(row,
+    video_path)`` (the gauge's stage at the row's time,
+    :func:`ivy_gpu.report.record.stage_lookup`), in metres; its ``wse_source`` is then
+    ``gauge``. Without a lookup, or when it finds none, the row is unusable.
 
     Raises
     ------
@@ -150,13 +163,32 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
         video = row.get("video_path", "")
         vpath = Path(video) if Path(video).is_absolute() else path.parent / video
         wse_text = row.get("water_surface_elevation", "")
+        source = "csv"
         try:
             if not video:
                 raise ValueError("video_path: empty")
-            try:
-                wse = float(wse_text)
-            except ValueError:
-                raise ValueError(f"water_surface_elevation: {wse_text!r} is not a number") from None
+            if not wse_text and wse_lookup is not None:
+                when = SimpleNamespace(
+                    measurement_date=row.get("measurement_date"),
+                    measurement_time=row.get("measurement_time"),
+                )
+                wse_m, why = wse_lookup(when, vpath)
+                if wse_m is None:
+                    raise ValueError(f"water_surface_elevation: {why}")
+                wse, source = wse_m / to_m, "gauge"
+                wse_text = f"{wse:.6g}"
+            elif not wse_text:
+                raise ValueError(
+                    "water_surface_elevation: empty (give it, or a gauge record with a stage "
+                    "and --stage-datum)"
+                )
+            else:
+                try:
+                    wse = float(wse_text)
+                except ValueError:
+                    raise ValueError(
+                        f"water_surface_elevation: {wse_text!r} is not a number"
+                    ) from None
             alpha_text = row.get("alpha", "")
             try:
                 alpha = float(alpha_text) if alpha_text else 0.85
@@ -181,7 +213,7 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
                 row.get("measurement_time") or None,
                 gage,
             )
-            out.append(BatchRow(line, vpath, wse_text, cfg))
+            out.append(BatchRow(line, vpath, wse_text, cfg, wse_source=source))
         except ValueError as exc:
             out.append(BatchRow(line, vpath, wse_text, None, f"{path}: row {line}: {exc}"))
     if not out:
@@ -190,7 +222,7 @@ def read_batch_csv(path: str | Path, display_units: str = "Metric") -> list[Batc
 
 
 #: Files a batch writes in its output folder, beside the per-video folders.
-BATCH_FILES = ("batch_summary.csv", "report.html")
+BATCH_FILES = ("batch_summary.csv", "report.html", "record.nc")
 
 
 def output_names(rows: list[BatchRow]) -> list[str]:
@@ -250,6 +282,7 @@ def summary_row(row: BatchRow, result: ProcessingResult, display_units: str) -> 
         "start_time_s": format_value(cfg.start_time if cfg else None, ".3f"),
         "end_time_s": format_value(cfg.end_time if cfg else None, ".3f"),
         "water_surface_elevation_m": format_value(wse_m, ".4f") if cfg else row.wse_display,
+        "wse_source": row.wse_source if cfg else "",
         "alpha": format_value(cfg.alpha if cfg else None, ".3f"),
         "num_frames": str(result.num_frames) if result.num_frames else "",
         "camera_motion_rms_px": format_value(result.motion.get("rms_px"), ".2f")

@@ -22,7 +22,7 @@ import pandas as pd
 from ivy_gpu.fileio import atomic_output, atomic_write_text
 from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.report.review import REVIEW, write_review
-from ivy_gpu.results import ProcessingResult, display_twins
+from ivy_gpu.results import ProcessingResult, display_twins, stated_u95
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
 from ivy_gpu.stiv.driver import StivResult
 from ivy_gpu.units import unit_system
@@ -32,8 +32,12 @@ RESULT_JSON = "results.json"
 TABLES = ("discharge_table.csv", "stiv_results.csv")
 #: What the figures need beyond the tables: a recompute redraws them from it.
 FIGURE_DATA = "figure_data.npz"
+#: The per-node files other tools read (:mod:`ivy_gpu.interop`).
+INTEROP = ("velocities.nc", "velocities.geojson")
 #: Every file a video's folder gets from this package (``frames/`` aside).
-VIDEO_FILES = (RESULT_JSON, *TABLES, *(name for name, _ in FIGURES), FIGURE_DATA, REVIEW)
+VIDEO_FILES = (
+    RESULT_JSON, *TABLES, *INTEROP, *(name for name, _ in FIGURES), FIGURE_DATA, REVIEW
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -248,8 +252,48 @@ def write_figures(ctx: OutputContext) -> None:
     draw_figures(ctx.out, ctx.scaffold, ctx.result, data)
 
 
+def write_interop(ctx: OutputContext) -> None:
+    """``velocities.nc`` (CF NetCDF) and ``velocities.geojson`` (points with vectors)."""
+    write_interop_files(ctx.out, ctx.result)
+
+
+def write_interop_files(out: Path, result: ProcessingResult) -> None:
+    """Write :data:`INTEROP` for ``result`` into ``out``, each atomically."""
+    from ivy_gpu.interop import velocity_dataset, velocity_geojson
+
+    ds = velocity_dataset(result, stated_u95(result.discharge_uncertainty))
+    with atomic_output(out / INTEROP[0]) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    text = json.dumps(velocity_geojson(result), indent=1, allow_nan=False)
+    atomic_write_text(out / INTEROP[1], text)
+
+
+def refresh_interop_files(out: Path, result: ProcessingResult) -> None:
+    """Rewrite :data:`INTEROP` for a recomputed ``result`` (new normal velocities and flags).
+
+    Positions, velocity components, directions and the CRS come from the earlier
+    ``velocities.nc``; without a readable one, both files are removed (they would show the
+    earlier numbers).
+    """
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(out / INTEROP[0], engine="h5netcdf") as ds:
+            ds = ds.load()
+        result.node_velocity_xy = np.column_stack([ds["velocity_x"], ds["velocity_y"]])
+        result.node_world_xy = np.column_stack([ds["x"], ds["y"]]) if "x" in ds else None
+        result.stiv_directions = ds["direction"].to_numpy()
+        result.crs = str(ds.attrs.get("crs") or "") or None
+        if len(result.stiv_directions) != len(result.stiv_normal_velocities):
+            raise ValueError("another node count")
+        write_interop_files(out, result)
+    except (OSError, ValueError, KeyError):
+        for name in INTEROP:
+            (out / name).unlink(missing_ok=True)
+
+
 #: The per-video writers, in order (``results.json`` is not one of them: it comes last).
-WRITERS: list[Callable[[OutputContext], None]] = [write_tables, write_figures]
+WRITERS: list[Callable[[OutputContext], None]] = [write_tables, write_interop, write_figures]
 
 
 def write_outputs(ctx: OutputContext) -> None:

@@ -27,6 +27,7 @@ from ivy_gpu.pipeline.outputs import (
     RESULT_JSON,
     draw_figures,
     load_figure_inputs,
+    refresh_interop_files,
     remove_figures,
     write_discharge_table,
     write_result_json,
@@ -177,6 +178,7 @@ def recompute(
     result.node_stride = nodes["stride"].to_numpy(float) if "stride" in nodes else None
     result.node_sigma_v = measured_sigma
     write_discharge_table(folder, q.table)
+    refresh_interop_files(folder, result)
     figure_data = load_figure_inputs(folder)
     if figure_data is not None:
         draw_figures(folder, cfg, result, figure_data)

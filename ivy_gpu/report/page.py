@@ -50,6 +50,7 @@ class VideoEntry:
     error: str = ""
     warnings: list[str] = field(default_factory=list)
     gauge_m3s: float | None = None
+    detail: str = ""
 
 
 def _float(v: object) -> float | None:
@@ -65,6 +66,25 @@ def _when(text: str, tz: _dt.tzinfo | None) -> _dt.datetime | None:
         return None
     t = pd.Timestamp(text).to_pydatetime()
     return t.replace(tzinfo=tz) if t.tzinfo is None and tz is not None else t
+
+
+def _row_detail(row: pd.Series, units: str) -> str:
+    """``WSE 1182.200 m (gauge), 0-3 s, comment``: what tells a summary row apart."""
+    bits = []
+    ft = row.get("water_surface_elevation_ft") if units == "English" else None
+    wse = _float(ft) if ft else _float(row.get("water_surface_elevation_m"))
+    if wse is not None:
+        bits.append(f"WSE {wse:.3f} {'ft' if ft else 'm'}")
+        if row.get("wse_source") == "gauge":
+            bits[-1] += " (gauge)"
+    start, end = _float(row.get("start_time_s")), _float(row.get("end_time_s"))
+    if end is not None:
+        bits.append(f"{start or 0:g}-{end:g} s")
+    elif start is not None:
+        bits.append(f"from {start:g} s")
+    if row.get("comments"):
+        bits.append(str(row["comments"])[:60])
+    return ", ".join(bits)
 
 
 def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str]:
@@ -105,6 +125,7 @@ def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str
                     ),
                     error=f"{stage}: {msg}" if stage else msg,
                     warnings=[w for w in row.get("warnings", "").split(" | ") if w],
+                    detail=_row_detail(row, units),
                 )
             )  # fmt: skip
         return entries, units
@@ -181,7 +202,7 @@ def record_figure(
     err = np.array([(e.u95 or 0.0) for e in done]) * q
     if done:
         ax.errorbar(x, q, yerr=err, fmt="o", color="crimson", ms=5, capsize=3,
-                    label="ivy_gpu STIV (95 % ISO 748)")  # fmt: skip
+                    label="ivy_gpu STIV (stated U95)")  # fmt: skip
     if timed:  # a lone video or a short batch gets an hour or so around it, not years
         lo, hi = min(x), max(x)
         pad = max((hi - lo) * 0.1, pd.Timedelta(minutes=30))
@@ -263,7 +284,9 @@ def build_report(
         when = e.when.isoformat(sep=" ") if e.when else ""
         rows.append(
             f'<tr class="{html.escape(e.status)}"><td>{k}</td>'
-            f'<td><a href="#v{k}">{html.escape(e.name)}</a></td><td>{html.escape(when)}</td>'
+            f'<td><a href="#v{k}">{html.escape(e.name)}</a>'
+            + (f"<br><small>{html.escape(e.detail)}</small>" if e.detail else "")
+            + f"</td><td>{html.escape(when)}</td>"
             f"<td>{html.escape(e.status)}</td><td class=num>{q}</td>"
             f"<td class=num>{format_value(None if e.u95 is None else 100 * e.u95, '.1f')}</td>"
             f"<td class=num>{gq}</td><td class=num>{rd}</td><td>{html.escape(e.quality)}</td>"
@@ -298,6 +321,7 @@ def build_report(
         )  # fmt: skip
         sections.append(
             f'<section class="video" id="v{k}"><h3>{k}. {html.escape(e.name)}: {head}</h3>'
+            + (f"<p>{html.escape(e.detail)}</p>" if e.detail else "")
             + (f"<ul class=warnings>{warn}</ul>" if warn else "")
             + "".join(figs)
             + "</section>"
@@ -350,7 +374,8 @@ ul.warnings {{ color: #8a5a00; font-size: 0.85em; }}
 <p id="stats">{stats}</p>
 <h2>Discharge record</h2>
 {record}
-<p class="note">{gauge_note}Bars: 95 % uncertainty (ISO 748). Made {made}.</p>
+<p class="note">{gauge_note}Bars: the stated 95 % uncertainty (ISO 748 with the time
+sampling of each clip). Made {made}.</p>
 <h2>Videos</h2>
 <table id="videos"><thead><tr><th>#</th><th>video</th><th>measured</th><th>status</th>
 <th>Q ({ql})</th><th>U95 (%)</th><th>gauge Q ({ql})</th><th>difference (%)</th>

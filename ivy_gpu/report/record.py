@@ -7,16 +7,21 @@ the CSV gives no time of day, from a ``YYYYMMDD-HHMMSS`` stamp in the video's na
 without a zone are taken in the zone given (``--tz``), else in the gauge record's.
 
 Gauge records: USGS NWIS RDB / tab-separated files (``datetime`` and ``tz_cd``
-columns, a discharge column in cfs such as ``Discharge_cfs`` or ``..._00060``), or a
-plain ``time,value`` CSV (ISO times; the value's unit from its header:
-``discharge_cfs``, ``discharge_m3s``; m³/s otherwise).
+columns, a discharge column in cfs such as ``Discharge_cfs`` or ``..._00060``, a gage
+height column in feet such as ``..._00065``), or a plain ``time,value`` CSV (ISO times;
+the value's unit from its header: ``discharge_cfs``, ``discharge_m3s`` (m³/s otherwise);
+``stage_m``, ``stage_ft``, ``gage_height_ft`` (metres otherwise)). One file may hold both:
+the discharge for the report, the stage for the water level of rows without one
+(:func:`stage_lookup`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,8 +113,39 @@ def _units_factor(name: str, default: str) -> tuple[float, str]:
     return (1.0 / FT_PER_M**3, "cfs") if default == "cfs" else (1.0, "m3/s")
 
 
-def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/s") -> pd.DataFrame:
+#: Header words of a stage (gage height) column; NWIS gage height is parameter 00065, in feet.
+_STAGE_WORDS = ("00065", "stage", "gage_height", "gauge_height", "gh_")
+_DISCHARGE_WORDS = ("00060", "discharge", "cfs", "m3s", "cms", "flow")
+
+
+def _value_column(low: list[str], skip: set[str], quantity: str) -> int | None:
+    """The column of ``quantity`` (``discharge`` or ``stage``) among the headers ``low``."""
+    cands = [i for i, h in enumerate(low) if h not in skip and not h.endswith("_cd")]
+    is_stage = [any(w in low[i] for w in _STAGE_WORDS) for i in cands]
+    if quantity == "stage":
+        return next((i for i, s in zip(cands, is_stage, strict=True) if s), None)
+    named = [i for i in cands if any(w in low[i] for w in _DISCHARGE_WORDS)]
+    if named:
+        return named[0]
+    return next((i for i, s in zip(cands, is_stage, strict=True) if not s), None)
+
+
+def _stage_factor(name: str) -> float:
+    """Metres per unit of a stage column: feet for NWIS 00065 and ``_ft`` headers."""
+    n = name.lower()
+    return 1.0 / FT_PER_M if ("00065" in n or "ft" in n or "feet" in n) else 1.0
+
+
+def read_gauge(
+    path: str | Path,
+    tz: _dt.tzinfo | None = None,
+    units: str = "m3/s",
+    quantity: str = "discharge",
+) -> pd.DataFrame:
     """A gauge record as a frame with ``time`` (UTC) and ``discharge_m3s``, sorted.
+
+    With ``quantity="stage"`` the frame has ``stage_m`` instead: the file's gage height
+    column (see the module docstring), in metres.
 
     Times without a zone are in ``tz``, else in the zone of the file's first NWIS
     ``tz_cd`` code, which ``attrs["zone"]`` also gives (None without one): the zone of
@@ -144,10 +180,18 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
     if t_col is None:
         t_col = 0
     skip = {"agency_cd", "site_no", "datetime", "tz_cd", header[t_col].lower()}
-    v_col = next((i for i, h in enumerate(low) if h not in skip and not h.endswith("_cd")), None)
+    v_col = _value_column(low, skip, quantity)
     if v_col is None:
-        raise ValueError(f"{path}: the gauge record has no value column")
-    factor, _ = _units_factor(header[v_col], units)
+        what = (
+            "stage (gage height) column such as stage_m or ..._00065"
+            if quantity == "stage"
+            else "value column"
+        )
+        raise ValueError(f"{path}: the gauge record has no {what}")
+    if quantity == "stage":
+        factor = _stage_factor(header[v_col])
+    else:
+        factor, _ = _units_factor(header[v_col], units)
     z_col = low.index("tz_cd") if "tz_cd" in low else None
     first_zone = None  # the zone of the first row with a tz_cd: for rows and times without
     zones: dict[str, _dt.tzinfo | None] = {}
@@ -197,19 +241,20 @@ def read_gauge(path: str | Path, tz: _dt.tzinfo | None = None, units: str = "m3/
         values.append(v * factor)
     if not times:
         raise ValueError(f"{path}: the gauge record has no numeric values")
-    out = pd.DataFrame({"time": pd.DatetimeIndex(times), "discharge_m3s": values})
+    column = "stage_m" if quantity == "stage" else "discharge_m3s"
+    out = pd.DataFrame({"time": pd.DatetimeIndex(times), column: values})
     out = out.sort_values("time", kind="stable").reset_index(drop=True)
     out.attrs["zone"] = first_zone
     return out
 
 
 def gauge_at(gauge: pd.DataFrame, when: _dt.datetime | None) -> float | None:
-    """The gauge's discharge (m³/s) at ``when`` (linear in time; None across gaps)."""
+    """The gauge's value (m³/s, or m for a stage) at ``when`` (linear in time; None across gaps)."""
     if when is None or when.tzinfo is None or gauge.empty:
         return None
     t = pd.Timestamp(when).tz_convert("UTC").value  # ns since the epoch
     ns = pd.DatetimeIndex(gauge["time"]).as_unit("ns").asi8
-    q = gauge["discharge_m3s"].to_numpy(float)
+    q = gauge[gauge.columns[1]].to_numpy(float)
     i = int(np.searchsorted(ns, t))
     if i < len(ns) and ns[i] == t:
         return float(q[i])
@@ -217,3 +262,41 @@ def gauge_at(gauge: pd.DataFrame, when: _dt.datetime | None) -> float | None:
         return None
     w = (t - ns[i - 1]) / (ns[i] - ns[i - 1])
     return float(q[i - 1] + w * (q[i] - q[i - 1]))
+
+
+StageLookup = Callable[[Any, Path], "tuple[float | None, str]"]
+
+
+def stage_lookup(path: str | Path, datum_m: float, tz: _dt.tzinfo | None = None) -> StageLookup:
+    """``lookup(row, video_path) -> (wse_m, why)``: a row's WSE from the gauge's stage.
+
+    WSE = stage + ``datum_m`` (the gauge datum's elevation in the site's vertical system),
+    at the row's measurement time (:func:`measurement_datetime`); ``(None, why)`` when the
+    row has no time or the record no stage near it.
+
+    Raises
+    ------
+    ValueError
+        The record cannot be read or has no stage column (one line naming the file).
+    """
+    gauge = read_gauge(path, tz, quantity="stage")
+    zone = tz if tz is not None else gauge.attrs.get("zone")
+
+    def lookup(row: Any, video_path: Path) -> tuple[float | None, str]:
+        when = measurement_datetime(row, video_path, zone)
+        if when is None:
+            return None, (
+                "empty, and no measurement time to read the gauge at (measurement_date and "
+                "measurement_time, or a YYYYMMDD-HHMMSS stamp in the video's name)"
+            )
+        if when.tzinfo is None:
+            return None, f"empty, and {when.isoformat()} has no zone (give --tz)"
+        stage = gauge_at(gauge, when)
+        if stage is None:
+            return None, (
+                f"empty, and {path} has no stage within {MAX_GAUGE_GAP_S / 3600:g} h "
+                f"around {when.isoformat()}"
+            )
+        return stage + float(datum_m), ""
+
+    return lookup

@@ -10,7 +10,6 @@ nested list, or a plain list); both are read. Inside, everything is SI.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import tempfile
@@ -262,6 +261,15 @@ def _find_ac3(names: list[str]) -> str | None:
     return mats[0] if mats else None
 
 
+def _crs(value: Any, where: str) -> str | None:
+    """``rectification_parameters.crs`` (ivy_gpu's own): a CRS name or definition, or None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 4000:
+        raise ValueError(f"{where}.crs must be a CRS name such as 'EPSG:32735', got {value!r:.60}")
+    return value
+
+
 def _rectification(project: dict, source: str) -> RectificationParams:
     method = project.get("rectification_method")
     if method not in METHODS:
@@ -301,6 +309,7 @@ def _rectification(project: dict, source: str) -> RectificationParams:
         else LensModel.from_dict(lens, f"{source}: rectification_parameters.lens_model"),
         cell_size_m=cell,
         world_extent=arr("world_extent"),
+        crs=_crs(rp.get("crs"), where),
     )
     for key in ("world_extent", "extent"):
         check_extent(getattr(params, key), f"{where}.{key}")
@@ -491,6 +500,8 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
         rp["lens_model"] = r.lens.to_dict()
     if r.cell_size_m is not None:
         rp["cell_size_m"] = r.cell_size_m
+    if r.crs is not None:
+        rp["crs"] = r.crs
     if r.calibration_wse_m is not None:
         rp["water_surface_elev"] = r.calibration_wse_m
     project.update(
@@ -523,51 +534,3 @@ def save_scaffold(config: ScaffoldConfig, path: str | Path) -> None:
         write_ac3(buf, config.cross_section)
         members[AC3_MEMBER] = buf.read_bytes()
     write_scaffold(path, project, members)
-
-
-def describe(config: ScaffoldConfig) -> str:
-    """A few human-readable lines about a scaffold (for ``ivy-gpu info``).
-
-    Lengths are given in the display units, with metres beside them for English sites.
-    """
-    u = unit_system(config.display_units)
-
-    def length(m: float | None, digits: int = 3) -> str:
-        if m is None:
-            return "not recorded"
-        if u.name == "English":
-            return f"{m * u.length:.{digits}f} ft ({m:.{digits}f} m)"
-        return f"{m:.{digits}f} m"
-
-    r = config.rectification
-    out = io.StringIO()
-    out.write(f"scaffold: {config.path}\n")
-    out.write(f"display units: {config.display_units} (WSE inputs in {u.length_label})\n")
-    out.write(
-        f"rectification: {r.method}, flips x={r.flip_x} y={r.flip_y}, "
-        f"calibration WSE {length(r.calibration_wse_m)}\n"
-    )
-    pf = r.prefilters
-    if not pf.identity:
-        out.write(
-            f"frame pre-filters (FFmpeg, folded into the tables): rotation {pf.rotation_deg} "
-            f"deg, flips {list(pf.flips)}, lens (cx, cy, k1, k2) {pf.lens}\n"
-        )
-    if r.lens is not None:
-        out.write(f"lens (OpenCV k1, k2, p1, p2, k3): {r.lens.dist_coeffs.tolist()}\n")
-    out.write(
-        f"GSD: {length(config.pixel_gsd_m, 5)}/px; calibration frame: {config.calibration_size}\n"
-    )
-    if config.rectification_rmse_m is not None:
-        out.write(f"rectification RMSE: {length(config.rectification_rmse_m, 4)}\n")
-    out.write(
-        f"cross-section line: {config.cross_section_line.tolist()} "
-        f"(starts on the {config.start_bank} bank), {config.num_grid_points} nodes\n"
-    )
-    out.write(f"STIV: {config.stiv.describe()}\n")
-    cs = config.cross_section
-    out.write(
-        f"survey: {cs.stations.size} points, {length(cs.stations[-1] - cs.stations[0])} wide, "
-        f"bed {length(cs.elevations.min())}, surveyed in {cs.units} units\n"
-    )
-    return out.getvalue()

@@ -29,7 +29,8 @@ class RectificationParams:
     them): an OpenCV lens model composed into the tables (the camera matrix or
     homography then gives ideal pixels), a chosen cell size, and for the homography
     method a world box [x0, x1, y0, y1] whose plan view the stored homography maps to
-    (row 0 = largest Y, as for the camera matrix).
+    (row 0 = largest Y, as for the camera matrix). ``crs`` names the coordinate reference
+    system of the world coordinates (``EPSG:32735``, a WKT or PROJ string), None when local.
     """
 
     method: str
@@ -47,6 +48,7 @@ class RectificationParams:
     lens: LensModel | None = None
     cell_size_m: float | None = None
     world_extent: np.ndarray | None = None
+    crs: str | None = None
 
 
 def check_frame_size(size: tuple[int, int], calibration_size: tuple[int, int], source: str) -> None:

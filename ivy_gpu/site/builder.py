@@ -82,6 +82,9 @@ class SiteOptions:
     stable_polygon : array (n, 2) or None
         Stable ground in frame pixels, for camera-motion estimation
         (``stabilization_polygon``); default: the frame outside the water.
+    crs : str or None
+        The CRS of the world coordinates (``EPSG:32735``), kept in the scaffold for the
+        NetCDF and GeoJSON outputs; None for a local system.
     """
 
     cell_size_m: float | None = None
@@ -98,6 +101,7 @@ class SiteOptions:
     fps: float = 30.0
     display_units: str = "Metric"
     stable_polygon: np.ndarray | None = None
+    crs: str | None = None
 
     def __post_init__(self) -> None:
         if self.start_bank not in ("left", "right"):
@@ -208,10 +212,10 @@ def _plan_view(
 
 
 def _rectification(
-    calib: Calibration, wse_m: float, extent: np.ndarray, cell: float
+    calib: Calibration, wse_m: float, extent: np.ndarray, cell: float, crs: str | None = None
 ) -> RectificationParams:
     world, pixel = calib.world[calib.inliers], calib.pixel[calib.inliers]
-    common = dict(pixel_coords=pixel, world_coords=world, calibration_wse_m=wse_m)
+    common = dict(pixel_coords=pixel, world_coords=world, calibration_wse_m=wse_m, crs=crs)
     if calib.method == "camera matrix":
         return RectificationParams(
             "camera matrix", camera_matrix=calib.camera_matrix, extent=extent,
@@ -347,7 +351,7 @@ def build_site(
     if calib.method != "scale":
         extent, cell, more = _plan_view(calib, line, wse_m, (w, h), opts, margin)
         notes += more
-    rect_params = _rectification(calib, wse_m, extent, cell)
+    rect_params = _rectification(calib, wse_m, extent, cell, opts.crs)
     rect = Rectifier(rect_params, wse_m, (w, h))
     line_px = _to_plan(rect, calib, line, wse_m)
     rows, cols = rect.output_shape
@@ -497,6 +501,8 @@ def site_from_pyorc(
         fill["extent"] = cam.extent
     if fps:
         fill["fps"] = fps
+    if opts.crs is None and cam.crs:
+        fill["crs"] = cam.crs
     if opts.stable_polygon is None and cam.stabilize is not None:
         fill["stable_polygon"] = cam.stabilize
     opts = dataclasses.replace(opts, **fill)

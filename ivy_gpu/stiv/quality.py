@@ -71,18 +71,8 @@ from typing import Any
 import numpy as np
 
 from ivy_gpu.angles import geo_to_ari
+from ivy_gpu.params import NODE_FLAGS as FLAGS
 
-FLAGS = (
-    "invalid",
-    "threshold",
-    "fan_edge",
-    "upstream",
-    "outlier",
-    "low_score",
-    "unsteady",
-    "stride_limited",
-    "still",
-)
 #: Flags that say a node is still water (kept, velocity 0).
 STILL_DROPS = ("unsteady", "upstream", "outlier", "fan_edge", "stride_limited")
 #: Flags that leave a node out of the discharge.

@@ -164,12 +164,14 @@ def test_site_cli_create_show_and_refusal(tmp_path):
     cv2.imwrite(str(tmp_path / "frame.png"), frame)
     runner = CliRunner()
     args = ["site", "create", "-o", str(tmp_path / "s.ivy"), "--gcps", str(gcps),
-            "--frame", str(tmp_path / "frame.png"), "--section", str(tmp_path / "xyz.csv"),
-            "--wse", str(SPEC.wse_m), "--nodes", "15"]  # fmt: skip
+            "--frame", str(tmp_path / "frame.png"), "--crs", "EPSG:32735",
+            "--section", str(tmp_path / "xyz.csv"), "--wse", str(SPEC.wse_m),
+            "--nodes", "15"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "camera matrix (dlt+lm), 10/10 GCPs" in res.output
     assert load_scaffold(tmp_path / "s.ivy").num_grid_points == 15
+    assert load_scaffold(tmp_path / "s.ivy").rectification.crs == "EPSG:32735"  # for the NetCDF
     show = ["site", "show", str(tmp_path / "s.ivy"), "-o", str(tmp_path / "s.png")]
     res = runner.invoke(app, show)
     assert res.exit_code == 0, res.output
@@ -212,6 +214,16 @@ def test_ngwerere_from_pyorc_then_process(tmp_path):
                       tmp_path / "out", alpha=0.85)  # fmt: skip
     assert r.success, r.error
     assert 0.1 < r.total_discharge < 0.35
+    # pyorc's CRS (a WKT of UTM 35S) reaches the GIS outputs: the nodes lie in Lusaka
+    import xarray as xr
+
+    with xr.open_dataset(r.output_directory / "velocities.nc") as ds:
+        assert ds["crs"].attrs["grid_mapping_name"] == "transverse_mercator"
+        assert np.all((ds["lon"] > 28.32) & (ds["lon"] < 28.34)), ds["lon"].values
+        assert np.all((ds["lat"] > -15.34) & (ds["lat"] < -15.32)), ds["lat"].values
+        assert np.all(np.abs(ds["x"] - 642733) < 10) and np.all(np.abs(ds["y"] - 8304296) < 10)
+    geo = json.loads((r.output_directory / "velocities.geojson").read_text())
+    assert geo["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32735"
 
 
 def test_pyorc_import_on_a_synthetic_camera(tmp_path):
@@ -226,7 +238,7 @@ def test_pyorc_import_on_a_synthetic_camera(tmp_path):
     src = site.camera.project(np.column_stack([water, np.full(4, z0)]))
     f = 0.9 * SPEC.width_px
     cam = {
-        "height": SPEC.height_px, "width": SPEC.width_px, "crs": None, "resolution": 0.02,
+        "height": SPEC.height_px, "width": SPEC.width_px, "crs": 32735, "resolution": 0.02,
         "gcps": {"src": src.tolist(), "dst": water.tolist(), "h_ref": 0.5, "z_0": z0},
         "camera_matrix": [[f, 0, SPEC.width_px / 2], [0, f, SPEC.height_px / 2], [0, 0, 1]],
         "dist_coeffs": [[0.0]] * 5,
@@ -258,6 +270,7 @@ def test_pyorc_import_on_a_synthetic_camera(tmp_path):
     cfg = load_scaffold(tmp_path / "p.ivy")
     assert cfg.project["stabilization_polygon"] == [[0, 200], [120, 200], [120, 300], [0, 300]]
     assert cfg.stiv.max_vel_threshold == 1.2
+    assert cfg.rectification.crs == "EPSG:32735"  # pyorc's, kept for the NetCDF and GeoJSON
     r = CliRunner().invoke(app, [
         "site", "from-pyorc", str(tmp_path / "cam.json"), "--section", str(tmp_path / "xyz.csv"),
         "--video", str(tmp_path / "frame.png"), "-o", str(tmp_path / "q.ivy"),
