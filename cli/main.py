@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from ivy_gpu.cli import measure, review, tools
+from ivy_gpu.cli import measure, review, station, tools
 from ivy_gpu.cli.common import console
 from ivy_gpu.cli.site import site_app
 
@@ -50,6 +50,7 @@ def _main(
 for command in (
     measure.process,
     measure.batch,
+    station.watch,
     review.validate,
     review.info,
     review.recompute,
