@@ -40,8 +40,16 @@ DECODE_QUEUE_FRAMES: int = 16
 #: Remap tables kept in memory, one per (scaffold, WSE).
 RECTIFIER_CACHE_SIZE: int = 8
 
+#: Camera motion under ``auto``: frames estimated while the camera looks still (every k-th);
+#: the first that moved more than the threshold switches to every frame, the held frames
+#: since the last sample redone (frames/stack.py, _Tracker). 1 estimates every frame.
+MOTION_SAMPLE_STEP: int = 8
+
 #: Videos decoded ahead of the one being analysed in a local batch.
 PREFETCH_VIDEOS: int = 1
+#: Videos whose figures may wait for the figure thread before the batch waits for them (each
+#: holds its figure inputs: a frame and the STIs, ~20 MB at 575 nodes).
+FIGURE_QUEUE: int = 2
 
 #: Temporal stride of slow nodes (``StivParams.stride``): nodes slower than
 #: STRIDE_BELOW_PX px/frame are re-measured with streaks over k frames per step, k =
@@ -65,3 +73,16 @@ STRIDE_MAX: int = 32
 #: Rectify only the band of the plan view that the search lines read (plus margins), not
 #: the whole plan view; the figures' frame is rectified in full once. Same numbers.
 RECTIFY_BAND: bool = True
+
+
+def gpu_chunk_bytes() -> int:
+    """A worker's share of :data:`GPU_CHUNK_BYTES`: workers sharing one GPU split it.
+
+    ``IVY_GPU_WORKERS_PER_DEVICE`` (set by :mod:`ivy_gpu.pipeline.cluster` for each worker of
+    a local cluster) says how many share the device; 1 without it.
+    """
+    try:
+        share = max(1, int(os.environ.get("IVY_GPU_WORKERS_PER_DEVICE", "1")))
+    except ValueError:
+        share = 1
+    return GPU_CHUNK_BYTES // share

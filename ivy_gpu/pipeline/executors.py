@@ -9,6 +9,7 @@ one task per video on a Dask cluster.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,8 +38,14 @@ class VideoRunner:
     stabilize: str | None = None
     figures: bool = True
 
-    def __call__(self, job: Job, preload=None, stage_progress=None) -> ProcessingResult:
-        """Process ``job`` (``preload``: the prefetched stack's loader, if any)."""
+    def __call__(
+        self, job: Job, preload=None, stage_progress=None, defer=None
+    ) -> ProcessingResult | Future:
+        """Process ``job`` (``preload``: the prefetched stack's loader, if any).
+
+        ``defer`` (``submit(fn) -> Future``) draws the figures and writes ``results.json``
+        off the critical path; the future of the result comes back then.
+        """
         return run_video(
             self.scaffold,
             job.config,
@@ -51,6 +58,7 @@ class VideoRunner:
             rules=self.rules,
             stabilize=self.stabilize,
             figures=self.figures,
+            defer=defer,
         )
 
 
@@ -76,11 +84,19 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Videos one after another in this process; the next decodes while this one runs."""
+    """Videos one after another in this process; the next decodes while this one runs.
 
-    def __init__(self, prefetch: bool = True, stage_progress=None) -> None:
+    With figures, a video's figures are drawn (and its ``results.json`` written, last) on a
+    figure thread while the next video is computed; results are yielded in CSV order as
+    their files are complete, and the batch waits for the last ones at the end.
+    """
+
+    def __init__(
+        self, prefetch: bool = True, stage_progress=None, defer_figures: bool = True
+    ) -> None:
         self.prefetch = prefetch
         self.stage_progress = stage_progress
+        self.defer_figures = defer_figures
         self._stopped = False
 
     def stop(self) -> None:
@@ -92,8 +108,11 @@ class LocalExecutor:
         self._stopped = False
         depth = config.PREFETCH_VIDEOS if self.prefetch else 0
         pool = ThreadPoolExecutor(max_workers=1) if depth else None
+        drawing = runner.figures and self.defer_figures
+        figures = ThreadPoolExecutor(1, thread_name_prefix="ivy-figures") if drawing else None
         engine = backends.get_engine(runner.backend)
         pending: dict[int, Future] = {}
+        order: deque[tuple[int, ProcessingResult | Future]] = deque()
         try:
             for i, job in enumerate(jobs):
                 if self._stopped:
@@ -109,13 +128,30 @@ class LocalExecutor:
                             stabilize=runner.stabilize,
                         )
                 preload = _once(pending.pop(job.index)) if job.index in pending else None
-                yield job.index, runner(job, preload, self.stage_progress)
+                defer = figures.submit if figures is not None else None
+                order.append((job.index, runner(job, preload, self.stage_progress, defer)))
                 preload = None
+                while order and (_done(order[0][1]) or len(order) > config.FIGURE_QUEUE):
+                    index, res = order.popleft()
+                    yield index, _value(res)
+            while order:  # the batch waits for the last figures
+                index, res = order.popleft()
+                yield index, _value(res)
         finally:
             for f in pending.values():
                 f.cancel()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+            if figures is not None:
+                figures.shutdown(wait=True)
+
+
+def _done(res: ProcessingResult | Future) -> bool:
+    return not isinstance(res, Future) or res.done()
+
+
+def _value(res: ProcessingResult | Future) -> ProcessingResult:
+    return res.result() if isinstance(res, Future) else res
 
 
 def _once(future: Future) -> Callable[[], LoadedVideo]:

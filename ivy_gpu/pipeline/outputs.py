@@ -296,11 +296,19 @@ def refresh_interop_files(out: Path, result: ProcessingResult) -> None:
 WRITERS: list[Callable[[OutputContext], None]] = [write_tables, write_interop, write_figures]
 
 
-def write_outputs(ctx: OutputContext) -> None:
-    """Run every writer into ``ctx.out`` (created if needed)."""
+def write_outputs(ctx: OutputContext, figures: bool = True) -> None:
+    """Run every writer into ``ctx.out`` (created if needed).
+
+    ``figures`` False leaves :func:`write_figures` for later (a batch draws them off the
+    critical path) and removes an earlier run's figures now: until they are redrawn nothing
+    in the folder shows other numbers.
+    """
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if not figures:
+        remove_figures(ctx.out)
     for writer in WRITERS:
-        writer(ctx)
+        if figures or writer is not write_figures:
+            writer(ctx)
 
 
 # --------------------------------------------------------------------------- results.json

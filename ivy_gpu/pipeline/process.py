@@ -14,6 +14,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ivy_gpu.pipeline.lock import FolderLock
 from ivy_gpu.pipeline.outputs import (
     OutputContext,
     remove_earlier_outputs,
+    write_figures,
     write_outputs,
     write_result_json,
 )
@@ -67,13 +69,18 @@ def run_video(
     rules: QualityRules | None = None,
     stabilize: str | None = None,
     figures: bool = True,
-) -> ProcessingResult:
+    defer: Callable[[Callable[[], ProcessingResult]], Future] | None = None,
+) -> ProcessingResult | Future:
     """Process one video; failures are recorded in the result (never raised).
 
     Results go to ``<output_directory>/<output_name or video stem>/``. ``preload``
     returns the stack when it was loaded elsewhere (a batch's prefetch); its
     exceptions are recorded like those of loading here. ``figures`` False writes the
     tables and ``results.json`` only (no PNG, and no best STIs gathered for them).
+
+    ``defer`` (a batch's figure worker: ``submit(fn) -> Future``) takes the drawing off the
+    critical path: the tables are written here, then ``defer`` gets the rest (the figures,
+    then ``results.json`` last) and its future is returned, resolving to the result.
     """
     t0 = time.perf_counter()
     result = ProcessingResult(
@@ -89,6 +96,7 @@ def run_video(
         )
         result.output_directory = out
     loaded_elsewhere = 0.0
+    later: OutputContext | None = None  # the figures, when deferred
     started = utc_now()
     rules = rules or QualityRules()
     try:
@@ -123,7 +131,9 @@ def run_video(
         if out is not None:
             t = time.perf_counter()
             result.error_stage = "save"
-            write_outputs(OutputContext(out, scaffold, result, sr, first_frame, figures))
+            ctx = OutputContext(out, scaffold, result, sr, first_frame, figures)
+            later = ctx if figures and defer is not None else None
+            write_outputs(ctx, figures=later is None)
             result.stage_seconds["save"] = time.perf_counter() - t
         result.success, result.error_stage = True, None
     except StageError as exc:
@@ -140,26 +150,65 @@ def run_video(
     if not result.success and result.error_stage is None:
         result.error_stage = "read"
     result.processing_time_seconds = time.perf_counter() - t0 + loaded_elsewhere
-    if out is not None:
-        result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
-        try:
-            write_result_json(out, result, scaffold)
-            if not result.success:  # results.json says failed first, then the old tables go
-                remove_earlier_outputs(out)
-        except OSError as exc:
-            if result.success:
+    finish = _Finish(result, scaffold, video, out, str(backend), started, progress)
+    if later is not None and result.success:
+        return defer(lambda: finish(later))
+    return finish()
+
+
+class _Finish:
+    """The end of a video: its figures (when deferred), provenance, ``results.json`` last."""
+
+    def __init__(self, result, scaffold, video, out, backend, started, progress) -> None:
+        self.result, self.scaffold, self.video, self.out = result, scaffold, video, out
+        self.backend, self.started, self.progress = backend, started, progress
+
+    def __call__(self, draw: OutputContext | None = None) -> ProcessingResult:
+        result, video, out = self.result, self.video, self.out
+        if draw is not None:
+            t = time.perf_counter()
+            try:
+                write_figures(draw)
+            except OSError as exc:
                 result.success, result.error_stage = False, "save"
-                result.error_message = f"{out}: cannot write results ({exc})"
-    if result.success:
-        log.info("%s: Q = %.5g m3/s in %.2f s", video.video_path, result.total_discharge,
-                 result.processing_time_seconds)  # fmt: skip
-    else:
-        log.info("%s: failed at %s: %s", video.video_path, result.error_stage, result.error_message)
-    for stage, seconds in result.stage_seconds.items():  # -v: where the time went
-        log.info("%s: %s %.2f s", video.video_path.name, stage, seconds)
-    if progress:
-        progress("done", 1.0, "completed" if result.success else f"failed: {result.error_stage}")
-    return result
+                result.error_message = f"{out}: {exc.strerror or exc} (in the save stage)"
+            except Exception as exc:  # noqa: BLE001 - recorded, as in run_video
+                result.success, result.error_stage = False, "save"
+                result.error_message = (
+                    f"{video.video_path}: unexpected {type(exc).__name__} in the save stage: {exc}"
+                )
+            seconds = time.perf_counter() - t
+            result.stage_seconds["figures"] = seconds
+            result.processing_time_seconds += seconds
+        return self._tail()
+
+    def _tail(self) -> ProcessingResult:
+        result, scaffold, video, out = self.result, self.scaffold, self.video, self.out
+        backend, started, progress = self.backend, self.started, self.progress
+        if out is not None:
+            result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
+            try:
+                write_result_json(out, result, scaffold)
+                if not result.success:  # results.json says failed first, then the old tables go
+                    remove_earlier_outputs(out)
+            except OSError as exc:
+                if result.success:
+                    result.success, result.error_stage = False, "save"
+                    result.error_message = f"{out}: cannot write results ({exc})"
+        if result.success:
+            log.info("%s: Q = %.5g m3/s in %.2f s", video.video_path, result.total_discharge,
+                     result.processing_time_seconds)  # fmt: skip
+        else:
+            log.info(
+                "%s: failed at %s: %s", video.video_path, result.error_stage, result.error_message
+            )
+        for stage, seconds in result.stage_seconds.items():  # -v: where the time went
+            log.info("%s: %s %.2f s", video.video_path.name, stage, seconds)
+        if progress:
+            progress(
+                "done", 1.0, "completed" if result.success else f"failed: {result.error_stage}"
+            )
+        return result
 
 
 def process_video(
