@@ -209,7 +209,11 @@ def load_stack(
                 grown = engine.empty((2 * stack.shape[0], rows, cols), np.uint8)
                 grown[: stack.shape[0]] = stack
                 stack = grown
-            engine.remap(luma, tracker.tables(luma, tables) if tracker else tables, stack[i])
+            engine.remap(luma, tracker.tables(luma, tables, i) if tracker else tables, stack[i])
+            done = [i]
+            for j, held, moved in tracker.redo() if tracker else ():
+                engine.remap(held, moved, stack[j])  # held while sampling; the camera moved
+                done.append(j)
             if first is None:
                 first = rect.rectify(luma) if band is not None else None
             times.append(t)
@@ -217,7 +221,8 @@ def load_stack(
                 import cv2
 
                 keep_frames.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(keep_frames / f"t{i:05d}.png"), engine.to_host(stack[i]))
+                for j in done:
+                    cv2.imwrite(str(keep_frames / f"t{j:05d}.png"), engine.to_host(stack[j]))
             if progress and i % 10 == 0:
                 progress("read", min(1.0, (i + 1) / expected), f"frame {i + 1}")
     except ValueError as exc:
@@ -256,9 +261,19 @@ def load_stack(
 
 
 class _Tracker:
-    """Per-frame camera motion against the first frame, and the tables that undo it."""
+    """Per-frame camera motion against the first frame, and the tables that undo it.
 
-    def __init__(self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str) -> None:
+    ``auto`` first looks at every :data:`~ivy_gpu.config.MOTION_SAMPLE_STEP`-th frame only:
+    a still camera then costs an estimate per step (and a copy of the frames in between).
+    At the first sample that moved more than the threshold it tracks every frame from then
+    on, and goes back over the frames held since the last sample (:meth:`redo`: the loader
+    rectifies them again with their own correction); so a camera that moves from its first
+    steps is corrected frame by frame exactly as when every frame is estimated.
+    """
+
+    def __init__(
+        self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str, every: int | None = None
+    ) -> None:
         self.scaffold, self.rect, self.mode = scaffold, rect, mode
         self.estimator: MotionEstimator | None = None
         self.shifts: list[float] = []
@@ -266,6 +281,11 @@ class _Tracker:
         self.inliers: list[float] = []
         self.corrected = 0
         self.failed = 0
+        step = config.MOTION_SAMPLE_STEP if every is None else every
+        self.every = step if mode == "auto" else 1
+        self.seen = 0
+        self.held: list[tuple[int, np.ndarray]] = []  # frames since the last sample
+        self._redo: list[tuple[int, np.ndarray, Rectifier]] = []
 
     def _stable(self, shape: tuple[int, int]) -> np.ndarray:
         import cv2
@@ -277,11 +297,35 @@ class _Tracker:
             return mask
         return stable_mask(self.rect, self.scaffold.cross_section_line)
 
-    def tables(self, luma: np.ndarray, tables: Rectifier) -> Rectifier:
-        """The tables for this frame (the reference frame's, or composed with its motion)."""
+    def tables(self, luma: np.ndarray, tables: Rectifier, index: int = 0) -> Rectifier:
+        """The tables for frame ``index`` (the reference's, or composed with its motion)."""
         if self.estimator is None:
             self.estimator = MotionEstimator(luma, self._stable(luma.shape))
             return tables
+        if self.every > 1:  # auto, still sampling
+            self.seen += 1
+            if self.seen % self.every:
+                self.held.append((index, np.array(luma, copy=True)))
+                return tables  # still until a sample says otherwise (then redone)
+            n_corrected = self.corrected
+            out = self._track(luma, tables)
+            if self.corrected > n_corrected:  # it moved: every frame from now on
+                self.every = 1
+                for j, held in self.held:
+                    n = self.corrected
+                    redo = self._track(held, tables)
+                    if self.corrected > n:
+                        self._redo.append((j, held, redo))
+            self.held.clear()
+            return out
+        return self._track(luma, tables)
+
+    def redo(self) -> list[tuple[int, np.ndarray, Rectifier]]:
+        """Frames (index, luma, tables) held while sampling that turned out to need correcting."""
+        out, self._redo = self._redo, []
+        return out
+
+    def _track(self, luma: np.ndarray, tables: Rectifier) -> Rectifier:
         a, inl = self.estimator.estimate(luma)
         if a is None:
             self.failed += 1

@@ -109,3 +109,50 @@ def test_large_frames_are_tracked_at_half_resolution():
     assert MotionEstimator(big[:720, :1280]).scale == 1.0
     with pytest.raises(ValueError, match="scale"):
         MotionEstimator(big, scale=0.3)
+
+
+def test_a_still_camera_is_only_sampled(video_site):
+    """auto estimates every MOTION_SAMPLE_STEP-th frame while nothing moves (issue 25 item 4)."""
+    from ivy_gpu import config
+
+    d, truth = video_site
+    auto = process_video(d / "site.ivy", d / truth["video"], truth["wse_m"], backend="numba",
+                         max_frames=60)  # fmt: skip
+    assert auto.motion["frames"] == 59 // config.MOTION_SAMPLE_STEP  # 7 estimates, not 59
+    assert auto.motion["corrected_frames"] == 0
+
+
+@pytest.fixture(scope="module")
+def bumped_site(shaky_site):
+    """The shaky site's camera still for 30 frames, then shaking (the jitter from frame 30)."""
+    d, truth, moves = shaky_site
+    late = [moves[0]] * 30 + moves[30:]
+    frames = (
+        cv2.warpAffine(f, a, (1280, 720), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        for f, a in zip(Site(SPEC).render(), late, strict=True)
+    )
+    write_video(d / "bumped.mp4", frames, SPEC.fps, 1280, 720)
+    return d, truth
+
+
+@pytest.mark.parametrize("clip", ["shaky.mp4", "bumped.mp4"])
+def test_sampling_corrects_every_frame_that_tracking_all_would(shaky_site, bumped_site, clip,
+                                                             monkeypatch):  # fmt: skip
+    """Sampled and every-frame tracking give the same stack: bit-identical velocities and Q.
+
+    The shaky clip moves from its first sample; the bumped one is still for 30 frames (three
+    still samples), then the frames held since the last still sample are redone.
+    """
+    from ivy_gpu import config
+
+    d, truth, _ = shaky_site
+    kw = dict(backend="numba", figures=False)
+    sampled = process_video(d / "site.ivy", d / clip, truth["wse_m"], **kw)
+    monkeypatch.setattr(config, "MOTION_SAMPLE_STEP", 1)
+    every = process_video(d / "site.ivy", d / clip, truth["wse_m"], **kw)
+    assert sampled.motion["corrected_frames"] == every.motion["corrected_frames"] >= 85
+    assert np.array_equal(sampled.stiv_magnitudes, every.stiv_magnitudes, equal_nan=True)
+    assert sampled.total_discharge == every.total_discharge
+    assert abs(sampled.total_discharge / truth["discharge_m3s"] - 1) <= 0.01
+    if clip == "bumped.mp4":  # 3 still samples (frames 8, 16, 24), then frames 25..119
+        assert sampled.motion["frames"] == 3 + (119 - 24)
