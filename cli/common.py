@@ -315,14 +315,18 @@ def result_line(r, display_units: str = "Metric") -> str:
     return f"[red]failed[/red] {name} at {r.error_stage}: {escape(str(r.error_message))}"
 
 
-def dask_client(workers: int, scheduler: str | None, debug: bool):
-    """The Dask client of ``--workers``/``--scheduler``, None for neither (one line on errors)."""
+def dask_client(workers: int, scheduler: str | None, debug: bool, backend: str = "numba"):
+    """The Dask client of ``--workers``/``--scheduler``, None for neither (one line on errors).
+
+    ``--workers N`` on a machine with several GPUs and the ``cupy`` backend pins one worker
+    per GPU (:func:`ivy_gpu.pipeline.cluster.local_client`).
+    """
     if workers < 0:
         fail(ValueError(f"--workers: 0 (no cluster) or a process count, not {workers}"), debug)
     if not (workers or scheduler):
         return None
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         fail(
             RuntimeError(
@@ -333,7 +337,9 @@ def dask_client(workers: int, scheduler: str | None, debug: bool):
     try:
         if scheduler:
             return Client(scheduler)
-        return Client(LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None))
+        from ivy_gpu.pipeline.cluster import local_client
+
+        return local_client(workers, backend)
     except OSError as exc:
         fail(RuntimeError(f"cannot reach the Dask scheduler {scheduler}: {exc}"), debug)
 

@@ -220,7 +220,7 @@ def batch(
     except ValueError as exc:
         fail(exc, debug)
     compile_notice(backend, quiet)
-    client = dask_client(workers, scheduler, debug)
+    client = dask_client(workers, scheduler, debug, backend)
     with progress(quiet) as bar:
         task = bar.add_task("batch", total=len(rows), msg="")
         count = [0]

@@ -101,7 +101,7 @@ def watch(
     except ValueError as exc:
         fail(exc, debug)
     compile_notice(backend, quiet)
-    client = dask_client(workers, None, debug)
+    client = dask_client(workers, None, debug, backend)
 
     def on_clip(r) -> None:
         if not quiet:

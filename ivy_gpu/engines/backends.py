@@ -98,6 +98,16 @@ def gpu_check() -> GpuCheck:
     return GpuCheck(True, True, f"{devices}; {found.path}: {found.detail}", found.path)
 
 
+def gpu_device_count() -> int:
+    """CUDA devices this process sees (0 without CuPy or a driver); nothing is probed."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device
+        return 0
+
+
 def gpu_status() -> tuple[bool, str]:
     """Return ``(usable, reason)`` for the CuPy GPU backend (cached)."""
     check = gpu_check()

@@ -224,7 +224,7 @@ class XpEngine:
         per_pair = (
             4 * p * n_fft * 2 + 8 * p * nf * 2 + 8 * 2 * p * nf * 2 + 4 * (p // 2 + 3) * n_fft * 4
         )
-        budget = config.GPU_CHUNK_BYTES if self.xp is not np else config.CPU_CHUNK_BYTES
+        budget = config.gpu_chunk_bytes() if self.xp is not np else config.CPU_CHUNK_BYTES
         return max(1, min(config.MAX_CHUNK_PAIRS, budget // per_pair))
 
     def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:
