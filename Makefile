@@ -47,7 +47,8 @@ else
 endif
 
 # Wheels a GPU machine without a registry needs on top of its python3 (cp312, x86-64): ivy_gpu,
-# PyAV, Rocket-FFT, and the GPU extras' pins the machine may lack (NumPy < 2.5, numba-cuda).
+# PyAV, Rocket-FFT, h5netcdf (the NetCDF outputs; its image has xarray and h5py), and the GPU
+# extras' pins the machine may lack (NumPy < 2.5, numba-cuda).
 # About 55 MB: carry `.whl` (git-ignored) with the run.
 wheels:
 	rm -rf .whl && mkdir -p .whl
@@ -56,7 +57,7 @@ wheels:
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 		--platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 -d .whl av rocket-fft "numpy>=2.0,<2.5" \
-		"numba-cuda>=0.20,<0.31"
+		"numba-cuda>=0.20,<0.31" "h5netcdf>=1.3"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

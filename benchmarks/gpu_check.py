@@ -11,7 +11,11 @@ rest), results gathered into ``gpu_check.json`` and one Markdown table
    engine with and without its CUDA kernels, and the numba engine on this machine's
    CPU for comparison.
 5. ``rectify``: one 1080p frame uploaded and rectified into the uint8 stack.
-6. ``e2e``: a generated 1080p 10 s clip, decode alone vs ``process_video``.
+6. ``batch``: the steady-state batch (issue 25): four generated 1080p 10 s clips after a
+   first one through the real batch path, GPU backend and numba, ``grid`` and ``section``
+   layouts without figures and ``section`` with them: clips per hour, x decoding alone, CPU and
+   GPU busy (:mod:`ivy_gpu.benchmarks.batch_bench`). It replaces the single-clip ``e2e``
+   step: its first video is that cold run.
 
 ``--sim`` rehearses everything on a machine without a GPU: the Numba CUDA simulator,
 NumPy as the GPU engine's namespace, tiny sizes. Run from the repository root::
@@ -33,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: Each step's time limit, seconds (the whole check stays under 8 minutes).
-LIMITS = {"env": 40, "tests": 90, "agree": 80, "stiv": 140, "rectify": 30, "e2e": 90}
+LIMITS = {"env": 40, "tests": 90, "agree": 70, "stiv": 120, "rectify": 30, "batch": 120}
 
 
 def _engines(sim: bool) -> dict[str, Any]:
@@ -339,15 +343,16 @@ def step_rectify(sim: bool) -> dict:
     return out
 
 
-def step_e2e(sim: bool) -> dict:
-    """Decode alone vs process_video on a generated clip (GPU backend and numba)."""
-    from ivy_gpu.benchmarks import pipeline_bench
+def step_batch(sim: bool) -> dict:
+    """The steady-state batch on the GPU backend and numba (figures off, then on)."""
+    from ivy_gpu.benchmarks import batch_bench
 
-    if sim:
-        rows = pipeline_bench.run(width=320, height=180, seconds=1.0, batch_videos=0)
-    else:
-        rows = pipeline_bench.run(seconds=10.0, batch_videos=0)
-    return {"rows": rows}
+    names = ["numba"] if sim else ["cupy", "numba"]  # the simulator has no batch backend
+    size = dict(n=1, width=320, height=180, seconds=1.0) if sim else dict(n=3)
+    rows = batch_bench.run(**size, backend_names=names, layouts=("grid", "section"),
+                           figures=(False,))  # fmt: skip
+    rows += batch_bench.run(**size, backend_names=names, layouts=("section",), figures=(True,))
+    return {"rows": rows, "markdown": batch_bench.markdown(rows)}
 
 
 STEPS = {
@@ -356,7 +361,7 @@ STEPS = {
     "agree": step_agree,
     "stiv": step_stiv,
     "rectify": step_rectify,
-    "e2e": step_e2e,
+    "batch": step_batch,
 }
 
 
@@ -429,13 +434,8 @@ def markdown(results: dict) -> str:
                 for label, x in per.items()
             ]
             lines.append("")
-        elif name == "e2e":
-            lines += ["## end to end", "", "| case | backend | s | detail |", "|---|---|---|---|"]
-            lines += [
-                f"| {x['case']} | {x['backend']} | {x['seconds']:.2f} | {x['detail']} |"
-                for x in r["rows"]
-            ]
-            lines.append("")
+        elif name == "batch":
+            lines += ["## batch in steady state", "", r["markdown"]]
         else:
             lines += [f"## {name}", "", "```", json.dumps(r, indent=1, default=str), "```", ""]
     return "\n".join(lines) + "\n"

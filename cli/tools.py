@@ -94,8 +94,33 @@ def bench(
     quick: bool = typer.Option(False, help="Small workloads only (a smoke run)."),
     output: Path = typer.Option(Path("bench_output"), help="Folder for the JSON and Markdown."),
     pipeline: bool = typer.Option(False, help="Also run the end-to-end video benchmark."),
+    batch: bool = typer.Option(
+        False, "--batch", help="Only the steady-state batch: clips per hour, x decoding."
+    ),
+    videos: int = typer.Option(4, "--videos", help="Clips timed after the first (--batch)."),
+    backend: list[str] = typer.Option(
+        None, "--backend", help="Backends to time (--batch; default numba and the GPU's)."
+    ),
 ) -> None:
-    """Run the benchmark suite on generated workloads and write a table."""
+    """Run the benchmark suite on generated workloads and write a table.
+
+    --batch runs N+1 generated 1080p 10 s clips through the real batch path (section and
+    575-node grid, figures on and off) and writes bench_output/batch_bench.md.
+    """
+    if batch:
+        from ivy_gpu.benchmarks import batch_bench
+
+        if videos < 1:
+            fail(ValueError(f"--videos: at least 1, not {videos}"), False)
+        if quick:
+            rows = batch_bench.run(videos, 640, 360, 2.0, backend or None)
+        else:
+            rows = batch_bench.run(videos, backend_names=backend or None)
+        text = batch_bench.markdown(rows)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "batch_bench.md").write_text(text)
+        console.print(text)
+        return
     from ivy_gpu.benchmarks.suite import main as run
 
     console.print(run(quick=quick, out_dir=output, pipeline=pipeline))
