@@ -1,0 +1,212 @@
+"""STIs gathered and z-scored in one kernel, with the taps computed on the device (issue 22).
+
+The two-kernel GPU path (:func:`ivy_gpu.kernels.sti.gather_cuda` then
+:func:`~ivy_gpu.kernels.sti.standardize_cuda`) uploads every pair's taps from the host (four
+``(pairs, P)`` arrays: 9 MB for ``grid``'s 17,825 pairs at P = 32), reads the ``(T, H, W)``
+crop one frame apart for consecutive threads, and z-scores with one thread per row. This
+path instead
+
+- reads a **time-last** copy of the crop, ``(H, W, T)`` (:func:`time_last_crop`, once per
+  video and crop): the ``T`` values of one tap are contiguous, so the threads of a block,
+  one per frame, read consecutive addresses;
+- computes each sample's bilinear cell and weights **in the kernel** from the pair's node
+  (float64), its angle index and the fan's unit offsets (``(angles, P, 2)``): 20 bytes per
+  pair and a few KB per fan are uploaded instead of 16 bytes per sample;
+- runs **one block per STI**: the block gathers a row, reduces its sum and then its squared
+  deviations in shared memory (float64), writes the z-scored row and the FFT's zero padding
+  up to ``n_fft``, and clears the STI's valid flag when a row is constant.
+
+The taps are exactly :func:`ivy_gpu.stiv.lines.line_taps`' (same float64 operations in the
+same order: node + offset, minus the crop's corner, rounding for ``nearest``, clipping), so
+the STIs agree with the two-kernel path to float32 rounding of the sums. Only the ``unit``
+search lines have per-angle offsets; IVyTools' own lines (compat mode) keep the host taps.
+
+Twins: :func:`gather_zscore_numpy` (the reference, array-API-shaped: NumPy or CuPy) and
+:func:`gather_zscore_cuda` (Numba-CUDA; runs under the simulator in CI).
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import numpy as np
+from numba import cuda
+
+from ivy_gpu.kernels.sti import CONSTANT_ROW_STD
+
+#: Threads per block of the fused kernel (one block per STI, threads over frames); a power
+#: of two for the shared-memory tree reduction.
+FUSED_BLOCK = 128
+
+
+def time_last_crop(stack, window: tuple[int, int, int, int], xp: ModuleType = np):
+    """The crop ``(y_lo, y_hi, x_lo, x_hi)`` of a ``(T, H, W)`` stack, ``(h, w, T)`` contiguous."""
+    y_lo, y_hi, x_lo, x_hi = window
+    crop = stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1]
+    return xp.ascontiguousarray(xp.moveaxis(crop, 0, -1))
+
+
+def _positions(node_x, node_y, pair_angle, offsets, x_lo, y_lo, xp):
+    """Sample positions (pairs, P) in crop coordinates, as ``line_taps`` computes them."""
+    off = offsets[pair_angle]  # (pairs, P, 2)
+    sx = (node_x[:, None] + off[..., 0]) - x_lo
+    sy = (node_y[:, None] + off[..., 1]) - y_lo
+    return sx, sy
+
+
+def gather_zscore_numpy(
+    tl,
+    node_x,
+    node_y,
+    pair_angle,
+    offsets,
+    x_lo: int,
+    y_lo: int,
+    nearest: bool,
+    n_fft: int,
+    xp: ModuleType = np,
+):
+    """Reference twin: z-scored STIs zero-padded to ``n_fft``, and the valid flags.
+
+    Parameters
+    ----------
+    tl : array (h, w, T)
+        The time-last crop (:func:`time_last_crop`).
+    node_x, node_y : array (pairs,) float64
+        Each pair's node, stack pixels.
+    pair_angle : array (pairs,) int32
+        Each pair's index into ``offsets``.
+    offsets : array (angles, P, 2) float64
+        The fan's unit-line offsets (dx, dy) (:func:`ivy_gpu.stiv.lines.line_offsets`).
+    x_lo, y_lo : int
+        The crop's corner in stack pixels.
+    nearest : bool
+        Nearest-neighbour sampling (rounding half down), else bilinear.
+    n_fft : int
+        Columns of the output (>= T); those past ``T`` are 0.
+    xp : module
+        The array namespace (NumPy, or CuPy for device arrays).
+
+    Returns
+    -------
+    z : array (pairs, P, n_fft) float32
+        Rows z-scored over time (ddof 1); a constant row is 0.
+    valid : array (pairs,) bool
+        False where any row is constant.
+    """
+    h, w, t_len = tl.shape
+    sx, sy = _positions(node_x, node_y, pair_angle, offsets, x_lo, y_lo, xp)
+    if nearest:
+        sx, sy = xp.ceil(sx - 0.5), xp.ceil(sy - 0.5)
+    x0 = xp.clip(xp.floor(sx), 0, w - 2)
+    y0 = xp.clip(xp.floor(sy), 0, h - 2)
+    fx = (sx - x0).astype(xp.float32)[..., None]
+    fy = (sy - y0).astype(xp.float32)[..., None]
+    xi, yi = x0.astype(xp.int64), y0.astype(xp.int64)
+    one = xp.float32(1.0)
+
+    def corner(dy: int, dx: int):
+        return tl[yi + dy, xi + dx].astype(xp.float32)  # (pairs, P, T)
+
+    raw = (
+        (one - fx) * (one - fy) * corner(0, 0)
+        + fx * (one - fy) * corner(0, 1)
+        + (one - fx) * fy * corner(1, 0)
+        + fx * fy * corner(1, 1)
+    )
+    mean = raw.mean(axis=-1, dtype=xp.float64, keepdims=True)
+    std = raw.std(axis=-1, ddof=1, dtype=xp.float64, keepdims=True)
+    const = std < CONSTANT_ROW_STD * (1.0 + xp.abs(mean))
+    z = ((raw - mean) / xp.where(const, 1.0, std)).astype(xp.float32)
+    z = xp.where(const, xp.float32(0.0), z)
+    out = xp.zeros((raw.shape[0], raw.shape[1], n_fft), dtype=xp.float32)
+    out[..., :t_len] = z
+    return out, ~const[..., 0].any(axis=-1)
+
+
+@cuda.jit
+def _gather_zscore_kernel(
+    tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, min_std, out, valid
+):  # pragma: no cover - device code
+    # one block per STI (grid-stride over STIs), threads over frames
+    h, w, t_len = tl.shape
+    n_pairs = node_x.shape[0]
+    p_len = offsets.shape[1]
+    n_fft = out.shape[2]
+    tid = cuda.threadIdx.x
+    nthreads = cuda.blockDim.x
+    acc = cuda.shared.array(FUSED_BLOCK, np.float64)
+    one = np.float32(1.0)
+    for s in range(cuda.blockIdx.x, n_pairs, cuda.gridDim.x):
+        a = pair_angle[s]
+        for i in range(p_len):
+            # the cell and weights, as line_taps computes them (float64, same order)
+            sx = (node_x[s] + offsets[a, i, 0]) - x_lo
+            sy = (node_y[s] + offsets[a, i, 1]) - y_lo
+            if nearest:
+                sx = float(math.ceil(sx - 0.5))
+                sy = float(math.ceil(sy - 0.5))
+            xa = min(max(int(math.floor(sx)), 0), w - 2)
+            ya = min(max(int(math.floor(sy)), 0), h - 2)
+            gx = np.float32(sx - xa)
+            gy = np.float32(sy - ya)
+            total = 0.0
+            for t in range(tid, t_len, nthreads):  # consecutive threads, consecutive frames
+                v = (
+                    (one - gx) * (one - gy) * np.float32(tl[ya, xa, t])
+                    + gx * (one - gy) * np.float32(tl[ya, xa + 1, t])
+                    + (one - gx) * gy * np.float32(tl[ya + 1, xa, t])
+                    + gx * gy * np.float32(tl[ya + 1, xa + 1, t])
+                )
+                out[s, i, t] = v
+                total += v
+            mean = _block_sum(acc, total, tid, nthreads) / t_len
+            dev = 0.0
+            for t in range(tid, t_len, nthreads):
+                d = out[s, i, t] - mean
+                dev += d * d
+            sd = math.sqrt(_block_sum(acc, dev, tid, nthreads) / (t_len - 1))
+            constant = sd < min_std * (1.0 + abs(mean))
+            if constant and tid == 0:
+                valid[s] = 0
+            inv = 0.0 if constant else 1.0 / sd
+            for t in range(tid, t_len, nthreads):
+                out[s, i, t] = (out[s, i, t] - mean) * inv
+            for t in range(t_len + tid, n_fft, nthreads):
+                out[s, i, t] = 0.0
+
+
+@cuda.jit(device=True)
+def _block_sum(acc, value, tid, nthreads):  # pragma: no cover - device code
+    """Sum of every thread's ``value`` (float64, tree order: deterministic), to all threads."""
+    acc[tid] = value
+    cuda.syncthreads()
+    step = nthreads // 2
+    while step > 0:
+        if tid < step:
+            acc[tid] += acc[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    total = acc[0]
+    cuda.syncthreads()  # every thread has read it before the next use overwrites it
+    return total
+
+
+def gather_zscore_cuda(
+    tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, out, valid, stream=0
+) -> None:
+    """Launch the fused kernel: ``out`` (pairs, P, n_fft) float32, ``valid`` uint8 (ones).
+
+    Device arrays on a GPU; host arrays under the simulator. One block of
+    :data:`FUSED_BLOCK` threads per STI (at most ``config.CUDA_MAX_BLOCKS`` blocks, the
+    kernel loops over the rest).
+    """
+    from ivy_gpu import config
+
+    n_pairs = node_x.shape[0]
+    grid = max(1, min(config.CUDA_MAX_BLOCKS, n_pairs))
+    _gather_zscore_kernel[grid, FUSED_BLOCK, stream](
+        tl, node_x, node_y, pair_angle, offsets, float(x_lo), float(y_lo), bool(nearest),
+        CONSTANT_ROW_STD, out, valid,
+    )  # fmt: skip

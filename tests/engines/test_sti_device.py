@@ -1,0 +1,102 @@
+"""The fused STI kernel (device taps, time-last crop, one block per STI) against the host path.
+
+The reference is what the engines do today: taps from :func:`ivy_gpu.stiv.lines.pair_taps`
+(host), :func:`~ivy_gpu.kernels.sti.gather_numpy` and
+:func:`~ivy_gpu.kernels.sti.standardize_numpy`. The CUDA kernel runs in numba-cuda's
+simulator here (tests/conftest.py), and on a GPU under ``make gpu-check``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from ivy_gpu.kernels import sti
+from ivy_gpu.kernels.sti_device import (
+    gather_zscore_cuda,
+    gather_zscore_numpy,
+    time_last_crop,
+)
+from ivy_gpu.params import StivParams
+from ivy_gpu.stiv.lines import line_geometry, line_offsets, pair_taps, search_angles
+
+
+def _case(seed: int, interpolation: str, t: int = 12, p: int = 6, nodes: int = 3):
+    """A random stack, nodes and fan; the usable pairs and what the host path gives."""
+    rng = np.random.default_rng(seed)
+    stack = rng.integers(0, 256, (t, 40, 48), dtype=np.uint8)
+    xy = rng.uniform([10, 10], [38, 30], (nodes, 2))
+    params = StivParams(num_pixels=p, phi_origin=30.0, phi_range=20.0, d_phi=10.0,
+                        interpolation=interpolation)  # fmt: skip
+    lines = line_geometry(xy, params, 48, 40)
+    taps = pair_taps(lines, params)
+    y_lo, y_hi, x_lo, x_hi = lines.window
+    crop = stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1]
+    want_z, want_valid = sti.standardize_numpy(sti.gather_numpy(crop, *taps))
+    n_ang = lines.phis.shape[1]
+    fan = search_angles(params.phi_origin, params.phi_range, params.d_phi)
+    args = dict(
+        node_x=xy[lines.pairs // n_ang, 0].astype(np.float64),
+        node_y=xy[lines.pairs // n_ang, 1].astype(np.float64),
+        pair_angle=(lines.pairs % n_ang).astype(np.int32),
+        offsets=line_offsets(fan, p),
+        x_lo=x_lo,
+        y_lo=y_lo,
+        nearest=interpolation == "nearest",
+    )
+    return stack, lines.window, args, np.nan_to_num(want_z), want_valid
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_reference_twin_equals_the_host_path(seed, interpolation):
+    stack, window, args, want, valid = _case(seed, interpolation)
+    tl = time_last_crop(stack, window)
+    assert tl.shape == (window[1] - window[0] + 1, window[3] - window[2] + 1, stack.shape[0])
+    z, ok = gather_zscore_numpy(tl, **args, n_fft=20)
+    assert z.shape == (want.shape[0], want.shape[1], 20)
+    np.testing.assert_allclose(z[..., :12], want, atol=2e-6)
+    assert not z[..., 12:].any()  # the FFT's zero padding
+    assert np.array_equal(ok, valid)
+
+
+def test_a_constant_row_clears_the_sti_and_reads_zero():
+    stack, window, args, _, _ = _case(3, "bilinear")
+    stack[:] = 77  # no texture: every row constant
+    z, ok = gather_zscore_numpy(time_last_crop(stack, window), **args, n_fft=12)
+    assert not ok.any() and not z.any()
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_the_cuda_kernel_equals_the_twin(interpolation):
+    """Per STI, per row, per frame: the kernel's block reductions against the twin."""
+    stack, window, args, want, valid = _case(5, interpolation, t=10, p=4, nodes=2)
+    tl = time_last_crop(stack, window)
+    z_ref, ok_ref = gather_zscore_numpy(tl, **args, n_fft=14)
+    n, p = z_ref.shape[:2]
+    out = np.full((n, p, 14), np.nan, np.float32)  # every value must be written
+    ok = np.ones(n, np.uint8)
+    dev = {k: cuda.to_device(v) if isinstance(v, np.ndarray) else v for k, v in args.items()}
+    d_out, d_ok = cuda.to_device(out), cuda.to_device(ok)
+    gather_zscore_cuda(cuda.to_device(tl), **dev, out=d_out, valid=d_ok)
+    got, got_ok = d_out.copy_to_host(), d_ok.copy_to_host().astype(bool)
+    np.testing.assert_allclose(got, z_ref, atol=2e-6)
+    np.testing.assert_allclose(got[..., :10], want, atol=2e-6)  # and the host path
+    assert np.array_equal(got_ok, ok_ref) and np.array_equal(got_ok, valid)
+    # a constant STI: flagged invalid, rows 0
+    flat = np.full_like(tl, 9)
+    d_out, d_ok = cuda.to_device(out), cuda.to_device(np.ones(n, np.uint8))
+    gather_zscore_cuda(cuda.to_device(flat), **dev, out=d_out, valid=d_ok)
+    assert not d_ok.copy_to_host().any() and not d_out.copy_to_host().any()
+
+
+def test_gpu_check_times_both_paths_and_they_agree():
+    """The rehearsal of gpu-check's row (simulator): same STIs, same valid flags."""
+    from ivy_gpu.benchmarks.gpu_check import fused_rows, markdown
+
+    r = fused_rows(sim=True)
+    assert r["pairs"] == 4 and r["max_diff"] < 1e-5 and r["valid_equal"]
+    assert r["two_kernels_s"] > 0 and r["fused_s"] > 0
+    text = markdown({"stiv": {"rows": [], "frames": r["frames"], "P": r["P"], "fused": r}})
+    assert "Gather + z-score on `grid` (4 STIs" in text and "valid flags equal: True" in text
