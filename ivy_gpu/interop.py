@@ -419,7 +419,6 @@ def record_dataset(
                 "units": "1",
                 "flag_values": np.arange(len(RATINGS), dtype=np.int8),
                 "flag_meanings": " ".join(RATINGS),
-                "_FillValue": np.int8(-1),
             },
         ),
         "valid_nodes": ("time", np.array([r.valid_nodes for r in rs], np.int32),
@@ -453,6 +452,8 @@ def record_dataset(
         coords["lat"] = ((), lat, {"standard_name": "latitude", "units": "degrees_north"})
     ds = xr.Dataset(data, coords=coords)
     ds["time"].encoding.update(TIME_ENCODING)
+    if (ds["quality_rating"] < 0).any():  # a result without a rating: missing, not -1
+        ds["quality_rating"].encoding["_FillValue"] = np.int8(-1)
     if tz is None and any(naive_time(r) for r in rs):
         ds["time"].attrs["comment"] = "times given without a zone are taken as UTC"
     ds.attrs = {

@@ -151,6 +151,10 @@ def test_record_nc_is_a_cf_time_series_of_the_batch(with_crs, tmp_path):
     assert str(ds["time"].values[1]).startswith("2026-05-01T08:30:00")
     assert -90 <= float(ds["lat"]) <= 90 and -180 <= float(ds["lon"]) <= 180
     assert list(ds["quality_rating"].attrs["flag_meanings"].split()) == ["good", "fair", "poor"]
+    assert ds["quality_rating"].dtype.kind == "i"  # every video rated: integers, no fill
+    assert [("good", "fair", "poor")[k] for k in ds["quality_rating"].values] == [
+        first.quality_rating, second.quality_rating
+    ]  # fmt: skip
     report = cf_check(out / "record.nc", tmp_path)
     assert report["high_count"] == 0 and report["medium_count"] == 0, messages(report)
     # the same through the API
