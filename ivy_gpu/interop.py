@@ -427,6 +427,8 @@ def record_dataset(
                          {"long_name": "nodes filled by interpolation", "units": "1"}),
         "video": ("time", np.array([r.video_path.name for r in rs], object),
                   {"long_name": "video file"}),
+        "output_folder": ("time", np.array([_folder(r) for r in rs], object),
+                          {"long_name": "the video's folder in the batch output"}),
     }  # fmt: skip
     if gauge_discharge is not None:
         data["gauge_discharge"] = col(
@@ -486,6 +488,35 @@ def lonlat(xy: np.ndarray, crs: str | None) -> np.ndarray | None:
         return None
     out = np.column_stack([lon, lat])
     return out if np.isfinite(out).all() else None
+
+
+def _folder(result: ProcessingResult) -> str:
+    return result.output_directory.name if result.output_directory is not None else ""
+
+
+#: The variables of ``record.nc`` that a recompute of one video changes.
+RECOMPUTED = (
+    "discharge", "discharge_lower_95", "discharge_upper_95", "uncertainty_95", "area",
+    "mean_velocity", "quality_rating", "valid_nodes", "filled_nodes",
+)  # fmt: skip
+
+
+def update_record(ds: xr.Dataset, result: ProcessingResult, u95: float | None) -> bool:
+    """Put a recomputed ``result`` into its row of a loaded record (by ``output_folder``).
+
+    Returns False when the record has no row of that folder (the video had no time, or
+    failed when the batch ran): nothing is changed then.
+    """
+    if "output_folder" not in ds:
+        return False
+    rows = np.flatnonzero(ds["output_folder"].to_numpy() == _folder(result))
+    if rows.size != 1 or not result.success:
+        return False
+    one = record_dataset([result], [u95], tz=_dt.timezone.utc)  # the values, time aside
+    for name in RECOMPUTED:
+        ds[name][rows[0]] = one[name].to_numpy()[0]
+    ds["time"].encoding.update(TIME_ENCODING)  # as written first (read back, it would gain a fill)
+    return True
 
 
 def station_lonlat(xy: tuple[float, float], crs: str | None) -> tuple[float, float] | None:

@@ -186,7 +186,29 @@ def recompute(
         remove_figures(folder)
     write_result_json(folder, result, cfg)
     _update_summary(folder, result)
+    _update_record(folder, result)
     return result
+
+
+def _update_record(folder: Path, r: ProcessingResult) -> None:
+    """Put this video's new numbers into its row of the batch's ``record.nc`` (if any)."""
+    path = folder.parent / "record.nc"
+    if not path.is_file():
+        return
+    import xarray as xr
+
+    from ivy_gpu.fileio import atomic_output
+    from ivy_gpu.interop import update_record
+    from ivy_gpu.results import stated_u95
+
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+        if update_record(ds, r, stated_u95(r.discharge_uncertainty)):
+            with atomic_output(path) as tmp:
+                ds.to_netcdf(tmp, engine="h5netcdf")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot update the record ({exc})") from None
 
 
 def _update_summary(folder: Path, r: ProcessingResult) -> None:

@@ -175,6 +175,22 @@ def test_a_recompute_rewrites_the_interop_files(with_crs, tmp_path):
         assert ds.attrs["discharge_m3s"] == pytest.approx(again.total_discharge)
     geo = json.loads((folder / "velocities.geojson").read_text())
     assert geo["features"][5]["properties"]["source"] == "override"
+    # the batch's record: this video's row has the new numbers, the other row and every time
+    # are as they were
+    with xr.open_dataset(out / "record.nc") as before, xr.open_dataset(copy / "record.nc") as now:
+        row = list(now["output_folder"].values).index(folder.name)
+        assert float(now["discharge"][row]) == pytest.approx(again.total_discharge)
+        assert float(before["discharge"][row]) != float(now["discharge"][row])
+        u = again.discharge_uncertainty["u95"]
+        assert float(now["discharge_upper_95"][row]) == pytest.approx(
+            again.total_discharge * (1 + u)
+        )
+        other = 1 - row
+        assert float(now["discharge"][other]) == float(before["discharge"][other])
+        assert np.array_equal(now["time"].values, before["time"].values)
+        assert now["quality_rating"].dtype.kind == "i"
+    report = cf_check(copy / "record.nc", tmp_path)
+    assert report["high_count"] == 0 and report["medium_count"] == 0, messages(report)
 
 
 def test_a_site_without_crs_or_time_still_gives_checked_files(video_site, tmp_path):
