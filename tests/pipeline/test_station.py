@@ -152,3 +152,28 @@ def test_watch_cli_takes_the_wse_from_the_gauge_and_waits_for_a_sidecar(video_si
     # no way to know the WSE: refused before anything runs
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "a station needs the WSE" in res.output
+
+
+def test_a_station_on_a_dask_cluster(video_site, tmp_path):
+    """`watch --workers N`: the clips run on the cluster's workers, the record as before."""
+    from ivy_gpu.pipeline.cluster import local_client
+
+    d, truth = video_site
+    incoming, out = tmp_path / "in", tmp_path / "out"
+    incoming.mkdir()
+    shutil.copyfile(d / truth["video"], incoming / "cam_20260501-100000.mp4")
+    client = local_client(1, "numba")
+    try:
+        station = Station(
+            load_scaffold(d / "site.ivy"), incoming, out, wse_m=truth["wse_m"], settle_s=0.0,
+            orchestrator={"backend": "numba", "figures": False, "client": client},
+        )  # fmt: skip
+        b = station.run(once=True)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert b.successful == 1 and not b.video_results[0].reused
+    assert _summary(out)["status"].tolist() == ["completed"]
+    with xr.open_dataset(out / "record.nc") as rec:
+        assert rec.sizes["time"] == 1
