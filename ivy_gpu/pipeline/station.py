@@ -15,6 +15,7 @@ fingerprint resume (:func:`ivy_gpu.pipeline.batch.BatchOrchestrator`) keeps what
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 from collections.abc import Callable
@@ -108,6 +109,7 @@ class StationState:
     done: dict[Path, tuple[int, int, ProcessingResult]] = field(default_factory=dict)
     waiting: dict[Path, str] = field(default_factory=dict)
     cycles: int = 0
+    rows: dict[Path, BatchRow] = field(default_factory=dict)  # each done clip's time and WSE
 
 
 class Station:
@@ -229,19 +231,27 @@ class Station:
             return None
         self.state.cycles += 1
         paths = sorted({*self.state.done, *new}, key=self._when)
-        rows = [self.row(p, k + 2) for k, p in enumerate(paths)]
+        # a done clip keeps the row it was processed with: its time and WSE are not looked
+        # up again (nor its container opened) at every cycle of a long record
+        rows = [
+            dataclasses.replace(self.state.rows[p], line=k + 2)
+            if p in self.state.rows and p not in new
+            else self.row(p, k + 2)
+            for k, p in enumerate(paths)
+        ]
         done = {
             k: self.state.done[p][2]
             for k, p in enumerate(paths)
             if p in self.state.done and p not in new
         }
         result = self.batch.run(rows, done=done, locked=True)
-        for path, r in zip(paths, result.video_results, strict=True):
+        for path, row, r in zip(paths, rows, result.video_results, strict=True):
             try:
                 st = path.stat()
             except OSError:
                 continue
             self.state.done[path] = (st.st_size, st.st_mtime_ns, r)
+            self.state.rows[path] = row
         self.last = result
         return result
 

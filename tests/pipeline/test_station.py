@@ -177,3 +177,29 @@ def test_a_station_on_a_dask_cluster(video_site, tmp_path):
     assert _summary(out)["status"].tolist() == ["completed"]
     with xr.open_dataset(out / "record.nc") as rec:
         assert rec.sizes["time"] == 1
+
+
+def test_a_done_clip_is_not_looked_up_again(video_site, tmp_path, monkeypatch):
+    """Each cycle rebuilds the record's rows; a done clip's time and WSE come from memory."""
+    d, truth = video_site
+    incoming, out = tmp_path / "in", tmp_path / "out"
+    incoming.mkdir()
+    shutil.copyfile(d / truth["video"], incoming / "cam_20260501-100000.mp4")
+    calls = []
+
+    def lookup(row, path):
+        calls.append(path.name)
+        return truth["wse_m"], ""
+
+    station = Station(
+        load_scaffold(d / "site.ivy"), incoming, out, wse_lookup=lookup, settle_s=0.0,
+        orchestrator={"backend": "numba", "figures": False},
+    )  # fmt: skip
+    with FolderLock(out):
+        assert station.cycle().successful == 1
+        shutil.copyfile(d / truth["video"], incoming / "cam_20260501-101500.mp4")
+        b = station.cycle()
+        assert station.cycle() is None  # nothing new: no cycle
+    assert b.successful == 2 and [r.reused for r in b.video_results] == [True, False]
+    assert calls == ["cam_20260501-100000.mp4", "cam_20260501-101500.mp4"]
+    assert _summary(out)["wse_source"].tolist() == ["gauge", "gauge"]
