@@ -13,6 +13,11 @@ CPU_CHUNK_BYTES: int = 384 * 2**20
 #: Working-memory budget of one STI chunk on the GPU backend, bytes.
 GPU_CHUNK_BYTES: int = 2 * 2**30
 
+#: A STIV chunk on the GPU takes at most this fraction of the device memory free when it starts
+#: (shared between the workers of one device): a smaller GPU, or one busy with other work,
+#: gets smaller chunks instead of an out-of-memory error.
+GPU_FREE_FRACTION: float = 0.5
+
 #: Hard upper bound on (node, angle) pairs per chunk, whatever the budget.
 MAX_CHUNK_PAIRS: int = 65536
 
@@ -75,14 +80,17 @@ STRIDE_MAX: int = 32
 RECTIFY_BAND: bool = True
 
 
-def gpu_chunk_bytes() -> int:
-    """A worker's share of :data:`GPU_CHUNK_BYTES`: workers sharing one GPU split it.
+def gpu_share() -> int:
+    """How many workers share this worker's GPU (``IVY_GPU_WORKERS_PER_DEVICE``; 1 without).
 
-    ``IVY_GPU_WORKERS_PER_DEVICE`` (set by :mod:`ivy_gpu.pipeline.cluster` for each worker of
-    a local cluster) says how many share the device; 1 without it.
+    :mod:`ivy_gpu.pipeline.cluster` sets it for each worker of a local cluster.
     """
     try:
-        share = max(1, int(os.environ.get("IVY_GPU_WORKERS_PER_DEVICE", "1")))
+        return max(1, int(os.environ.get("IVY_GPU_WORKERS_PER_DEVICE", "1")))
     except ValueError:
-        share = 1
-    return GPU_CHUNK_BYTES // share
+        return 1
+
+
+def gpu_chunk_bytes() -> int:
+    """A worker's share of :data:`GPU_CHUNK_BYTES`: workers sharing one GPU split it."""
+    return GPU_CHUNK_BYTES // gpu_share()

@@ -133,6 +133,23 @@ def probe(xp: ModuleType) -> GpuProbe:
     return GpuProbe(True, "kernels", f"gather, z-score and cross-spectra kernels, {libs}")
 
 
+def gpu_budget(xp: ModuleType) -> int:
+    """Bytes one STIV chunk may use on the device.
+
+    This worker's share of the chunk budget, and at most
+    :data:`~ivy_gpu.config.GPU_FREE_FRACTION` of the memory free now: the device's
+    (``memGetInfo``) plus what CuPy's pool holds unused, split between the workers sharing
+    the device like the budget. Without a way to ask (an older CuPy), the budget alone.
+    """
+    budget = config.gpu_chunk_bytes()
+    try:
+        free, _ = xp.cuda.runtime.memGetInfo()
+        free += xp.get_default_memory_pool().free_bytes()
+    except Exception:  # noqa: BLE001 - no memory query here: the configured budget
+        return budget
+    return max(1, min(budget, int(config.GPU_FREE_FRACTION * free) // config.gpu_share()))
+
+
 def _stream(xp: ModuleType) -> Any:
     """A Numba stream wrapping CuPy's current stream (0 for NumPy / the simulator)."""
     if xp is np:
@@ -224,7 +241,7 @@ class XpEngine:
         per_pair = (
             4 * p * n_fft * 2 + 8 * p * nf * 2 + 8 * 2 * p * nf * 2 + 4 * (p // 2 + 3) * n_fft * 4
         )
-        budget = config.gpu_chunk_bytes() if self.xp is not np else config.CPU_CHUNK_BYTES
+        budget = gpu_budget(self.xp) if self.xp is not np else config.CPU_CHUNK_BYTES
         return max(1, min(config.MAX_CHUNK_PAIRS, budget // per_pair))
 
     def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:

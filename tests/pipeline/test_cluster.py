@@ -82,3 +82,26 @@ def test_cupy_on_a_machine_with_two_gpus_pins_the_workers(monkeypatch):
     with cluster(2, "cupy") as client:
         full = config.GPU_CHUNK_BYTES
         assert sorted(client.run(_env).values()) == [("0", full), ("1", full)]
+
+
+def test_the_gpu_chunk_budget_follows_free_memory_and_sharing(monkeypatch):
+    """issue 22 item 4: at most half the free memory (device + pool), split between sharers."""
+    from types import SimpleNamespace
+
+    from ivy_gpu.engines.xp_engine import gpu_budget
+
+    def fake(free, pool=0):
+        return SimpleNamespace(
+            cuda=SimpleNamespace(runtime=SimpleNamespace(memGetInfo=lambda: (free, 80 << 30))),
+            get_default_memory_pool=lambda: SimpleNamespace(free_bytes=lambda: pool),
+        )
+
+    monkeypatch.delenv(SHARE_ENV, raising=False)
+    big = config.GPU_CHUNK_BYTES
+    assert gpu_budget(fake(60 << 30)) == big  # plenty free: the configured budget
+    assert gpu_budget(fake(1 << 30)) == int(config.GPU_FREE_FRACTION * (1 << 30))
+    assert gpu_budget(fake(1 << 30, pool=1 << 30)) == int(config.GPU_FREE_FRACTION * (2 << 30))
+    monkeypatch.setenv(SHARE_ENV, "4")
+    assert gpu_budget(fake(60 << 30)) == big // 4
+    assert gpu_budget(fake(1 << 30)) == int(config.GPU_FREE_FRACTION * (1 << 30)) // 4
+    assert gpu_budget(SimpleNamespace()) == big // 4  # no memory query: the budget
