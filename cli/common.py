@@ -270,19 +270,16 @@ def load(scaffold: Path, debug: bool):
 
 def row_label(r, display_units: str = "Metric") -> str:
     """`` (WSE 1182.200 m, 0-3 s, comment)``: what tells rows of one video apart."""
-    from ivy_gpu.units import unit_system
+    from ivy_gpu.units import describe_row, unit_system
 
     u = unit_system(display_units)
     m = r.measurement or {}
-    bits = []
-    if r.water_surface_elevation is not None:
-        bits.append(f"WSE {r.water_surface_elevation * u.length:.3f} {u.length_label}")
-    start, end = m.get("start_time_s"), m.get("end_time_s")
-    if start is not None or end is not None:
-        bits.append(f"{start or 0:g}-{end:g} s" if end is not None else f"from {start:g} s")
-    if m.get("comments"):
-        bits.append(str(m["comments"])[:60])
-    return f" ({', '.join(bits)})" if bits else ""
+    wse = r.water_surface_elevation
+    text = describe_row(
+        None if wse is None else wse * u.length, u.length_label, m.get("start_time_s"),
+        m.get("end_time_s"), m.get("comments"),
+    )  # fmt: skip
+    return f" ({text})" if text else ""
 
 
 def result_line(r, display_units: str = "Metric") -> str:

@@ -381,13 +381,14 @@ def record_dataset(
     GIS and CF checkers: :func:`station_lonlat`.
     """
     xr = _xarray()
+    when = [clip_datetime(r, tz) for r in results]
     keep = [
         k for k, r in enumerate(results)
-        if r.success and r.total_discharge is not None and clip_datetime(r, tz) is not None
+        if r.success and r.total_discharge is not None and when[k] is not None
     ]  # fmt: skip
-    keep.sort(key=lambda k: clip_datetime(results[k], tz))
+    keep.sort(key=lambda k: when[k])
     rs = [results[k] for k in keep]
-    times = np.array([_utc64(clip_datetime(r, tz)) for r in rs], "datetime64[ns]")
+    times = np.array([_utc64(when[k]) for k in keep], "datetime64[ns]")
 
     def col(values, long_name: str, units: str, **extra) -> tuple:
         return ("time", np.array(values, float), {"long_name": long_name, "units": units, **extra})

@@ -53,3 +53,28 @@ def format_value(v: float | None, spec: str = ".6g") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return ""
     return format(v, spec)
+
+
+def describe_row(
+    wse: float | None,
+    length_label: str,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    comments: str | None = None,
+    wse_source: str | None = None,
+) -> str:
+    """``WSE 1182.200 m (gauge), 0-3 s, comment``: what tells rows of one video apart.
+
+    ``wse`` is in the unit ``length_label`` names; the time window in seconds into the
+    video; the comment cut at 60 characters. The console line and the batch report say it.
+    """
+    bits = []
+    if wse is not None:
+        bits.append(f"WSE {wse:.3f} {length_label}" + (" (gauge)" if wse_source == "gauge" else ""))
+    if end_s is not None:
+        bits.append(f"{start_s or 0:g}-{end_s:g} s")
+    elif start_s is not None:
+        bits.append(f"from {start_s:g} s")
+    if comments:
+        bits.append(str(comments)[:60])
+    return ", ".join(bits)

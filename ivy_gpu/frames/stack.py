@@ -271,9 +271,7 @@ class _Tracker:
     steps is corrected frame by frame exactly as when every frame is estimated.
     """
 
-    def __init__(
-        self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str, every: int | None = None
-    ) -> None:
+    def __init__(self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str) -> None:
         self.scaffold, self.rect, self.mode = scaffold, rect, mode
         self.estimator: MotionEstimator | None = None
         self.shifts: list[float] = []
@@ -281,8 +279,7 @@ class _Tracker:
         self.inliers: list[float] = []
         self.corrected = 0
         self.failed = 0
-        step = config.MOTION_SAMPLE_STEP if every is None else every
-        self.every = step if mode == "auto" else 1
+        self.every = config.MOTION_SAMPLE_STEP if mode == "auto" else 1
         self.seen = 0
         self.held: list[tuple[int, np.ndarray]] = []  # frames since the last sample
         self._redo: list[tuple[int, np.ndarray, Rectifier]] = []

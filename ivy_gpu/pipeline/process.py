@@ -11,6 +11,7 @@ once, at the end, with the final status and the real processing time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -138,77 +139,81 @@ def run_video(
         result.success, result.error_stage = True, None
     except StageError as exc:
         result.error_stage, result.error_message = exc.stage, str(exc)
-    except OSError as exc:  # files: the video while reading, the folder while saving
-        where = out if result.error_stage == "save" else video.video_path
-        reason = exc.strerror or str(exc)
-        result.error_message = f"{where}: {reason} (in the {result.error_stage} stage)"
-    except Exception as exc:  # unexpected: recorded against the stage in progress
-        result.error_message = (
-            f"{video.video_path}: unexpected {type(exc).__name__} in the "
-            f"{result.error_stage} stage: {exc}"
-        )
+    except Exception as exc:  # files, or unexpected: recorded against the stage in progress
+        _failed(result, exc, out, video)
     if not result.success and result.error_stage is None:
         result.error_stage = "read"
     result.processing_time_seconds = time.perf_counter() - t0 + loaded_elsewhere
-    finish = _Finish(result, scaffold, video, out, str(backend), started, progress)
+    finish = functools.partial(_finish, result, scaffold, video, out, str(backend), started,
+                               progress)  # fmt: skip
     if later is not None and result.success:
-        return defer(lambda: finish(later))
+        return defer(functools.partial(finish, later))
     return finish()
 
 
-class _Finish:
-    """The end of a video: its figures (when deferred), provenance, ``results.json`` last."""
+def _failed(result: ProcessingResult, exc: Exception, out: Path | None, video: VideoConfig):
+    """Record ``exc`` against the stage in progress, one line naming the file.
 
-    def __init__(self, result, scaffold, video, out, backend, started, progress) -> None:
-        self.result, self.scaffold, self.video, self.out = result, scaffold, video, out
-        self.backend, self.started, self.progress = backend, started, progress
+    An ``OSError`` names the file it concerns (the output folder while saving, the video
+    before) and its reason; anything else is unexpected and says its type.
+    """
+    result.success = False
+    stage = result.error_stage
+    if isinstance(exc, OSError):
+        where = out if stage == "save" else video.video_path
+        reason = exc.strerror or str(exc)
+        result.error_message = f"{where}: {reason} (in the {stage} stage)"
+    else:
+        result.error_message = (
+            f"{video.video_path}: unexpected {type(exc).__name__} in the {stage} stage: {exc}"
+        )
 
-    def __call__(self, draw: OutputContext | None = None) -> ProcessingResult:
-        result, video, out = self.result, self.video, self.out
-        if draw is not None:
-            t = time.perf_counter()
-            try:
-                write_figures(draw)
-            except OSError as exc:
+
+def _finish(
+    result: ProcessingResult,
+    scaffold: ScaffoldConfig,
+    video: VideoConfig,
+    out: Path | None,
+    backend: str,
+    started: str,
+    progress: Progress | None,
+    draw: OutputContext | None = None,
+) -> ProcessingResult:
+    """The end of a video: its figures (``draw``, when deferred), then ``results.json`` last.
+
+    Also the provenance, the log lines and the last progress call.
+    """
+    if draw is not None:
+        t = time.perf_counter()
+        result.error_stage = "save"
+        try:
+            write_figures(draw)
+            result.error_stage = None
+        except Exception as exc:  # noqa: BLE001 - recorded, as in run_video
+            _failed(result, exc, out, video)
+        seconds = time.perf_counter() - t
+        result.stage_seconds["figures"] = seconds
+        result.processing_time_seconds += seconds
+    if out is not None:
+        result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
+        try:
+            write_result_json(out, result, scaffold)
+            if not result.success:  # results.json says failed first, then the old tables go
+                remove_earlier_outputs(out)
+        except OSError as exc:
+            if result.success:
                 result.success, result.error_stage = False, "save"
-                result.error_message = f"{out}: {exc.strerror or exc} (in the save stage)"
-            except Exception as exc:  # noqa: BLE001 - recorded, as in run_video
-                result.success, result.error_stage = False, "save"
-                result.error_message = (
-                    f"{video.video_path}: unexpected {type(exc).__name__} in the save stage: {exc}"
-                )
-            seconds = time.perf_counter() - t
-            result.stage_seconds["figures"] = seconds
-            result.processing_time_seconds += seconds
-        return self._tail()
-
-    def _tail(self) -> ProcessingResult:
-        result, scaffold, video, out = self.result, self.scaffold, self.video, self.out
-        backend, started, progress = self.backend, self.started, self.progress
-        if out is not None:
-            result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
-            try:
-                write_result_json(out, result, scaffold)
-                if not result.success:  # results.json says failed first, then the old tables go
-                    remove_earlier_outputs(out)
-            except OSError as exc:
-                if result.success:
-                    result.success, result.error_stage = False, "save"
-                    result.error_message = f"{out}: cannot write results ({exc})"
-        if result.success:
-            log.info("%s: Q = %.5g m3/s in %.2f s", video.video_path, result.total_discharge,
-                     result.processing_time_seconds)  # fmt: skip
-        else:
-            log.info(
-                "%s: failed at %s: %s", video.video_path, result.error_stage, result.error_message
-            )
-        for stage, seconds in result.stage_seconds.items():  # -v: where the time went
-            log.info("%s: %s %.2f s", video.video_path.name, stage, seconds)
-        if progress:
-            progress(
-                "done", 1.0, "completed" if result.success else f"failed: {result.error_stage}"
-            )
-        return result
+                result.error_message = f"{out}: cannot write results ({exc})"
+    if result.success:
+        log.info("%s: Q = %.5g m3/s in %.2f s", video.video_path, result.total_discharge,
+                 result.processing_time_seconds)  # fmt: skip
+    else:
+        log.info("%s: failed at %s: %s", video.video_path, result.error_stage, result.error_message)
+    for stage, seconds in result.stage_seconds.items():  # -v: where the time went
+        log.info("%s: %s %.2f s", video.video_path.name, stage, seconds)
+    if progress:
+        progress("done", 1.0, "completed" if result.success else f"failed: {result.error_stage}")
+    return result
 
 
 def process_video(

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ivy_gpu.log import log
 from ivy_gpu.params import VideoConfig
@@ -102,14 +102,26 @@ def container_time(path: Path) -> str | None:
     return text.strip() or None
 
 
+class DoneClip(NamedTuple):
+    """A processed clip: the file as it was then, the row it was processed with, its result.
+
+    The row keeps the clip's time and WSE, so a long record's cycles do not look them up
+    again (nor open the container).
+    """
+
+    size: int
+    mtime_ns: int
+    row: BatchRow
+    result: ProcessingResult
+
+
 @dataclass
 class StationState:
     """What the station knows between cycles."""
 
-    done: dict[Path, tuple[int, int, ProcessingResult]] = field(default_factory=dict)
+    done: dict[Path, DoneClip] = field(default_factory=dict)
     waiting: dict[Path, str] = field(default_factory=dict)
     cycles: int = 0
-    rows: dict[Path, BatchRow] = field(default_factory=dict)  # each done clip's time and WSE
 
 
 class Station:
@@ -182,7 +194,7 @@ class Station:
             except OSError:
                 continue
             known = self.state.done.get(path)
-            if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
+            if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
                 continue  # done, and unchanged since
             why = self._not_complete(path, st, now)
             if why is None:
@@ -203,10 +215,10 @@ class Station:
 
     def row(self, path: Path, line: int) -> BatchRow:
         """The batch row of a clip: its time (name stamp or container) and WSE."""
-        from ivy_gpu.report.record import _STAMP
+        from ivy_gpu.report.record import name_stamp
 
         date = clock = None
-        if _STAMP.search(path.stem) is None:
+        if name_stamp(path) is None:
             stamp = container_time(path)
             if stamp:
                 date, _, clock = stamp.replace(" ", "T").partition("T")
@@ -231,35 +243,26 @@ class Station:
             return None
         self.state.cycles += 1
         paths = sorted({*self.state.done, *new}, key=self._when)
-        # a done clip keeps the row it was processed with: its time and WSE are not looked
-        # up again (nor its container opened) at every cycle of a long record
+        kept = {k: self.state.done[p] for k, p in enumerate(paths) if p not in new}
         rows = [
-            dataclasses.replace(self.state.rows[p], line=k + 2)
-            if p in self.state.rows and p not in new
-            else self.row(p, k + 2)
+            dataclasses.replace(kept[k].row, line=k + 2) if k in kept else self.row(p, k + 2)
             for k, p in enumerate(paths)
         ]
-        done = {
-            k: self.state.done[p][2]
-            for k, p in enumerate(paths)
-            if p in self.state.done and p not in new
-        }
+        done = {k: clip.result for k, clip in kept.items()}
         result = self.batch.run(rows, done=done, locked=True)
         for path, row, r in zip(paths, rows, result.video_results, strict=True):
             try:
                 st = path.stat()
             except OSError:
                 continue
-            self.state.done[path] = (st.st_size, st.st_mtime_ns, r)
-            self.state.rows[path] = row
+            self.state.done[path] = DoneClip(st.st_size, st.st_mtime_ns, row, r)
         self.last = result
         return result
 
     def _when(self, path: Path) -> tuple:
-        from ivy_gpu.report.record import _STAMP
+        from ivy_gpu.report.record import name_stamp
 
-        m = _STAMP.search(path.stem)
-        return (m.group(1) + m.group(2) if m else "", path.name)
+        return (name_stamp(path) or "", path.name)
 
     def run(
         self,

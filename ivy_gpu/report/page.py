@@ -28,7 +28,7 @@ from ivy_gpu.report.figures import FIGURES
 from ivy_gpu.report.record import MAX_GAUGE_GAP_S, gauge_at, parse_zone, read_gauge
 from ivy_gpu.report.review import REVIEW
 from ivy_gpu.results import stated_u95
-from ivy_gpu.units import format_value, unit_system
+from ivy_gpu.units import describe_row, format_value, unit_system
 
 REPORT = "report.html"
 #: Videos given a detailed section (failed ones first, then the largest gauge differences,
@@ -69,22 +69,13 @@ def _when(text: str, tz: _dt.tzinfo | None) -> _dt.datetime | None:
 
 
 def _row_detail(row: pd.Series, units: str) -> str:
-    """``WSE 1182.200 m (gauge), 0-3 s, comment``: what tells a summary row apart."""
-    bits = []
+    """What tells a summary row apart (:func:`ivy_gpu.units.describe_row`)."""
     ft = row.get("water_surface_elevation_ft") if units == "English" else None
     wse = _float(ft) if ft else _float(row.get("water_surface_elevation_m"))
-    if wse is not None:
-        bits.append(f"WSE {wse:.3f} {'ft' if ft else 'm'}")
-        if row.get("wse_source") == "gauge":
-            bits[-1] += " (gauge)"
-    start, end = _float(row.get("start_time_s")), _float(row.get("end_time_s"))
-    if end is not None:
-        bits.append(f"{start or 0:g}-{end:g} s")
-    elif start is not None:
-        bits.append(f"from {start:g} s")
-    if row.get("comments"):
-        bits.append(str(row["comments"])[:60])
-    return ", ".join(bits)
+    return describe_row(
+        wse, "ft" if ft else "m", _float(row.get("start_time_s")),
+        _float(row.get("end_time_s")), row.get("comments"), row.get("wse_source"),
+    )  # fmt: skip
 
 
 def collect(out_dir: Path, tz: _dt.tzinfo | None) -> tuple[list[VideoEntry], str]:

@@ -64,18 +64,24 @@ def parse_zone(text: str | None) -> _dt.tzinfo | None:
         ) from None
 
 
+def name_stamp(video_path: str | Path | None) -> str | None:
+    """The ``YYYYMMDDHHMMSS`` of a ``YYYYMMDD-HHMMSS`` stamp in a video's name, or None."""
+    m = _STAMP.search(Path(video_path).stem) if video_path is not None else None
+    return None if m is None else m.group(1) + m.group(2)
+
+
 def measurement_datetime(
     cfg, video_path: str | Path | None = None, tz: _dt.tzinfo | None = None
 ) -> _dt.datetime | None:
     """When a video was taken (see the module docstring), or None when nothing says."""
     date = (getattr(cfg, "measurement_date", None) or "").strip()
     time = (getattr(cfg, "measurement_time", None) or "").strip()
-    stamp = _STAMP.search(Path(video_path).stem) if video_path is not None else None
+    stamp = name_stamp(video_path)
     when = None
     if date and time:
         when = pd.Timestamp(f"{date} {time}")
     elif stamp is not None:
-        when = pd.Timestamp(pd.to_datetime(stamp.group(1) + stamp.group(2), format="%Y%m%d%H%M%S"))
+        when = pd.Timestamp(pd.to_datetime(stamp, format="%Y%m%d%H%M%S"))
         if date and pd.Timestamp(date).date() != when.date():
             when = pd.Timestamp(date)  # the CSV's date wins over a name that disagrees
     elif date:
