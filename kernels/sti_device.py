@@ -194,19 +194,23 @@ def _block_sum(acc, value, tid, nthreads):  # pragma: no cover - device code
 
 
 def gather_zscore_cuda(
-    tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, out, valid, stream=0
-) -> None:
+    tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, out, valid, stream=0,
+    block: int = FUSED_BLOCK,
+) -> None:  # fmt: skip
     """Launch the fused kernel: ``out`` (pairs, P, n_fft) float32, ``valid`` uint8 (ones).
 
-    Device arrays on a GPU; host arrays under the simulator. One block of
-    :data:`FUSED_BLOCK` threads per STI (at most ``config.CUDA_MAX_BLOCKS`` blocks, the
-    kernel loops over the rest).
+    Device arrays on a GPU; host arrays under the simulator. One block of ``block`` threads
+    (:data:`FUSED_BLOCK`; a smaller power of two runs the same reductions, and lets the
+    simulator's tests cover rows longer than a block) per STI, at most
+    ``config.CUDA_MAX_BLOCKS`` blocks: the kernel loops over the rest.
     """
     from ivy_gpu import config
 
+    if block < 2 or block > FUSED_BLOCK or block & (block - 1):
+        raise ValueError(f"block: a power of two in [2, {FUSED_BLOCK}], not {block}")
     n_pairs = node_x.shape[0]
     grid = max(1, min(config.CUDA_MAX_BLOCKS, n_pairs))
-    _gather_zscore_kernel[grid, FUSED_BLOCK, stream](
+    _gather_zscore_kernel[grid, block, stream](
         tl, node_x, node_y, pair_angle, offsets, float(x_lo), float(y_lo), bool(nearest),
         CONSTANT_ROW_STD, out, valid,
     )  # fmt: skip

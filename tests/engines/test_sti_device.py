@@ -70,7 +70,12 @@ def test_a_constant_row_clears_the_sti_and_reads_zero():
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
 def test_the_cuda_kernel_equals_the_twin(interpolation):
-    """Per STI, per row, per frame: the kernel's block reductions against the twin."""
+    """Per STI, per row, per frame: the kernel's block reductions against the twin.
+
+    Blocks of 4 threads over 10 frames: every thread strides over several frames (the
+    production block of 128 is checked against today's path by the next test and by
+    gpu-check).
+    """
     stack, window, args, want, valid = _case(5, interpolation, t=10, p=4, nodes=2)
     tl = time_last_crop(stack, window)
     z_ref, ok_ref = gather_zscore_numpy(tl, **args, n_fft=14)
@@ -79,7 +84,7 @@ def test_the_cuda_kernel_equals_the_twin(interpolation):
     ok = np.ones(n, np.uint8)
     dev = {k: cuda.to_device(v) if isinstance(v, np.ndarray) else v for k, v in args.items()}
     d_out, d_ok = cuda.to_device(out), cuda.to_device(ok)
-    gather_zscore_cuda(cuda.to_device(tl), **dev, out=d_out, valid=d_ok)
+    gather_zscore_cuda(cuda.to_device(tl), **dev, out=d_out, valid=d_ok, block=4)
     got, got_ok = d_out.copy_to_host(), d_ok.copy_to_host().astype(bool)
     np.testing.assert_allclose(got, z_ref, atol=2e-6)
     np.testing.assert_allclose(got[..., :10], want, atol=2e-6)  # and the host path
@@ -87,8 +92,10 @@ def test_the_cuda_kernel_equals_the_twin(interpolation):
     # a constant STI: flagged invalid, rows 0
     flat = np.full_like(tl, 9)
     d_out, d_ok = cuda.to_device(out), cuda.to_device(np.ones(n, np.uint8))
-    gather_zscore_cuda(cuda.to_device(flat), **dev, out=d_out, valid=d_ok)
+    gather_zscore_cuda(cuda.to_device(flat), **dev, out=d_out, valid=d_ok, block=4)
     assert not d_ok.copy_to_host().any() and not d_out.copy_to_host().any()
+    with pytest.raises(ValueError, match="block: a power of two"):
+        gather_zscore_cuda(tl, **args, out=out, valid=ok, block=6)
 
 
 def test_gpu_check_times_both_paths_and_they_agree():
