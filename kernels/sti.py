@@ -90,6 +90,24 @@ def gather_numpy(stack, x0, y0, fx, fy, xp: ModuleType = np):
     return xp.ascontiguousarray(xp.moveaxis(v, 0, -1))
 
 
+def gather_time_last_xp(tl, x0, y0, fx, fy, xp: ModuleType = np):
+    """:func:`gather_numpy` from a time-last ``(H, W, T)`` crop (same values, same operations).
+
+    The GPU engine keeps its crop time-last for the fused kernel; host taps (IVyTools' lines,
+    the best lines' STIs) are read from it here, one contiguous run of T values per tap.
+    Returns float32 (n, P, T).
+    """
+    w00 = ((1 - fx) * (1 - fy))[..., None]
+    w10 = (fx * (1 - fy))[..., None]
+    w01 = ((1 - fx) * fy)[..., None]
+    w11 = (fx * fy)[..., None]
+
+    def corner(dy: int, dx: int):
+        return tl[y0 + dy, x0 + dx].astype(xp.float32)  # (n, P, T)
+
+    return w00 * corner(0, 0) + w10 * corner(0, 1) + w01 * corner(1, 0) + w11 * corner(1, 1)
+
+
 def standardize_numpy(sti, xp: ModuleType = np):
     """Z-score every row of every STI along time (sample std, ddof=1).
 

@@ -39,6 +39,18 @@ from ivy_gpu.kernels.sti import CONSTANT_ROW_STD
 #: of two for the shared-memory tree reduction.
 FUSED_BLOCK = 128
 
+#: The block the engine launches under numba-cuda's simulator, which runs every thread of a
+#: block as a Python thread: the same kernel and reductions, with each thread striding over
+#: more frames, at a cost CI can pay (a 128-thread block made one small STIV call 200 s).
+SIM_BLOCK = 2
+
+
+def launch_block() -> int:
+    """Threads per block for the engine: :data:`FUSED_BLOCK`, :data:`SIM_BLOCK` when simulated."""
+    from numba import config as numba_config
+
+    return SIM_BLOCK if numba_config.ENABLE_CUDASIM else FUSED_BLOCK
+
 
 def time_last_crop(stack, window: tuple[int, int, int, int], xp: ModuleType = np):
     """The crop ``(y_lo, y_hi, x_lo, x_hi)`` of a ``(T, H, W)`` stack, ``(h, w, T)`` contiguous."""
@@ -66,6 +78,9 @@ def gather_zscore_numpy(
     nearest: bool,
     n_fft: int,
     xp: ModuleType = np,
+    standardize: bool = True,
+    starts=None,
+    t_len: int | None = None,
 ):
     """Reference twin: z-scored STIs zero-padded to ``n_fft``, and the valid flags.
 
@@ -87,15 +102,28 @@ def gather_zscore_numpy(
         Columns of the output (>= T); those past ``T`` are 0.
     xp : module
         The array namespace (NumPy, or CuPy for device arrays).
+    standardize : bool
+        Z-score the rows (the ACF method); False leaves the raw samples (the gradient
+        method) and only flags constant rows.
+    starts : array (pairs,) int, optional
+        Each pair's first frame of ``tl`` (time windows in one batch); default 0.
+    t_len : int, optional
+        Frames per STI (default: all of ``tl``'s).
 
     Returns
     -------
     z : array (pairs, P, n_fft) float32
-        Rows z-scored over time (ddof 1); a constant row is 0.
+        Rows z-scored over time (ddof 1); a constant row is 0. Raw samples when not
+        ``standardize``.
     valid : array (pairs,) bool
         False where any row is constant.
     """
-    h, w, t_len = tl.shape
+    h, w, t_all = tl.shape
+    t_len = t_all if t_len is None else t_len
+    frames = None
+    if starts is not None or t_len < t_all:
+        first = xp.zeros(len(node_x), dtype=xp.int64) if starts is None else xp.asarray(starts)
+        frames = (first[:, None] + xp.arange(t_len))[:, None, :]  # (pairs, 1, t_len)
     sx, sy = _positions(node_x, node_y, pair_angle, offsets, x_lo, y_lo, xp)
     if nearest:
         sx, sy = xp.ceil(sx - 0.5), xp.ceil(sy - 0.5)
@@ -107,7 +135,10 @@ def gather_zscore_numpy(
     one = xp.float32(1.0)
 
     def corner(dy: int, dx: int):
-        return tl[yi + dy, xi + dx].astype(xp.float32)  # (pairs, P, T)
+        c = tl[yi + dy, xi + dx]  # (pairs, P, T of tl)
+        if frames is not None:
+            c = xp.take_along_axis(c, xp.broadcast_to(frames, (*c.shape[:2], t_len)), axis=-1)
+        return c.astype(xp.float32)  # (pairs, P, t_len)
 
     raw = (
         (one - fx) * (one - fy) * corner(0, 0)
@@ -118,8 +149,11 @@ def gather_zscore_numpy(
     mean = raw.mean(axis=-1, dtype=xp.float64, keepdims=True)
     std = raw.std(axis=-1, ddof=1, dtype=xp.float64, keepdims=True)
     const = std < CONSTANT_ROW_STD * (1.0 + xp.abs(mean))
-    z = ((raw - mean) / xp.where(const, 1.0, std)).astype(xp.float32)
-    z = xp.where(const, xp.float32(0.0), z)
+    if standardize:
+        z = ((raw - mean) / xp.where(const, 1.0, std)).astype(xp.float32)
+        z = xp.where(const, xp.float32(0.0), z)
+    else:
+        z = raw.astype(xp.float32)
     out = xp.zeros((raw.shape[0], raw.shape[1], n_fft), dtype=xp.float32)
     out[..., :t_len] = z
     return out, ~const[..., 0].any(axis=-1)
@@ -127,10 +161,25 @@ def gather_zscore_numpy(
 
 @cuda.jit
 def _gather_zscore_kernel(
-    tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, min_std, out, valid
+    tl,
+    node_x,
+    node_y,
+    pair_angle,
+    offsets,
+    x_lo,
+    y_lo,
+    nearest,
+    standardize,
+    min_std,
+    out,
+    valid,
+    t0,
+    line_t0,
+    t_len,
 ):  # pragma: no cover - device code
-    # one block per STI (grid-stride over STIs), threads over frames
-    h, w, t_len = tl.shape
+    # one block per STI (grid-stride over STIs), threads over its frames
+    # t0 + line_t0[s] ... + t_len - 1
+    h, w = tl.shape[0], tl.shape[1]
     n_pairs = node_x.shape[0]
     p_len = offsets.shape[1]
     n_fft = out.shape[2]
@@ -140,6 +189,7 @@ def _gather_zscore_kernel(
     one = np.float32(1.0)
     for s in range(cuda.blockIdx.x, n_pairs, cuda.gridDim.x):
         a = pair_angle[s]
+        first = t0 + line_t0[s]
         for i in range(p_len):
             # the cell and weights, as line_taps computes them (float64, same order)
             sx = (node_x[s] + offsets[a, i, 0]) - x_lo
@@ -153,11 +203,12 @@ def _gather_zscore_kernel(
             gy = np.float32(sy - ya)
             total = 0.0
             for t in range(tid, t_len, nthreads):  # consecutive threads, consecutive frames
+                f = first + t
                 v = (
-                    (one - gx) * (one - gy) * np.float32(tl[ya, xa, t])
-                    + gx * (one - gy) * np.float32(tl[ya, xa + 1, t])
-                    + (one - gx) * gy * np.float32(tl[ya + 1, xa, t])
-                    + gx * gy * np.float32(tl[ya + 1, xa + 1, t])
+                    (one - gx) * (one - gy) * np.float32(tl[ya, xa, f])
+                    + gx * (one - gy) * np.float32(tl[ya, xa + 1, f])
+                    + (one - gx) * gy * np.float32(tl[ya + 1, xa, f])
+                    + gx * gy * np.float32(tl[ya + 1, xa + 1, f])
                 )
                 out[s, i, t] = v
                 total += v
@@ -170,9 +221,10 @@ def _gather_zscore_kernel(
             constant = sd < min_std * (1.0 + abs(mean))
             if constant and tid == 0:
                 valid[s] = 0
-            inv = 0.0 if constant else 1.0 / sd
-            for t in range(tid, t_len, nthreads):
-                out[s, i, t] = (out[s, i, t] - mean) * inv
+            if standardize:
+                inv = 0.0 if constant else 1.0 / sd
+                for t in range(tid, t_len, nthreads):
+                    out[s, i, t] = (out[s, i, t] - mean) * inv
             for t in range(t_len + tid, n_fft, nthreads):
                 out[s, i, t] = 0.0
 
@@ -195,9 +247,17 @@ def _block_sum(acc, value, tid, nthreads):  # pragma: no cover - device code
 
 def gather_zscore_cuda(
     tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, out, valid, stream=0,
-    block: int = FUSED_BLOCK,
+    block: int = FUSED_BLOCK, standardize: bool = True, frames: tuple[int, int] | None = None,
+    starts=None,
 ) -> None:  # fmt: skip
     """Launch the fused kernel: ``out`` (pairs, P, n_fft) float32, ``valid`` uint8 (ones).
+
+    ``standardize=False`` writes the raw samples (``n_fft`` = T for the gradient method)
+    and only clears ``valid`` for constant rows, as :func:`gather_zscore_numpy`.
+    ``frames`` ``(start, stop)`` reads only those frames of ``tl`` (a time window of the
+    clip), which stays one contiguous array: the kernel never receives a strided view.
+    ``starts`` (pairs,) int32 shifts each STI's frames by its own offset within ``frames``
+    (several time windows in one launch); ``starts.max() + stop`` must stay within ``tl``.
 
     Device arrays on a GPU; host arrays under the simulator. One block of ``block`` threads
     (:data:`FUSED_BLOCK`; a smaller power of two runs the same reductions, and lets the
@@ -208,9 +268,20 @@ def gather_zscore_cuda(
 
     if block < 2 or block > FUSED_BLOCK or block & (block - 1):
         raise ValueError(f"block: a power of two in [2, {FUSED_BLOCK}], not {block}")
+    start, stop = frames if frames is not None else (0, tl.shape[2])
+    if not 0 <= start < stop <= tl.shape[2] or stop - start > out.shape[2]:
+        raise ValueError(f"frames: {start}:{stop} of {tl.shape[2]}, into {out.shape[2]} columns")
     n_pairs = node_x.shape[0]
+    if starts is None:  # the engine passes its own (device) offsets
+        starts = cuda.to_device(np.zeros(max(1, n_pairs), np.int32))
+    elif (
+        isinstance(starts, np.ndarray)
+        and n_pairs
+        and (starts.min() < 0 or stop + int(starts.max()) > tl.shape[2])
+    ):
+        raise ValueError(f"starts: frames past the {tl.shape[2]} of the crop")
     grid = max(1, min(config.CUDA_MAX_BLOCKS, n_pairs))
     _gather_zscore_kernel[grid, block, stream](
         tl, node_x, node_y, pair_angle, offsets, float(x_lo), float(y_lo), bool(nearest),
-        CONSTANT_ROW_STD, out, valid,
+        bool(standardize), CONSTANT_ROW_STD, out, valid, int(start), starts, int(stop - start),
     )  # fmt: skip

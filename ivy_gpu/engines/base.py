@@ -12,10 +12,13 @@ Adding a backend is one module implementing this protocol plus one line in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from ivy_gpu.kernels.sti import bilinear_taps
 
 if TYPE_CHECKING:  # pragma: no cover
     from ivy_gpu.kernels.rays import AcfPlan
@@ -28,6 +31,96 @@ Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Window = tuple[int, int, int, int]
 
 
+@dataclass(frozen=True)
+class PairLines:
+    """A batch of ``unit`` search lines as geometry: the engine computes their taps.
+
+    An engine with ``device_lines = True`` receives this instead of :data:`Taps`: a few
+    bytes per line and the fan's offsets once, instead of four ``(pairs, P)`` tap arrays
+    (9 MB for 17,825 lines of 32 px). :meth:`taps` gives the same taps on the host.
+
+    Attributes
+    ----------
+    node_x, node_y : ndarray (pairs,) float64
+        Each line's node, stack pixels.
+    angle : ndarray (pairs,) int32
+        Each line's row of ``offsets``.
+    offsets : ndarray (k, P, 2) float64
+        Sample offsets ``(dx, dy)`` of the lines' angles
+        (:func:`ivy_gpu.stiv.lines.line_offsets`).
+    window : Window
+        The stack crop the engine prepared; taps are in its coordinates.
+    interpolation : str
+        ``"bilinear"`` or ``"nearest"``.
+    start : ndarray (pairs,) int32, optional
+        Each line's first frame within the handle it is scored on: several time windows of
+        one clip scored as one batch (:meth:`in_windows`). None: every line starts at 0.
+    """
+
+    node_x: np.ndarray
+    node_y: np.ndarray
+    angle: np.ndarray
+    offsets: np.ndarray
+    window: Window
+    interpolation: str
+    start: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.node_x.shape[0])
+
+    @property
+    def num_pixels(self) -> int:
+        """Samples per line (P)."""
+        return int(self.offsets.shape[1])
+
+    def chunk(self, lo: int, hi: int) -> PairLines:
+        """Lines ``lo:hi`` (same offsets and window)."""
+        start = None if self.start is None else self.start[lo:hi]
+        return PairLines(
+            self.node_x[lo:hi], self.node_y[lo:hi], self.angle[lo:hi], self.offsets,
+            self.window, self.interpolation, start,
+        )  # fmt: skip
+
+    def in_windows(self, starts: list[int]) -> PairLines:
+        """Every line once per time window starting at ``starts``: window-major, ``K * pairs``."""
+        k, n = len(starts), len(self)
+        return PairLines(
+            np.tile(self.node_x, k), np.tile(self.node_y, k), np.tile(self.angle, k),
+            self.offsets, self.window, self.interpolation,
+            np.repeat(np.asarray(starts, np.int32), n),
+        )  # fmt: skip
+
+    def taps(self) -> Taps:
+        """The bilinear taps on the host, exactly :func:`ivy_gpu.stiv.lines.line_taps`'.
+
+        Lines in several time windows (``start``) have no host-taps form: refused.
+        """
+        if self.start is not None:
+            raise ValueError("PairLines.taps: lines in time windows need device taps")
+        y_lo, y_hi, x_lo, x_hi = self.window
+        ox, oy = (np.ascontiguousarray(self.offsets[..., k]) for k in (0, 1))  # (k, P)
+        sx = self.node_x[:, None] + np.take(ox, self.angle, axis=0)
+        sy = self.node_y[:, None] + np.take(oy, self.angle, axis=0)
+        w, h = x_hi - x_lo + 1, y_hi - y_lo + 1
+        return bilinear_taps(sx - x_lo, sy - y_lo, w, h, self.interpolation)
+
+
+#: What a scoring call reads: host taps, or line geometry for an engine with ``device_lines``.
+Lines = Taps | PairLines
+
+
+def chunk_of(lines: Lines, lo: int, hi: int) -> Lines:
+    """Lines ``lo:hi`` of a batch, whichever form it has."""
+    if isinstance(lines, PairLines):
+        return lines.chunk(lo, hi)
+    return tuple(a[lo:hi] for a in lines)  # type: ignore[return-value]
+
+
+def as_taps(lines: Lines) -> Taps:
+    """Host taps of a batch (computed for :class:`PairLines`)."""
+    return lines.taps() if isinstance(lines, PairLines) else lines
+
+
 @runtime_checkable
 class Engine(Protocol):
     """A compute backend.
@@ -38,10 +131,14 @@ class Engine(Protocol):
         Registry name (``"numpy"``, ``"numba"``, ``"cupy"``).
     xp : module
         Array namespace of the engine's arrays (``numpy`` or ``cupy``).
+    device_lines : bool
+        The scoring calls take ``unit`` lines as :class:`PairLines` (the engine computes
+        their taps) instead of host :data:`Taps`; IVyTools' lines always come as taps.
     """
 
     name: str
     xp: ModuleType
+    device_lines: bool
 
     def to_device(self, a: Any) -> Any:
         """Return ``a`` as an array of the engine's namespace."""
@@ -67,10 +164,10 @@ class Engine(Protocol):
         """Number of (node, angle) pairs scored per chunk within the memory budget."""
         ...
 
-    def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:
+    def prepare(self, stack: Any, window: Window, sigma: float, taps: Lines | None = None) -> Any:
         """Crop ``stack`` to ``window``, blur it spatially by ``sigma`` and lay it out.
 
-        ``taps`` (window coordinates) are every bilinear tap the handle will be read with;
+        ``taps`` (window coordinates) are every line the handle will be read with;
         an engine may copy only the pixels they read. Returns the handle that
         :meth:`gather` and the scoring calls read.
         """
@@ -84,11 +181,11 @@ class Engine(Protocol):
         """Raw STIs on the host, shape (n, P, T) float32."""
         ...
 
-    def acf_scores(self, handle: Any, taps: Taps, plan: AcfPlan) -> tuple[np.ndarray, ...]:
+    def acf_scores(self, handle: Any, taps: Lines, plan: AcfPlan) -> tuple[np.ndarray, ...]:
         """ACF ray-integral scores: host ``(idx, peak, before, after)``, each (n,)."""
         ...
 
-    def gradient_scores(self, handle: Any, taps: Taps) -> tuple[np.ndarray, np.ndarray]:
+    def gradient_scores(self, handle: Any, taps: Lines) -> tuple[np.ndarray, np.ndarray]:
         """Structure-tensor scores: host ``(slope px/frame, coherence)``, each (n,)."""
         ...
 
@@ -126,6 +223,7 @@ class HostMemory:
 
     name = "host"
     xp: ModuleType = np
+    device_lines = False  # host taps
 
     def to_device(self, a: Any) -> np.ndarray:
         """Return ``a`` as a NumPy array (device arrays are copied to the host)."""

@@ -26,8 +26,9 @@ import numpy as np
 import scipy.fft
 
 from ivy_gpu import config
-from ivy_gpu.engines.base import Taps, Window, crop_blur, host_array
-from ivy_gpu.kernels import acf, rays, sti, structure_tensor
+from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_blur, host_array
+from ivy_gpu.engines.upload import FrameUploader
+from ivy_gpu.kernels import acf, rays, sti, sti_device, structure_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ivy_gpu.scaffold.rectify import Rectifier
@@ -70,18 +71,30 @@ def _probe_kernels(xp: ModuleType) -> None:
     taps = sti.bilinear_taps(rng.uniform(0, 5, (3, 4)), rng.uniform(0, 3, (3, 4)), 7, 5, "bilinear")
     want = sti.gather_numpy(stack, *taps)
     stream = _stream(xp)
-    step = "gather"  # the step in progress, named when it fails
+    step = "z-score"  # the step in progress, named when it fails
     try:
-        out = xp.empty(want.shape, dtype=xp.float32)
-        sti.gather_cuda(xp.asarray(stack), *(xp.asarray(a) for a in taps), out, stream)
-        _same("gather kernel", out, want)
-        step = "z-score"
+        out = xp.asarray(want.copy())
         z_want, v_want = sti.standardize_numpy(want)
         valid = xp.ones(want.shape[0], dtype=xp.uint8)
         sti.standardize_cuda(out, valid, stream)
         _same("z-score kernel", out, np.nan_to_num(z_want))
         if not np.array_equal(host_array(valid).astype(bool), v_want):
             raise RuntimeError("z-score kernel flagged the wrong STIs")
+        step = "fused gather + z-score"
+        lines = PairLines(
+            rng.uniform(1, 3, 3), rng.uniform(1, 2, 3), np.array([0, 1, 0], np.int32),
+            rng.uniform(-1, 1, (2, 4, 2)), (0, 4, 0, 6), "bilinear",
+        )  # fmt: skip
+        tl = np.ascontiguousarray(np.moveaxis(stack, 0, -1))
+        f_want, fv_want = _fused_twin(tl, lines, 8, True, np)
+        # uint8 (the crop as rectified) and float32 (blurred): both compiled here, at
+        # engine creation, so no video pays a first-call compilation
+        for frames in (tl, tl.astype(np.float32)):
+            crop = TimeLastCrop(xp.asarray(frames), 0, tl.shape[2])
+            f_got, fv_got = _fused_kernel(xp, crop, lines, 8, True, stream)
+            _same("fused gather + z-score kernel", f_got, f_want)
+            if not np.array_equal(host_array(fv_got).astype(bool), fv_want):
+                raise RuntimeError("fused gather + z-score kernel flagged the wrong STIs")
         step = "cross-spectra"
         zf = np.fft.rfft(np.nan_to_num(z_want), axis=-1).astype(np.complex64)
         cs = xp.empty((zf.shape[0], 3, zf.shape[2]), dtype=xp.complex64)
@@ -130,7 +143,8 @@ def probe(xp: ModuleType) -> GpuProbe:
     except Exception as exc:
         detail = str(exc) if str(exc).startswith("Numba-CUDA") else f"Numba-CUDA: {_why(exc)}"
         return GpuProbe(False, "unusable", detail)
-    return GpuProbe(True, "kernels", f"gather, z-score and cross-spectra kernels, {libs}")
+    kernels = "fused gather + z-score, z-score and cross-spectra kernels"
+    return GpuProbe(True, "kernels", f"{kernels}, {libs}")
 
 
 def gpu_budget(xp: ModuleType) -> int:
@@ -148,6 +162,64 @@ def gpu_budget(xp: ModuleType) -> int:
     except Exception:  # noqa: BLE001 - no memory query here: the configured budget
         return budget
     return max(1, min(budget, int(config.GPU_FREE_FRACTION * free) // config.gpu_share()))
+
+
+@dataclass(frozen=True)
+class TimeLastCrop:
+    """The kernels' STIV handle: the crop time-last, ``(h, w, T)``, and the frames read.
+
+    A time window of the clip (quality windows) is the same array with other
+    ``start``/``stop``: the fused kernel reads frames from an offset, so no strided view
+    and no copy is ever made.
+    """
+
+    tl: Any
+    start: int
+    stop: int
+
+    @property
+    def frames(self) -> int:
+        """Frames read."""
+        return self.stop - self.start
+
+    def view(self) -> Any:
+        """The frames read, ``(h, w, frames)`` (a view)."""
+        return self.tl[..., self.start : self.stop]
+
+
+def _fused_args(xp: ModuleType, lines: PairLines) -> tuple[Any, ...]:
+    """The fused kernel's line arguments: a few bytes per line (and the offsets) uploaded."""
+    y_lo, _, x_lo, _ = lines.window
+    d = (xp.asarray(a) for a in (lines.node_x, lines.node_y, lines.angle, lines.offsets))
+    return (*d, x_lo, y_lo, lines.interpolation == "nearest")
+
+
+def _fused_twin(tl: Any, lines: PairLines, n_out: int, standardize: bool, xp: ModuleType):
+    """:func:`~ivy_gpu.kernels.sti_device.gather_zscore_numpy` of ``lines`` (window-relative)."""
+    return sti_device.gather_zscore_numpy(
+        tl, *_fused_args(xp, lines), n_out, xp=xp, standardize=standardize, starts=lines.start
+    )
+
+
+def _fused_kernel(
+    xp: ModuleType, crop: TimeLastCrop, lines: PairLines, n_out: int, standardize: bool,
+    stream: Any,
+) -> tuple[Any, Any]:  # fmt: skip
+    """The fused CUDA kernel on ``lines``: ``(out (n, P, n_out) float32, valid uint8)``."""
+    n = len(lines)
+    out = xp.empty((n, lines.num_pixels, n_out), dtype=xp.float32)
+    valid = xp.ones(n, dtype=xp.uint8)
+    if lines.start is None:
+        starts = xp.zeros(n, dtype=xp.int32)
+    else:  # time windows in one batch: checked on the host, where the offsets are
+        if n and crop.stop + int(lines.start.max()) > crop.tl.shape[2]:
+            raise ValueError(f"time windows past the {crop.tl.shape[2]} frames of the crop")
+        starts = xp.asarray(lines.start, dtype=xp.int32)
+    sti_device.gather_zscore_cuda(
+        crop.tl, *_fused_args(xp, lines), out, valid, stream, sti_device.launch_block(),
+        standardize, (crop.start, crop.stop), starts,
+    )  # fmt: skip
+    return out, valid
 
 
 def _stream(xp: ModuleType) -> Any:
@@ -174,7 +246,9 @@ class XpEngine:
 
     name = "cupy"
 
-    def __init__(self, xp: ModuleType, use_cuda_kernels: bool | None = None) -> None:
+    def __init__(
+        self, xp: ModuleType, use_cuda_kernels: bool | None = None, uploader: Any = None
+    ) -> None:
         self.xp = xp
         self.fft = scipy.fft if xp is np else xp.fft
         if xp is np:
@@ -192,11 +266,19 @@ class XpEngine:
         self.use_cuda_kernels = bool(use_cuda_kernels)
         #: The path this engine runs: ``"kernels"`` or ``"array code"`` (recorded in results).
         self.path = "kernels" if self.use_cuda_kernels else "array code"
+        #: With the kernels, ``unit`` lines come as geometry and the fused kernel computes
+        #: their taps on the device (:class:`~ivy_gpu.engines.base.PairLines`).
+        self.device_lines = self.use_cuda_kernels
         #: Blocking host synchronizations so far (downloads and ``synchronize``), so a benchmark
         #: can count them per STIV call.
         self.syncs = 0
         self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
         self._coords: tuple[Any, Any] = (None, None)  # (rectifier, its coordinates on device)
+        #: Frames go up through pinned, double-buffered staging on a non-blocking stream
+        #: (:class:`~ivy_gpu.engines.upload.FrameUploader`) on a GPU; with NumPy, as they are.
+        self.uploader = uploader
+        if uploader is None and xp is not np:
+            self.uploader = FrameUploader(xp)
 
     # ------------------------------------------------------------------ memory
     def to_device(self, a: Any) -> Any:
@@ -219,19 +301,26 @@ class XpEngine:
             self.xp.cuda.get_current_stream().synchronize()
 
     def remap(self, frame: np.ndarray, tables: Rectifier, out: Any) -> None:
-        """Upload one uint8 frame and rectify it straight into ``out`` (rounded uint8)."""
+        """Upload one uint8 frame and rectify it straight into ``out`` (rounded uint8).
+
+        The upload (pinned staging, its own stream) overlaps the previous frame's
+        rectification; the rectification waits for it on the device, not on the host.
+        """
         if self._coords[0] is not tables:  # holding the rectifier: no stale tables
             coords = self.xp.stack([self.xp.asarray(tables.map_y), self.xp.asarray(tables.map_x)])
             self._coords = (tables, coords)
         order = 0 if tables.interpolation == "nearest" else 1
+        source = self.uploader.upload(frame) if self.uploader else self.xp.asarray(frame)
         self.ndimage.map_coordinates(
-            self.xp.asarray(frame),
+            source,
             self._coords[1],
             output=out,
             order=order,
             mode="constant",
             cval=0.0,
         )
+        if self.uploader:
+            self.uploader.release()
 
     # ------------------------------------------------------------------ STIV
     def chunk_pairs(self, p: int, t: int) -> int:
@@ -244,26 +333,46 @@ class XpEngine:
         budget = gpu_budget(self.xp) if self.xp is not np else config.CPU_CHUNK_BYTES
         return max(1, min(config.MAX_CHUNK_PAIRS, budget // per_pair))
 
-    def prepare(self, stack: Any, window: Window, sigma: float, taps: Taps | None = None) -> Any:
-        """Crop on the device (a host stack is cropped first, then uploaded) and blur there."""
+    def prepare(self, stack: Any, window: Window, sigma: float, taps: Lines | None = None) -> Any:
+        """Crop on the device (a host stack is cropped first, then uploaded) and blur there.
+
+        With the kernels the handle is the crop **time-last**, ``(h, w, T)``: the fused
+        kernel's threads read consecutive frames of one pixel at consecutive addresses.
+        """
         y_lo, y_hi, x_lo, x_hi = window
         region = self.to_device(stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1])
-        return crop_blur(region, (0, y_hi - y_lo, 0, x_hi - x_lo), sigma, self.xp, self.ndimage)
+        crop = (0, y_hi - y_lo, 0, x_hi - x_lo)
+        blurred = crop_blur(region, crop, sigma, self.xp, self.ndimage)
+        if not self.use_cuda_kernels:
+            return blurred
+        del region
+        tl = sti_device.time_last_crop(blurred, crop, self.xp)
+        return TimeLastCrop(tl, 0, tl.shape[2])
 
     def time_slice(self, handle: Any, start: int, stop: int) -> Any:
-        """Frames ``start:stop`` of the device handle (a view)."""
+        """Frames ``start:stop`` of the device handle (a view, or the same crop's offsets)."""
+        if isinstance(handle, TimeLastCrop):
+            return TimeLastCrop(handle.tl, handle.start + start, handle.start + min(
+                stop, handle.frames))  # fmt: skip
         return handle[start:stop]
+
+    @staticmethod
+    def _n_frames(handle: Any) -> int:
+        return handle.frames if isinstance(handle, TimeLastCrop) else handle.shape[0]
 
     def _taps(self, taps: Taps) -> tuple[Any, ...]:
         return tuple(self.xp.asarray(a) for a in taps)
 
-    def _gather_device(self, stack: Any, taps: Taps) -> Any:
+    def _gather_device(self, handle: Any, taps: Taps) -> Any:
+        """Raw STIs of host taps (IVyTools' lines, the best lines' STIs), on the device.
+
+        From the time-last crop with the kernels (fancy indexing: each tap reads T
+        consecutive values), else from the ``(T, h, w)`` crop.
+        """
         x0, y0, fx, fy = self._taps(taps)
-        if not self.use_cuda_kernels:
-            return sti.gather_numpy(stack, x0, y0, fx, fy, xp=self.xp)
-        out = self.xp.empty((x0.shape[0], x0.shape[1], stack.shape[0]), dtype=self.xp.float32)
-        sti.gather_cuda(stack, x0, y0, fx, fy, out, _stream(self.xp))
-        return out
+        if isinstance(handle, TimeLastCrop):
+            return sti.gather_time_last_xp(handle.view(), x0, y0, fx, fy, xp=self.xp)
+        return sti.gather_numpy(handle, x0, y0, fx, fy, xp=self.xp)
 
     def _standardize(self, raw: Any) -> tuple[Any, Any]:
         """Z-scored rows (constant rows 0) and the valid flag per STI."""
@@ -275,6 +384,24 @@ class XpEngine:
         sti.standardize_cuda(raw, valid, _stream(xp))
         return raw, valid.astype(bool)
 
+    def _stis(self, handle: Any, lines: Lines, n_out: int, standardize: bool) -> tuple[Any, Any]:
+        """STIs (n, P, n_out) float32 (zero-padded past T) and their valid flags (bool).
+
+        Geometry goes to the fused kernel (one launch: taps, gather, z-score, padding);
+        host taps to the gather and z-score kernels, or to the array code.
+        """
+        xp = self.xp
+        if isinstance(lines, PairLines):
+            if not self.use_cuda_kernels:  # pragma: no cover - device_lines is off then
+                raise RuntimeError("line geometry needs the CUDA kernels")
+            out, valid = _fused_kernel(xp, handle, lines, n_out, standardize, _stream(xp))
+            return out, valid.astype(bool)
+        raw = self._gather_device(handle, lines)
+        if not standardize:
+            _, valid = self._standardize(raw.copy())
+            return raw, valid
+        return self._standardize(raw)
+
     def _cross_spectra(self, zf: Any, lx_max: int) -> Any:
         if not self.use_cuda_kernels:
             return acf.cross_spectra_fft_xp(zf, lx_max, self.xp)
@@ -283,15 +410,23 @@ class XpEngine:
         acf.cross_spectra_cuda(zf, lx_max, out, _stream(self.xp))
         return out
 
+    def _download(self, *arrays: Any) -> tuple[np.ndarray, ...]:
+        """Per-STI results in one download (one synchronization), float64 (exact)."""
+        xp = self.xp
+        host = self.to_host(xp.stack([a.astype(xp.float64) for a in arrays]))
+        return tuple(host)
+
     def gather(self, stack: Any, taps: Taps) -> np.ndarray:
         """Raw STIs on the host, shape (n, P, T) float32."""
-        return self.to_host(self._gather_device(stack, taps))
+        return self.to_host(self._gather_device(stack, as_taps(taps)))
 
-    def acf_scores(self, stack: Any, taps: Taps, plan: rays.AcfPlan):
-        """Peak ray integral per STI: ``(idx, peak, before, after)`` on the host."""
+    def acf_scores(self, stack: Any, taps: Lines, plan: rays.AcfPlan):
+        """Peak ray integral per STI: ``(idx, peak, before, after)`` on the host (one download)."""
         xp = self.xp
-        z, valid = self._standardize(self._gather_device(stack, taps))
         op = plan.operator
+        t = self._n_frames(stack)
+        n_fft = acf.padded_length(t, op.lag_step * op.lt_lo, op.lag_step * op.lt_hi)
+        z, valid = self._stis(stack, taps, n_fft, standardize=True)
         if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
             self._weights = (plan, xp.asarray(op.weights))
         win = acf.acf_window_xp(
@@ -302,16 +437,16 @@ class XpEngine:
             xp,
             self.fft,
             self._cross_spectra,
+            n_frames=t,
             lag_step=op.lag_step,
         )
         f = win.reshape(win.shape[0], -1) @ self._weights[1]
         f = xp.where(valid[:, None], f, xp.float32(np.nan))
-        peaks = rays.peaks_xp(f, xp)
-        return tuple(self.to_host(a) for a in peaks)
+        return self._download(*rays.peaks_xp(f, xp))
 
-    def gradient_scores(self, stack: Any, taps: Taps):
-        """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host."""
-        raw = self._gather_device(stack, taps)
+    def gradient_scores(self, stack: Any, taps: Lines):
+        """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host (one download)."""
+        t = self._n_frames(stack)
+        raw, valid = self._stis(stack, taps, t, standardize=False)
         slope, coherence = structure_tensor.orientation_xp(raw, self.xp)
-        _, valid = self._standardize(raw.copy())
-        return self.to_host(slope), self.to_host(self.xp.where(valid, coherence, self.xp.nan))
+        return self._download(slope, self.xp.where(valid, coherence, self.xp.nan))

@@ -22,9 +22,9 @@ import numpy as np
 from ivy_gpu.angles import ari_to_geo
 from ivy_gpu.checks import check_nodes, check_positive, check_stack
 from ivy_gpu.engines import backends
-from ivy_gpu.engines.base import Engine, Taps
+from ivy_gpu.engines.base import Engine, Lines, PairLines, chunk_of
 from ivy_gpu.params import INTERPOLATIONS, METHODS, StivParams
-from ivy_gpu.stiv.lines import SearchLines, line_geometry, line_taps, pair_taps
+from ivy_gpu.stiv.lines import SearchLines, line_geometry, line_taps, scored_lines
 from ivy_gpu.stiv.methods import METHODS as METHOD_OBJECTS
 from ivy_gpu.stiv.methods import StivMethod, parabola_offset
 
@@ -101,26 +101,51 @@ def score_pairs(
     method: StivMethod,
     handle: Any,
     lines: SearchLines,
-    taps: Taps,
+    batch: Lines,
     plan: Any,
     n_frames: int,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Score every usable (node, angle) pair (``taps``: :func:`pair_taps`) in memory-sized chunks.
+    """Score every usable (node, angle) pair in memory-sized chunks.
 
-    Returns ``(score, aux)``, each of shape (nodes * angles,), NaN where a line is unusable.
+    ``batch`` is what :func:`~ivy_gpu.stiv.lines.scored_lines` gives for ``lines``: host
+    taps, or the lines' geometry for an engine that computes taps on the device. Returns
+    ``(score, aux)``, each of shape (nodes * angles,), NaN where a line is unusable.
     """
-    n_total = lines.sx.shape[0] * lines.sx.shape[1]
-    score = np.full(n_total, np.nan)
-    aux = {k: np.full(n_total, np.nan) for k in method.aux_keys}
-    chunk = engine.chunk_pairs(taps[0].shape[1], n_frames)
-    for lo in range(0, lines.pairs.size, chunk):
-        sel = lines.pairs[lo : lo + chunk]
-        part = tuple(a[lo : lo + chunk] for a in taps)
-        s, a = method.score(engine, handle, part, plan)
-        score[sel] = s
-        for k in method.aux_keys:
-            aux[k][sel] = a[k]
+    s, a = score_batch(engine, method, handle, batch, plan, n_frames)
+    return _on_lines(lines, method, s, a)
+
+
+def _on_lines(
+    lines: SearchLines, method: StivMethod, s: np.ndarray, a: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Scores of the usable pairs placed on every (node, angle) line (NaN where unusable)."""
+    score = np.full(lines.n_lines, np.nan)
+    score[lines.pairs] = s
+    aux = {}
+    for k in method.aux_keys:
+        aux[k] = np.full(lines.n_lines, np.nan)
+        aux[k][lines.pairs] = a[k]
     return score, aux
+
+
+def score_batch(
+    engine: Engine, method: StivMethod, handle: Any, batch: Lines, plan: Any, n_frames: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(score, aux)`` of every line of ``batch`` (in its order), in memory-sized chunks."""
+    n = len(batch) if isinstance(batch, PairLines) else int(batch[0].shape[0])
+    score = np.full(n, np.nan)
+    aux = {k: np.full(n, np.nan) for k in method.aux_keys}
+    chunk = engine.chunk_pairs(_num_pixels(batch), n_frames)
+    for lo in range(0, n, chunk):
+        s, a = method.score(engine, handle, chunk_of(batch, lo, lo + chunk), plan)
+        score[lo : lo + chunk] = s
+        for k in method.aux_keys:
+            aux[k][lo : lo + chunk] = a[k]
+    return score, aux
+
+
+def _num_pixels(batch: Lines) -> int:
+    return batch.num_pixels if isinstance(batch, PairLines) else int(batch[0].shape[1])
 
 
 def reduce_nodes(
@@ -218,11 +243,11 @@ def run_stiv(
     plan = method.plan(params.num_pixels, n_frames // lag_step, params, lag_step)
     handle = None
     if lines.pairs.size:
-        taps = pair_taps(lines, params)
-        handle = engine.prepare(stack, lines.window, params.sigma, taps)
-        score, aux = score_pairs(engine, method, handle, lines, taps, plan, n_frames)
+        batch = scored_lines(lines, params, engine.device_lines)
+        handle = engine.prepare(stack, lines.window, params.sigma, batch)
+        score, aux = score_pairs(engine, method, handle, lines, batch, plan, n_frames)
     else:
-        n = lines.sx.shape[0] * lines.sx.shape[1]
+        n = lines.n_lines
         score, aux = np.full(n, np.nan), {k: np.full(n, np.nan) for k in method.aux_keys}
     fields, best, has = reduce_nodes(method, score, aux, lines, params, plan, gsd, d_t)
 
@@ -335,7 +360,9 @@ def run_stiv_windows(
 
     The crop the lines read is prepared once; each window is a view of it in time, so
     re-measuring a few lines per node in K windows costs K small scoring passes and no
-    further copies of the stack.
+    further copies of the stack. An engine that takes lines as geometry scores windows of
+    one length in **one** pass: every line once per window, each with its first frame
+    (:meth:`~ivy_gpu.engines.base.PairLines.in_windows`), in the same launches.
     """
     check_stack(stack)
     _, height, width = stack.shape
@@ -344,20 +371,36 @@ def run_stiv_windows(
     method = METHOD_OBJECTS[params.method]
     lines = line_geometry(nodes, params, width, height, phis)
     out = []
-    n = lines.sx.shape[0] * lines.sx.shape[1]
+    n = lines.n_lines
     handle = None
     if lines.pairs.size:
-        taps = pair_taps(lines, params)  # one set of taps for every window
-        handle = engine.prepare(stack, lines.window, params.sigma, taps)
+        batch = scored_lines(lines, params, engine.device_lines)  # one for every window
+        handle = engine.prepare(stack, lines.window, params.sigma, batch)
     plans: dict[int, Any] = {}
-    for start, stop in windows:
+    lengths = {stop - start for start, stop in windows}
+    batched: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    if handle is not None and isinstance(batch, PairLines) and len(lengths) == 1:
+        frames = lengths.pop()  # every window in one pass, window-major
+        plans[frames] = method.plan(params.num_pixels, frames, params)
+        view = engine.time_slice(handle, 0, frames)
+        starts = [start for start, _ in windows]
+        s, a = score_batch(engine, method, view, batch.in_windows(starts), plans[frames], frames)
+        m = len(batch)
+        batched = [
+            _on_lines(lines, method, s[k * m : (k + 1) * m], {q: v[k * m : (k + 1) * m]
+                                                             for q, v in a.items()})
+            for k in range(len(windows))
+        ]  # fmt: skip
+    for i, (start, stop) in enumerate(windows):
         frames = stop - start
         if frames not in plans:  # windows of one length share their plan
             plans[frames] = method.plan(params.num_pixels, frames, params)
         plan = plans[frames]
-        if handle is not None:
+        if batched:
+            score, aux = batched[i]
+        elif handle is not None:
             view = engine.time_slice(handle, start, stop)
-            score, aux = score_pairs(engine, method, view, lines, taps, plan, frames)
+            score, aux = score_pairs(engine, method, view, lines, batch, plan, frames)
         else:
             score, aux = np.full(n, np.nan), {k: np.full(n, np.nan) for k in method.aux_keys}
         fields, _, _ = reduce_nodes(method, score, aux, lines, params, plan, pixel_gsd, d_t)

@@ -8,12 +8,13 @@ unit lines) or :func:`ivytools_line_samples` (IVyTools' own rounding) the sample
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from ivy_gpu.angles import geo_to_ari
-from ivy_gpu.engines.base import Taps
+from ivy_gpu.engines.base import Lines, PairLines, Taps
 from ivy_gpu.kernels.sti import bilinear_taps
 from ivy_gpu.params import StivParams
 
@@ -24,8 +25,10 @@ __all__ = [
     "line_geometry",
     "line_offsets",
     "line_taps",
+    "pair_lines",
     "pair_taps",
     "sample_window",
+    "scored_lines",
     "search_angles",
 ]
 
@@ -94,25 +97,50 @@ def ivytools_line_samples(
 
 @dataclass(frozen=True)
 class SearchLines:
-    """Sample positions of every (node, angle) search line, in stack pixels.
+    """Every (node, angle) search line: its samples, which are usable, the crop they read.
 
     Attributes
     ----------
     phis : ndarray, shape (nodes, angles)
         Search angles of each node, arithmetic degrees.
-    sx, sy : ndarray, shape (nodes, angles, P)
-        Column and row of each sample.
     pairs : ndarray of int
         Flat (node * angles + angle) indices of the lines entirely inside the stack.
     window : (y_lo, y_hi, x_lo, x_hi)
         The stack crop those lines read, including the blur margin.
+    nodes : ndarray, shape (nodes, 2)
+        Node positions (column, row), stack pixels.
+    offsets : ndarray, shape (1 or nodes, angles, P, 2), or None
+        ``unit`` lines: the sample offsets ``(dx, dy)`` of the fan (one row for every node)
+        or of each node's own angles; None for IVyTools' lines.
+    samples : (sx, sy) or None
+        IVyTools' lines: their sample positions, each (nodes, angles, P).
     """
 
     phis: np.ndarray
-    sx: np.ndarray
-    sy: np.ndarray
     pairs: np.ndarray
     window: tuple[int, int, int, int]
+    nodes: np.ndarray
+    offsets: np.ndarray | None = None
+    samples: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_lines(self) -> int:
+        """Number of (node, angle) lines, usable or not."""
+        return int(self.phis.size)
+
+    @functools.cached_property
+    def sx(self) -> np.ndarray:
+        """Column of each sample, shape (nodes, angles, P) (computed once, when asked)."""
+        if self.samples is not None:
+            return self.samples[0]
+        return self.nodes[:, 0, None, None] + self.offsets[..., 0]
+
+    @functools.cached_property
+    def sy(self) -> np.ndarray:
+        """Row of each sample, shape (nodes, angles, P)."""
+        if self.samples is not None:
+            return self.samples[1]
+        return self.nodes[:, 1, None, None] + self.offsets[..., 1]
 
 
 def line_geometry(
@@ -126,8 +154,9 @@ def line_geometry(
 
     ``phis`` (arithmetic degrees, shape (nodes, k)) gives each node its own angles;
     by default every node searches the fan of ``params``. The sample positions follow
-    ``params.search_line`` (:func:`~ivy_gpu.stiv.driver.lines.line_offsets` or
-    :func:`~ivy_gpu.stiv.driver.lines.ivytools_line_samples`).
+    ``params.search_line`` (:func:`line_offsets` or :func:`ivytools_line_samples`); the
+    ``unit`` lines' samples are only computed when asked for (the engines that compute
+    taps on the device never need them).
     """
     p = params.num_pixels
     fan = None
@@ -135,9 +164,12 @@ def line_geometry(
         fan = search_angles(params.phi_origin, params.phi_range, params.d_phi)
         phis = np.broadcast_to(fan, (nodes.shape[0], fan.size))
     phis = np.asarray(phis, float)
+    nodes = np.asarray(nodes, float)
     nx, ny = nodes[:, 0, None], nodes[:, 1, None]
+    off = samples = None
     if params.search_line == "ivytools":
         sx, sy = ivytools_line_samples(nx, ny, phis, p)
+        samples = (sx, sy)
         bounds = sx.min(-1), sx.max(-1), sy.min(-1), sy.max(-1)
     else:
         # one fan for every node: its offsets once, (1, angles, P); else each node's own
@@ -145,8 +177,6 @@ def line_geometry(
             line_offsets(phis.ravel(), p).reshape(*phis.shape, p, 2)
         )  # fmt: skip
         ox, oy = off[..., 0], off[..., 1]
-        sx = nx[..., None] + ox  # (nodes, angles, P)
-        sy = ny[..., None] + oy
         # a rounded sum is monotone in each term: a line's extreme sample is the node plus
         # its extreme offset, exactly, so the bounds need no pass over every sample
         bounds = nx + ox.min(-1), nx + ox.max(-1), ny + oy.min(-1), ny + oy.max(-1)
@@ -159,7 +189,7 @@ def line_geometry(
         window = bounds_window(
             lo_x.min(), hi_x.max(), lo_y.min(), hi_y.max(), params.sigma, width, height
         )
-    return SearchLines(phis, sx, sy, pairs, window)
+    return SearchLines(phis, pairs, window, nodes, off, samples)
 
 
 def sample_window(sx: np.ndarray, sy: np.ndarray, sigma: float, w: int, h: int):
@@ -179,6 +209,37 @@ def bounds_window(
     x_hi, y_hi = max(x_hi, min(w - 1, x_lo + 1)), max(y_hi, min(h - 1, y_lo + 1))
     x_lo, y_lo = min(x_lo, x_hi - 1), min(y_lo, y_hi - 1)
     return y_lo, y_hi, x_lo, x_hi
+
+
+def pair_lines(lines: SearchLines, params: StivParams) -> PairLines:
+    """The usable ``unit`` lines as geometry (:class:`~ivy_gpu.engines.base.PairLines`).
+
+    A few bytes per line: its node and its row of the offsets (the fan's angle, or the
+    node's own angle when each node has its own).
+    """
+    if lines.offsets is None:
+        raise ValueError("pair_lines: only unit search lines are geometry (not IVyTools')")
+    n_ang = lines.phis.shape[1]
+    node = lines.pairs // n_ang
+    if lines.offsets.shape[0] == 1:  # one fan
+        offsets, angle = lines.offsets[0], lines.pairs % n_ang
+    else:
+        offsets, angle = lines.offsets.reshape(-1, *lines.offsets.shape[2:]), lines.pairs
+    return PairLines(
+        np.ascontiguousarray(lines.nodes[node, 0]),
+        np.ascontiguousarray(lines.nodes[node, 1]),
+        angle.astype(np.int32),
+        np.ascontiguousarray(offsets),
+        lines.window,
+        params.interpolation,
+    )
+
+
+def scored_lines(lines: SearchLines, params: StivParams, device_lines: bool = False) -> Lines:
+    """What the engine scores: geometry when it computes taps itself, else host taps."""
+    if device_lines and lines.offsets is not None:
+        return pair_lines(lines, params)
+    return pair_taps(lines, params)
 
 
 def pair_taps(lines: SearchLines, params: StivParams) -> Taps:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ivy_gpu.engines.base import Engine, Taps
+from ivy_gpu.engines.base import Engine, Lines
 from ivy_gpu.kernels.rays import AcfPlan
 from ivy_gpu.params import StivParams
 
@@ -41,7 +41,7 @@ class StivMethod(Protocol):
         ...
 
     def score(
-        self, engine: Engine, handle: Any, taps: Taps, plan: Any
+        self, engine: Engine, handle: Any, taps: Lines, plan: Any
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(score, aux)`` for a chunk of pairs, on the host."""
         ...
@@ -63,7 +63,7 @@ class AcfMethod:
         """Polar grid and folded ray operator for P x t STIs (t in steps of ``lag_step``)."""
         return AcfPlan.build(p, t, params.d_rho, params.d_theta, lag_step)
 
-    def score(self, engine: Engine, handle: Any, taps: Taps, plan: AcfPlan):
+    def score(self, engine: Engine, handle: Any, taps: Lines, plan: AcfPlan):
         """Peak ray integral, its ray index and its two neighbours."""
         idx, peak, before, after = engine.acf_scores(handle, taps, plan)
         return peak, {"idx": idx, "before": before, "after": after}
@@ -88,7 +88,7 @@ class GradientMethod:
             raise ValueError("lag_step: the gradient method has no temporal stride")
         return None
 
-    def score(self, engine: Engine, handle: Any, taps: Taps, plan: None):
+    def score(self, engine: Engine, handle: Any, taps: Lines, plan: None):
         """Orientation coherence, and the slope it belongs to."""
         slope, coherence = engine.gradient_scores(handle, taps)
         return coherence, {"slope": slope}

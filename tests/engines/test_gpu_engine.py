@@ -135,20 +135,26 @@ def test_the_blur_reads_uint8_and_writes_float32_once(sigma):
 
 # ------------------------------------------------------------------ real GPU only
 @pytest.mark.gpu
-def test_gather_launch_with_many_pairs_on_a_short_clip():
-    """16,400 pairs x P=32 at T=4 overflowed grid y (65,535) in the 2-D launch."""
+def test_fused_launch_with_many_pairs_on_a_short_clip():
+    """16,400 STIs x P=32 at T=4 through the engine's fused kernel: the launch loops over
+    STIs beyond its grid (the 2-D launch of an earlier gather overflowed grid y)."""
     import cupy
 
+    from ivy_gpu.engines.base import PairLines
+    from ivy_gpu.engines.xp_engine import TimeLastCrop, _fused_kernel, _fused_twin
+
     n, p = 16400, 32
-    stack = cupy.asarray(np.random.default_rng(0).integers(0, 255, (4, 40, 40), np.uint8))
     rng = np.random.default_rng(1)
-    taps = sti.bilinear_taps(
-        rng.uniform(0, 38, (n, p)), rng.uniform(0, 38, (n, p)), 40, 40, "bilinear"
-    )
-    engine = backends.get_engine("cupy")
-    assert engine.path == "kernels"  # the probe passed: no array-code fallback is tested here
-    got = engine.gather(stack, taps)
-    assert np.allclose(got, sti.gather_numpy(stack.get(), *taps), rtol=1e-5)
+    tl = rng.integers(0, 255, (40, 40, 4), np.uint8)
+    lines = PairLines(rng.uniform(2, 30, n), rng.uniform(2, 30, n),
+                      rng.integers(0, 3, n).astype(np.int32), rng.uniform(-2, 2, (3, p, 2)),
+                      (0, 39, 0, 39), "bilinear")  # fmt: skip
+    assert backends.get_engine("cupy").path == "kernels"  # the probe passed
+    want, ok = _fused_twin(tl, lines, 8, True, np)
+    crop = TimeLastCrop(cupy.asarray(tl), 0, 4)
+    got, got_ok = _fused_kernel(cupy, crop, lines, 8, True, 0)
+    assert np.allclose(got.get(), want, atol=2e-5)
+    assert np.array_equal(got_ok.get().astype(bool), ok)
 
 
 @pytest.mark.gpu
@@ -176,7 +182,12 @@ def test_gpu_remap_matches_opencv():
     rect = Rectifier(params, site.spec.wse_m, (640, 360))
     frame = np.random.default_rng(2).integers(0, 255, (360, 640), dtype=np.uint8)
     engine = backends.get_engine("cupy")
-    out = engine.empty(rect.output_shape, np.uint8)
-    engine.remap(frame, rect, out)
-    diff = np.abs(engine.to_host(out).astype(int) - rect.rectify(frame).astype(int))[2:-2, 2:-2]
-    assert diff.max() <= 2 and diff.mean() < 0.3
+    frames = [frame, 255 - frame, frame[::-1].copy()]  # through both slots of the upload ring
+    out = engine.empty((3, *rect.output_shape), np.uint8)
+    before = engine.uploader.count
+    for i, f in enumerate(frames):
+        engine.remap(f, rect, out[i])
+    assert engine.uploader.count - before == 3  # the pinned ring ran, not a plain upload
+    for i, f in enumerate(frames):
+        diff = np.abs(engine.to_host(out[i]).astype(int) - rect.rectify(f).astype(int))
+        assert diff[2:-2, 2:-2].max() <= 2 and diff[2:-2, 2:-2].mean() < 0.3

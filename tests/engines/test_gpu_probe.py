@@ -9,6 +9,7 @@ one device) plays a GPU machine whose CUDA libraries are missing.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from ivy_gpu import config
 from ivy_gpu.cli.main import app
 from ivy_gpu.engines import backends, xp_engine
 from ivy_gpu.engines.xp_engine import GpuProbe, XpEngine
-from ivy_gpu.kernels import acf, sti
+from ivy_gpu.kernels import acf, sti, sti_device
 from ivy_gpu.log import IvyGpuWarning
 
 
@@ -75,9 +76,8 @@ NO_CUFFT = ImportError("libcufft.so.12: cannot open shared object file: No such 
 
 
 def test_the_probe_runs_every_kernel_in_the_simulator(fresh):
-    assert xp_engine.probe(np) == GpuProbe(
-        True, "kernels", "gather, z-score and cross-spectra kernels, scipy.fft and BLAS ran"
-    )
+    kernels = "fused gather + z-score, z-score and cross-spectra kernels"
+    assert xp_engine.probe(np) == GpuProbe(True, "kernels", f"{kernels}, scipy.fft and BLAS ran")
 
 
 def test_kernels_switched_off_mean_array_code(fresh, monkeypatch):
@@ -87,19 +87,23 @@ def test_kernels_switched_off_mean_array_code(fresh, monkeypatch):
     assert "IVY_GPU_CUDA_KERNELS=off" in found.detail
 
 
-KERNELS = [(sti, "gather_cuda", "gather"), (sti, "standardize_cuda", "z-score"),
-           (acf, "cross_spectra_cuda", "cross-spectra")]  # fmt: skip
+# (module, launcher, step named, the launcher's output parameter)
+KERNELS = [(sti, "standardize_cuda", "z-score", "sti"),
+           (sti_device, "gather_zscore_cuda", "fused gather + z-score", "out"),
+           (acf, "cross_spectra_cuda", "cross-spectra", "out")]  # fmt: skip
 
 
-@pytest.mark.parametrize("module, attr, step", KERNELS)
+@pytest.mark.parametrize("module, attr, step, out_name", KERNELS)
 @pytest.mark.parametrize("fault", ["raises", "wrong values"])
 def test_a_kernel_that_fails_or_computes_wrong_is_named(
-    fresh, monkeypatch, module, attr, step, fault
+    fresh, monkeypatch, module, attr, step, out_name, fault
 ):
-    def broken(*args):
+    signature = inspect.signature(getattr(module, attr))
+
+    def broken(*args, **kwargs):
         if fault == "raises":
             raise RuntimeError("NvvmSupportError: libNVVM cannot be found")
-        args[-2].fill(0)  # each launcher's output (positional, before the stream) left wrong
+        signature.bind(*args, **kwargs).arguments[out_name].fill(0)  # the output left wrong
 
     monkeypatch.setattr(module, attr, broken)
     found = xp_engine.probe(np)

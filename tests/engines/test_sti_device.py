@@ -96,6 +96,30 @@ def test_the_cuda_kernel_equals_the_twin(interpolation):
     assert not d_ok.copy_to_host().any() and not d_out.copy_to_host().any()
     with pytest.raises(ValueError, match="block: a power of two"):
         gather_zscore_cuda(tl, **args, out=out, valid=ok, block=6)
+    with pytest.raises(ValueError, match="frames: 4:4 of 10"):  # an empty window
+        gather_zscore_cuda(tl, **args, out=out, valid=ok, block=4, frames=(4, 4))
+
+
+def test_each_sti_reads_its_own_time_window():
+    """Per-STI first frames (several windows in one launch): kernel, twin and slices agree."""
+    stack, window, args, _, _ = _case(7, "bilinear", t=14, p=4, nodes=2)
+    tl = time_last_crop(stack, window)
+    n = len(args["node_x"])
+    starts = (np.arange(n) % 3 * 2).astype(np.int32)  # 0, 2, 4, 0, ...
+    z_ref, ok_ref = gather_zscore_numpy(tl, **args, n_fft=12, starts=starts, t_len=8)
+    for s in range(n):  # each STI is the twin on its own slice of frames
+        one = {k: (v[s : s + 1] if k in ("node_x", "node_y", "pair_angle") else v)
+               for k, v in args.items()}  # fmt: skip
+        want, _ = gather_zscore_numpy(tl[..., starts[s] : starts[s] + 8], **one, n_fft=12)
+        np.testing.assert_allclose(z_ref[s], want[0], atol=1e-6)
+    out = np.full((n, 4, 12), np.nan, np.float32)
+    ok = np.ones(n, np.uint8)
+    gather_zscore_cuda(tl, **args, out=out, valid=ok, block=4, frames=(0, 8), starts=starts)
+    np.testing.assert_allclose(out, z_ref, atol=2e-6)
+    assert np.array_equal(ok.astype(bool), ok_ref)
+    with pytest.raises(ValueError, match="starts: frames past the 14"):
+        gather_zscore_cuda(tl, **args, out=out, valid=ok, block=4, frames=(0, 8),
+                           starts=starts + 3)  # fmt: skip
 
 
 def test_gpu_check_times_both_paths_and_they_agree():

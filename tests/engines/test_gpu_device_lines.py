@@ -1,0 +1,158 @@
+"""Search lines as geometry: the GPU engine computes the taps of ``unit`` lines itself.
+
+The driver hands an engine with ``device_lines`` a :class:`~ivy_gpu.engines.base.PairLines`
+(node, angle row, the fan's offsets) instead of host taps; the GPU engine scores it with the
+fused gather + z-score kernel (numba-cuda's simulator here). The references are the host taps
+of today's path (bit for bit) and the numpy engine's velocities per node. Each test asserts
+which kernel ran, so a fallback to the host-taps gather cannot pass it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ivy_gpu.engines.base import PairLines, chunk_of
+from ivy_gpu.engines.xp_engine import XpEngine
+from ivy_gpu.kernels import sti, sti_device
+from ivy_gpu.params import StivParams
+from ivy_gpu.stiv.driver import run_stiv, run_stiv_windows
+from ivy_gpu.stiv.lines import line_geometry, line_taps, pair_lines, pair_taps, scored_lines
+
+
+def _cuda():
+    from numba import cuda
+
+    assert cuda.is_available(), "neither a CUDA GPU nor numba-cuda's simulator is available"
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("own_angles", [False, True])
+def test_geometry_gives_the_host_taps_bit_for_bit(interpolation, own_angles):
+    rng = np.random.default_rng(4)
+    nodes = rng.uniform([2, 2], [60, 40], (7, 2))  # some lines leave the 64 x 44 stack
+    params = StivParams(num_pixels=10, phi_origin=40.0, phi_range=30.0, d_phi=7.5,
+                        interpolation=interpolation, sigma=1.5)  # fmt: skip
+    phis = rng.uniform(0, 360, (7, 3)) if own_angles else None
+    lines = line_geometry(nodes, params, 64, 44, phis)
+    assert 0 < lines.pairs.size < lines.n_lines
+    p = params.num_pixels
+    want = line_taps(lines, lines.sx.reshape(-1, p)[lines.pairs],
+                     lines.sy.reshape(-1, p)[lines.pairs], interpolation)  # fmt: skip
+    geo = pair_lines(lines, params)
+    assert isinstance(geo, PairLines) and len(geo) == lines.pairs.size and geo.num_pixels == p
+    for got in (geo.taps(), pair_taps(lines, params)):
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+    # a chunk's taps are the chunk of the taps
+    for a, b in zip(chunk_of(geo, 3, 9).taps(), want, strict=True):
+        assert np.array_equal(a, b[3:9])
+    assert scored_lines(lines, params, device_lines=False)[0].shape == want[0].shape
+    compat = line_geometry(nodes, params.replace(search_line="ivytools"), 64, 44)
+    assert isinstance(scored_lines(compat, params, device_lines=True), tuple)  # host taps
+    with pytest.raises(ValueError, match="only unit search lines"):
+        pair_lines(compat, params)
+
+
+def _spy(monkeypatch) -> dict[str, int]:
+    """Count the fused kernel's launches and the host-taps gathers."""
+    calls = {"fused": 0, "gather": 0}
+    fused, gather = sti_device.gather_zscore_cuda, sti.gather_time_last_xp
+
+    def count_fused(*a, **k):
+        calls["fused"] += 1
+        return fused(*a, **k)
+
+    def count_gather(*a, **k):
+        calls["gather"] += 1
+        return gather(*a, **k)
+
+    monkeypatch.setattr(sti_device, "gather_zscore_cuda", count_fused)
+    monkeypatch.setattr(sti, "gather_time_last_xp", count_gather)
+    return calls
+
+
+def _per_node(ref, got, rtol=1e-4):
+    """Same best angle per node; theta and speed to float32 rounding (as the engine tests)."""
+    assert np.array_equal(np.isnan(ref.magnitude), np.isnan(got.magnitude))
+    assert np.array_equal(ref.best_phi_ari, got.best_phi_ari, equal_nan=True)  # same angle
+    assert np.allclose(got.theta, ref.theta, rtol=0, atol=2e-3, equal_nan=True)
+    assert np.allclose(got.magnitude, ref.magnitude, rtol=rtol, equal_nan=True)
+
+
+# acf with bilinear taps and a blur: tests/engines/test_gpu_engine.py, over several chunks
+CASES = [
+    dict(method="acf", interpolation="nearest", sigma=1.0),
+    dict(method="gradient", interpolation="bilinear", sigma=0.0),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_the_engine_scores_geometry_with_the_fused_kernel(texture_factory, monkeypatch, case):
+    _cuda()
+    stack = texture_factory((16, 40, 44), 1.1, 70.0, seed=6)
+    x, y = np.array([14.0, 22.0, 30.0, 41.0]), np.array([20.0, 18.0, 22.0, 20.0])
+    params = StivParams(num_pixels=8, phi_origin=70.0, d_phi=4, phi_range=8, **case)
+    kw = dict(pixel_gsd=0.1, d_t=0.1)
+    ref = run_stiv(stack, x, y, params, backend="numpy", return_sti=True, **kw)
+    calls = _spy(monkeypatch)
+    engine = XpEngine(np, use_cuda_kernels=True)
+    assert engine.device_lines
+    got = run_stiv(stack, x, y, params, backend=engine, return_sti=True, **kw)
+    # one chunk scored with taps computed in the kernel; the best lines' STIs (return_sti)
+    # from host taps, read from the time-last crop
+    assert calls == {"fused": 1, "gather": 1}
+    assert not np.isfinite(ref.magnitude[3])  # the last node's lines leave the stack
+    _per_node(ref, got)
+    assert np.allclose(got.sti, ref.sti, atol=1e-4, equal_nan=True)
+
+
+def test_compat_lines_keep_the_host_taps(texture_factory, monkeypatch):
+    _cuda()
+    stack = texture_factory((16, 40, 44), 1.1, 70.0, seed=6)
+    x, y = np.array([14.0, 22.0]), np.array([20.0, 18.0])
+    params = StivParams(num_pixels=8, phi_origin=70.0, d_phi=4, phi_range=8,
+                        search_line="ivytools", interpolation="nearest")  # fmt: skip
+    ref = run_stiv(stack, x, y, params, backend="numpy", pixel_gsd=0.1, d_t=0.1)
+    calls = _spy(monkeypatch)
+    got = run_stiv(stack, x, y, params, backend=XpEngine(np, True), pixel_gsd=0.1, d_t=0.1)
+    assert calls == {"fused": 0, "gather": 1}
+    _per_node(ref, got)
+
+
+def test_stride_and_windows_read_the_time_last_crop(monkeypatch):
+    """A temporal stride (lags k frames apart) and time windows (views of the crop in time)."""
+    from ivy_gpu.synthetic.scenes import advected_texture
+
+    _cuda()
+    stack = advected_texture((48, 36, 36), speed_px=0.5, direction_geo=80.0, seed=3)
+    x, y = np.array([16.0, 20.0]), np.array([18.0, 21.0])
+    params = StivParams(num_pixels=8, phi_origin=80.0, d_phi=3, phi_range=6, stride=False)
+    calls = _spy(monkeypatch)
+    engine = XpEngine(np, use_cuda_kernels=True)
+    kw = dict(pixel_gsd=1.0, d_t=2.0, lag_step=2)
+    _per_node(run_stiv(stack, x, y, params, backend="numpy", **kw),
+              run_stiv(stack, x, y, params, backend=engine, **kw))  # fmt: skip
+    assert calls["fused"] == 1 and calls["gather"] == 0
+    phis = np.array([[9.0, 12.0], [10.0, 13.0]])
+    # windows of one length: one pass (every line once per window, each with its first
+    # frame); windows of different lengths: one pass each
+    for windows, launches in (([(0, 24), (12, 36), (24, 48)], 1), ([(0, 24), (20, 48)], 2)):
+        calls.update(fused=0, gather=0)
+        ref = run_stiv_windows(stack, x, y, params, windows, phis, pixel_gsd=1.0, d_t=1.0,
+                               backend="numpy")  # fmt: skip
+        got = run_stiv_windows(stack, x, y, params, windows, phis, pixel_gsd=1.0, d_t=1.0,
+                               backend=engine)  # fmt: skip
+        assert calls == {"fused": launches, "gather": 0}
+        for r, g in zip(ref, got, strict=True):
+            _per_node(r, g)
+
+
+def test_lines_in_time_windows_have_no_host_taps():
+    lines = PairLines(np.array([3.0, 4.0]), np.array([5.0, 6.0]), np.array([0, 0], np.int32),
+                      np.zeros((1, 4, 2)), (0, 9, 0, 9), "bilinear")  # fmt: skip
+    win = lines.in_windows([0, 7, 3])
+    assert len(win) == 6 and win.start.tolist() == [0, 0, 7, 7, 3, 3]
+    assert win.node_x.tolist() == [3.0, 4.0] * 3 and win.chunk(1, 3).start.tolist() == [0, 7]
+    with pytest.raises(ValueError, match="time windows need device taps"):
+        win.taps()
