@@ -159,6 +159,20 @@ def cross_spectra_cuda(zf: Any, lx_max: int, out: Any, stream: Any = 0) -> None:
     _cross_spectra_cuda_kernel[grid, block, stream](zf, lx_max, out)
 
 
+def acf_rows_xp(
+    z: Any, lx_max: int, n_fft: int, xp: ModuleType, fft: Any, cross_spectra: Any = None
+) -> Any:
+    """Autocorrelation rows ``R[:, lx, lt]`` for pixel lags ``0 ... lx_max``, every frame lag.
+
+    Row FFTs of length ``n_fft`` (``z`` zero-padded to it, or already padded), the
+    cross-spectra of rows ``lx`` apart (``cross_spectra(zf, lx_max)``, default
+    :func:`cross_spectra_xp`), one inverse FFT per ``lx``: (n, lx_max + 1, n_fft), unnormalised.
+    """
+    zf = fft.rfft(z, n=n_fft, axis=-1)
+    c = cross_spectra_xp(zf, lx_max, xp) if cross_spectra is None else cross_spectra(zf, lx_max)
+    return fft.irfft(c, n=n_fft, axis=-1)
+
+
 def acf_window_xp(
     z: Any,
     lx_max: int,
@@ -196,12 +210,7 @@ def acf_window_xp(
     """
     t = n_frames or z.shape[-1]
     n_fft = padded_length(t, lag_step * lt_lo, lag_step * lt_hi)
-    zf = fft.rfft(z, n=n_fft, axis=-1)
-    if cross_spectra is None:
-        c = cross_spectra_xp(zf, lx_max, xp)
-    else:
-        c = cross_spectra(zf, lx_max)
-    r = fft.irfft(c, n=n_fft, axis=-1)
+    r = acf_rows_xp(z, lx_max, n_fft, xp, fft, cross_spectra)
     lags = xp.asarray(lag_step * np.arange(lt_lo, lt_hi + 1) % n_fft)
     win = xp.take(r, lags, axis=-1).astype(xp.float32)
     zero = r[:, 0:1, 0:1].astype(xp.float32)

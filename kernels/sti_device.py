@@ -45,11 +45,11 @@ FUSED_BLOCK = 128
 SIM_BLOCK = 2
 
 
-def launch_block() -> int:
-    """Threads per block for the engine: :data:`FUSED_BLOCK`, :data:`SIM_BLOCK` when simulated."""
+def launch_block(block: int = FUSED_BLOCK) -> int:
+    """Threads per block for the engine: ``block`` on a GPU, :data:`SIM_BLOCK` when simulated."""
     from numba import config as numba_config
 
-    return SIM_BLOCK if numba_config.ENABLE_CUDASIM else FUSED_BLOCK
+    return SIM_BLOCK if numba_config.ENABLE_CUDASIM else block
 
 
 def time_last_crop(stack, window: tuple[int, int, int, int], xp: ModuleType = np):

@@ -28,7 +28,7 @@ import scipy.fft
 from ivy_gpu import config
 from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_blur, host_array
 from ivy_gpu.engines.upload import FrameUploader
-from ivy_gpu.kernels import acf, rays, sti, sti_device, structure_tensor
+from ivy_gpu.kernels import acf, rays, rays_device, sti, sti_device, structure_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ivy_gpu.scaffold.rectify import Rectifier
@@ -100,6 +100,24 @@ def _probe_kernels(xp: ModuleType) -> None:
         cs = xp.empty((zf.shape[0], 3, zf.shape[2]), dtype=xp.complex64)
         acf.cross_spectra_cuda(xp.asarray(zf), 2, cs, stream)
         _same("cross-spectra kernel", cs, acf.cross_spectra_xp(zf.astype(np.complex128), 2, np))
+        step = "ray sums + peaks"
+        plan = rays.AcfPlan.build(6, 8, 0.5, 2.0)
+        op = plan.operator
+        n_fft = op.fft_length(8)
+        r = rng.standard_normal((3, op.lx_max + 1, n_fft)).astype(np.float32)
+        ok = np.array([True, False, True])
+        want_peaks = rays_device.ray_peaks_xp(r, op, ok, op.weights, np)
+        got = xp.empty((3, 4), dtype=xp.float64)
+        arrays = (rays_device.window_lags(op, n_fft), *op.sparse)
+        rays_device.ray_peaks_cuda(
+            xp.asarray(r), *(xp.asarray(a) for a in arrays), xp.asarray(ok.astype(np.uint8)),
+            got, stream, sti_device.launch_block(rays_device.RAY_BLOCK),
+        )  # fmt: skip
+        got = host_array(got)
+        if not np.array_equal(got[:, 0], want_peaks[:, 0]):
+            raise RuntimeError("ray sums + peaks kernel gave wrong values (the rays chosen)")
+        if not np.allclose(got[:, 1:], want_peaks[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True):
+            raise RuntimeError("ray sums + peaks kernel gave wrong values")
     except Exception as exc:
         raise RuntimeError(f"Numba-CUDA {step} kernel failed ({_why(exc)})") from exc
 
@@ -143,7 +161,7 @@ def probe(xp: ModuleType) -> GpuProbe:
     except Exception as exc:
         detail = str(exc) if str(exc).startswith("Numba-CUDA") else f"Numba-CUDA: {_why(exc)}"
         return GpuProbe(False, "unusable", detail)
-    kernels = "fused gather + z-score, z-score and cross-spectra kernels"
+    kernels = "fused gather + z-score, z-score, cross-spectra and ray sums + peaks kernels"
     return GpuProbe(True, "kernels", f"{kernels}, {libs}")
 
 
@@ -273,6 +291,7 @@ class XpEngine:
         #: can count them per STIV call.
         self.syncs = 0
         self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
+        self._sparse: tuple[Any, int, Any] = (None, 0, None)  # (plan, n_fft, sparse rays)
         self._coords: tuple[Any, Any] = (None, None)  # (rectifier, its coordinates on device)
         #: Frames go up through pinned, double-buffered staging on a non-blocking stream
         #: (:class:`~ivy_gpu.engines.upload.FrameUploader`) on a GPU; with NumPy, as they are.
@@ -420,29 +439,38 @@ class XpEngine:
         """Raw STIs on the host, shape (n, P, T) float32."""
         return self.to_host(self._gather_device(stack, as_taps(taps)))
 
+    def _rays(self, plan: rays.AcfPlan, n_fft: int) -> tuple[Any, ...]:
+        """The window's lags and the sparse rays in device memory (kept per plan)."""
+        if self._sparse[0] is not plan or self._sparse[1] != n_fft:
+            op = plan.operator
+            arrays = (rays_device.window_lags(op, n_fft), *op.sparse)
+            self._sparse = (plan, n_fft, tuple(self.xp.asarray(a) for a in arrays))
+        return self._sparse[2]
+
     def acf_scores(self, stack: Any, taps: Lines, plan: rays.AcfPlan):
-        """Peak ray integral per STI: ``(idx, peak, before, after)`` on the host (one download)."""
+        """Peak ray integral per STI: ``(idx, peak, before, after)`` on the host (one download).
+
+        STIs, row FFTs, cross-spectra, inverse FFTs; then, with the kernels, lag window,
+        normalisation, ray sums and peak in one kernel
+        (:mod:`ivy_gpu.kernels.rays_device`), else as array code with the dense ray matrix.
+        """
         xp = self.xp
         op = plan.operator
         t = self._n_frames(stack)
-        n_fft = acf.padded_length(t, op.lag_step * op.lt_lo, op.lag_step * op.lt_hi)
+        n_fft = op.fft_length(t)
         z, valid = self._stis(stack, taps, n_fft, standardize=True)
-        if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
-            self._weights = (plan, xp.asarray(op.weights))
-        win = acf.acf_window_xp(
-            z,
-            op.lx_max,
-            op.lt_lo,
-            op.lt_hi,
-            xp,
-            self.fft,
-            self._cross_spectra,
-            n_frames=t,
-            lag_step=op.lag_step,
-        )
-        f = win.reshape(win.shape[0], -1) @ self._weights[1]
-        f = xp.where(valid[:, None], f, xp.float32(np.nan))
-        return self._download(*rays.peaks_xp(f, xp))
+        r = acf.acf_rows_xp(z, op.lx_max, n_fft, xp, self.fft, self._cross_spectra)
+        if self.use_cuda_kernels and rays_device.fits(op):
+            out = xp.empty((r.shape[0], 4), dtype=xp.float64)
+            rays_device.ray_peaks_cuda(
+                r, *self._rays(plan, n_fft), valid.astype(xp.uint8), out, _stream(xp),
+                sti_device.launch_block(rays_device.RAY_BLOCK),
+            )  # fmt: skip
+        else:
+            if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
+                self._weights = (plan, xp.asarray(op.weights))
+            out = rays_device.ray_peaks_xp(r, op, valid, self._weights[1], xp)
+        return tuple(self.to_host(out).T)
 
     def gradient_scores(self, stack: Any, taps: Lines):
         """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host (one download)."""
