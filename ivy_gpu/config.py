@@ -10,8 +10,11 @@ import os
 #: Working-memory budget of one STI chunk on the CPU backends, bytes.
 CPU_CHUNK_BYTES: int = 384 * 2**20
 
-#: Working-memory budget of one STI chunk on the GPU backend, bytes.
-GPU_CHUNK_BYTES: int = 2 * 2**30
+#: Working-memory budget of one STI chunk on the GPU backend, bytes: 8 GB scores `grid`
+#: (575 nodes x 31 angles at P = 32, T = 300: 7.6 GB by the engine's conservative estimate,
+#: about 3 GB used) in one chunk, one synchronization; :data:`GPU_FREE_FRACTION` keeps a
+#: smaller or busier GPU to what it has free.
+GPU_CHUNK_BYTES: int = 8 * 2**30
 
 #: A STIV chunk on the GPU takes at most this fraction of the device memory free when it starts
 #: (shared between the workers of one device): a smaller GPU, or one busy with other work,
