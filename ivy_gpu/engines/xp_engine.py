@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -29,9 +29,7 @@ from ivy_gpu import config
 from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_blur, host_array
 from ivy_gpu.engines.upload import FrameUploader
 from ivy_gpu.kernels import acf, rays, rays_device, sti, sti_device, structure_tensor
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ivy_gpu.scaffold.rectify import Rectifier
+from ivy_gpu.scaffold.rectify import Rectifier, moved_maps
 
 
 @dataclass(frozen=True)
@@ -319,20 +317,37 @@ class XpEngine:
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
 
+    def _tables(self, tables: Rectifier) -> Any:
+        """The remap coordinates ``(rows, cols)`` on the device.
+
+        A still frame's tables are uploaded once per rectifier (kept while it is in use); a
+        moved frame's (:class:`~ivy_gpu.frames.stabilize.MovedTables`) are its base tables'
+        composed with its motion here, two element-wise passes, with the same float64
+        operations as on the host.
+        """
+        xp = self.xp
+        base = getattr(tables, "base", None)
+        held = base if base is not None else tables
+        if self._coords[0] is not held:  # holding the rectifier: no stale tables
+            coords = xp.stack([xp.asarray(held.map_y), xp.asarray(held.map_x)])
+            self._coords = (held, coords)
+        if base is None:
+            return self._coords[1]
+        new_x, new_y = moved_maps(self._coords[1][1], self._coords[1][0], tables.motion, xp)
+        return xp.stack([new_y, new_x])
+
     def remap(self, frame: np.ndarray, tables: Rectifier, out: Any) -> None:
         """Upload one uint8 frame and rectify it straight into ``out`` (rounded uint8).
 
         The upload (pinned staging, its own stream) overlaps the previous frame's
         rectification; the rectification waits for it on the device, not on the host.
         """
-        if self._coords[0] is not tables:  # holding the rectifier: no stale tables
-            coords = self.xp.stack([self.xp.asarray(tables.map_y), self.xp.asarray(tables.map_x)])
-            self._coords = (tables, coords)
+        coords = self._tables(tables)
         order = 0 if tables.interpolation == "nearest" else 1
         source = self.uploader.upload(frame) if self.uploader else self.xp.asarray(frame)
         self.ndimage.map_coordinates(
             source,
-            self._coords[1],
+            coords,
             output=out,
             order=order,
             mode="constant",

@@ -19,12 +19,14 @@ frames that moved more than ``AUTO_THRESHOLD_PX`` RMS; a still camera is left un
 
 from __future__ import annotations
 
-import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+
+from ivy_gpu.scaffold.rectify import Rectifier, moved_maps
 
 MODES = ("auto", "on", "off")
 
@@ -203,17 +205,60 @@ class MotionEstimator:
         return float(np.sqrt(np.mean(np.sum((moved - p) ** 2, axis=1))))
 
 
-def compose(tables: Any, a: np.ndarray) -> Any:
+class MovedTables(Rectifier):
+    """The remap tables of a frame that moved: the reference's tables and the motion ``a``.
+
+    ``map_x``/``map_y`` (:func:`moved_maps` of the base's) are computed the first time they
+    are read: the CPU engines read them; the GPU engine composes the motion into the base
+    tables it keeps on the device (two element-wise passes per frame) and never asks, so a
+    moved frame costs no host composition and no upload of its tables.
+
+    Attributes
+    ----------
+    base : Rectifier
+        The tables of the reference frame.
+    motion : ndarray (2, 3)
+        Reference -> this frame's pixels.
+    """
+
+    def __init__(self, base: Rectifier, a: np.ndarray) -> None:  # noqa: D107 - documented above
+        skip = ("map_x", "map_y")
+        self.__dict__.update({k: v for k, v in base.__dict__.items() if k not in skip})
+        self.base = base
+        self.motion = np.asarray(a, np.float64)
+
+    @functools.cached_property
+    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
+        return moved_maps(self.base.map_x, self.base.map_y, self.motion)
+
+    @property
+    def map_x(self) -> np.ndarray:  # type: ignore[override]
+        """Columns of the moved frame each rectified pixel reads."""
+        return self._maps[0]
+
+    @property
+    def map_y(self) -> np.ndarray:  # type: ignore[override]
+        """Rows of the moved frame each rectified pixel reads."""
+        return self._maps[1]
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the rectified image (the base's, without composing)."""
+        return self.base.output_shape
+
+    def band(self, y_lo: int, y_hi: int, x_lo: int, x_hi: int) -> MovedTables:
+        """The band of the base tables, with the same motion."""
+        return MovedTables(self.base.band(y_lo, y_hi, x_lo, x_hi), self.motion)
+
+
+def compose(tables: Any, a: np.ndarray) -> MovedTables:
     """The remap tables of a frame that moved by ``a`` (reference -> frame pixels).
 
     The table gives, per rectified pixel, where the reference frame saw it; the moved
-    frame sees that point at ``a @ (x, y, 1)``.
+    frame sees that point at ``a @ (x, y, 1)``. Composed when first read
+    (:class:`MovedTables`).
     """
-    out = copy.copy(tables)
-    mx, my = tables.map_x, tables.map_y
-    out.map_x = (a[0, 0] * mx + a[0, 1] * my + a[0, 2]).astype(np.float32)
-    out.map_y = (a[1, 0] * mx + a[1, 1] * my + a[1, 2]).astype(np.float32)
-    return out
+    return MovedTables(tables, a)
 
 
 def summarize(

@@ -11,6 +11,7 @@ the source pixels sampled do. Flips are folded into the tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,18 @@ def world_to_plan(extent, cell: float) -> np.ndarray:
     """3x3 map from world (X, Y, 1) to plan-view (column, row, 1), without flips."""
     xs, ys = plan_axes(extent, cell)
     return np.array([[1 / cell, 0, -xs[0] / cell], [0, -1 / cell, ys[0] / cell], [0, 0, 1.0]])
+
+
+def moved_maps(map_x: Any, map_y: Any, a: np.ndarray, xp: Any = np) -> tuple[Any, Any]:
+    """Tables of a frame that moved by ``a`` (2 x 3, reference -> frame pixels).
+
+    ``a @ (map_x, map_y, 1)`` in float64, rounded to float32: the same operations on the
+    host (NumPy) and on the device (CuPy), so both give the same tables bit for bit.
+    """
+    mx, my = map_x.astype(xp.float64), map_y.astype(xp.float64)
+    new_x = (a[0, 0] * mx + a[0, 1] * my + a[0, 2]).astype(xp.float32)
+    new_y = (a[1, 0] * mx + a[1, 1] * my + a[1, 2]).astype(xp.float32)
+    return new_x, new_y
 
 
 class Rectifier:
