@@ -69,11 +69,18 @@ class AcfMethod:
         return peak, {"idx": idx, "before": before, "after": after}
 
     def slope(self, aux, score, params: StivParams, plan: AcfPlan):
-        """Streak angle from the best ray (parabolic sub-step with ``refine``)."""
+        """Streak angle from the best ray (parabolic sub-step with ``refine``).
+
+        The rays at 0 and 180 degrees are one ray (no motion); ``tan`` of 180 degrees is
+        -1.2e-16, not 0, which would turn a still node's direction by 180 degrees and flag it
+        upstream. Which of the two wins is float rounding (the numba and GPU engines
+        differed on Ngwerere), so both give a slope of exactly 0.
+        """
         theta = plan.theta[np.nan_to_num(aux["idx"]).astype(int)]
         if params.refine:
             theta = theta + params.d_theta * parabola_offset(aux["before"], score, aux["after"])
-        return theta, np.tan(np.deg2rad(theta))
+        slope = np.tan(np.deg2rad(theta))
+        return theta, np.where(np.mod(theta, 180.0) == 0.0, 0.0, slope)
 
 
 class GradientMethod:

@@ -264,3 +264,19 @@ def test_no_valid_line_anywhere_gives_all_nan(texture_factory):
         )
         assert np.all(np.isnan(r.magnitude)) and np.all(np.isnan(r.direction))
         assert np.all(np.isnan(r.sti))
+
+
+def test_the_rays_at_0_and_180_degrees_are_one_still_streak():
+    """Both ends of the ray fan mean no motion: a slope of exactly 0, never tan(180) < 0
+    (which turned a still node's direction by 180 degrees and flagged it upstream)."""
+    from ivy_gpu.params import StivParams
+    from ivy_gpu.stiv.methods import METHODS
+
+    plan = rays.AcfPlan.build(16, 40, 0.5, 0.5)
+    assert plan.theta[0] == 0.0 and plan.theta[-1] == 180.0
+    idx = np.array([0, len(plan.theta) - 1, 90])
+    aux = {"idx": idx.astype(float), "before": np.full(3, np.nan), "after": np.full(3, np.nan)}
+    theta, slope = METHODS["acf"].slope(aux, np.ones(3), StivParams(refine=False), plan)
+    assert theta.tolist() == [0.0, 180.0, 45.0]
+    assert slope[0] == 0.0 and slope[1] == 0.0 and not np.signbit(slope[1])
+    assert slope[2] == pytest.approx(1.0)
