@@ -26,7 +26,6 @@ NumPy as the GPU engine's namespace, tiny sizes. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -316,93 +315,18 @@ def step_stiv(sim: bool) -> dict:
                 )
             )
             del device_stack
-    return {"rows": rows, "frames": s["frames"], "P": s["p"], "fused": fused_rows(sim)}
+    from ivy_gpu.benchmarks.gpu_stages import stage_rows
+
+    stages = stage_rows(sim, s, stack, _layout("grid", sim))
+    return {"rows": rows, "frames": s["frames"], "P": s["p"], "fused": fused_rows(sim),
+            "stages": stages}  # fmt: skip
 
 
 def fused_rows(sim: bool) -> dict:
-    """The gather + z-score stage on ``grid``: two kernels from host taps vs the fused kernel.
+    """Gather + z-score on ``grid``: two kernels from host taps vs the fused kernel."""
+    from ivy_gpu.benchmarks.gpu_stages import fused_stage
 
-    Two kernels (today's path): upload the four tap arrays, ``gather_cuda``,
-    ``standardize_cuda``. Fused (:mod:`ivy_gpu.kernels.sti_device`): upload each pair's node
-    and angle and the fan's offsets, one block per STI over the time-last crop (built once
-    per video: timed apart). Synchronized, median of 3 after a warm-up; the largest
-    difference between the two z-scored STIs and whether the valid flags agree.
-    """
-    from ivy_gpu.kernels import sti
-    from ivy_gpu.kernels.sti_device import gather_zscore_cuda, time_last_crop
-    from ivy_gpu.params import StivParams
-    from ivy_gpu.stiv.lines import line_geometry, line_offsets, pair_taps, search_angles
-
-    s = _sizes(sim)
-    if sim:
-        xp, sync = np, (lambda: None)
-    else:
-        import cupy as xp
-
-        sync = xp.cuda.get_current_stream().synchronize
-    stack = _stack(sim)
-    xy = _layout("grid", sim)
-    params = StivParams(num_pixels=s["p"], phi_origin=90, phi_range=(s["angles"] - 1) / 2,
-                        d_phi=1)  # fmt: skip
-    lines = line_geometry(xy, params, stack.shape[2], stack.shape[1])
-    pairs = lines.pairs[:4] if sim else lines.pairs  # the simulator runs every thread
-    lines = dataclasses.replace(lines, pairs=pairs)
-    taps = pair_taps(lines, params)
-    y_lo, y_hi, x_lo, x_hi = lines.window
-    n, t_len, n_ang = len(pairs), stack.shape[0], lines.phis.shape[1]
-    dev_stack = xp.asarray(stack)
-    crop = xp.ascontiguousarray(dev_stack[:, y_lo : y_hi + 1, x_lo : x_hi + 1])
-    fan = search_angles(params.phi_origin, params.phi_range, params.d_phi)
-    host = dict(
-        node_x=xy[pairs // n_ang, 0].astype(np.float64),
-        node_y=xy[pairs // n_ang, 1].astype(np.float64),
-        pair_angle=(pairs % n_ang).astype(np.int32),
-        offsets=line_offsets(fan, s["p"]),
-    )
-
-    def two_kernels():
-        dev_taps = [xp.asarray(a) for a in taps]
-        out = xp.empty((n, s["p"], t_len), dtype=xp.float32)
-        valid = xp.ones(n, dtype=xp.uint8)
-        sti.gather_cuda(crop, *dev_taps, out)
-        sti.standardize_cuda(out, valid)
-        sync()
-        return out, valid
-
-    def fused(tl):
-        dev = {k: xp.asarray(v) for k, v in host.items()}
-        out = xp.empty((n, s["p"], t_len), dtype=xp.float32)
-        valid = xp.ones(n, dtype=xp.uint8)
-        gather_zscore_cuda(tl, **dev, x_lo=x_lo, y_lo=y_lo, nearest=False, out=out, valid=valid)
-        sync()
-        return out, valid
-
-    def median(fn, *args) -> tuple[float, Any]:
-        t0 = time.perf_counter()
-        got = fn(*args)  # warm-up (compilation); the only call under the slow simulator
-        times = [time.perf_counter() - t0]
-        for _ in range(0 if sim else 3):
-            t0 = time.perf_counter()
-            fn(*args)
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times[1:] or times)), got
-
-    t0 = time.perf_counter()
-    tl = time_last_crop(dev_stack, lines.window, xp)
-    sync()
-    tl_s = time.perf_counter() - t0
-    two_s, (z2, v2) = median(two_kernels)
-    one_s, (z1, v1) = median(fused, tl)
-    diff = float(np.max(np.abs(np.asarray(_host(z1)) - np.asarray(_host(z2)))))
-    return {
-        "pairs": n, "frames": t_len, "P": s["p"], "time_last_s": tl_s, "two_kernels_s": two_s,
-        "fused_s": one_s, "max_diff": diff,
-        "valid_equal": bool(np.array_equal(_host(v1), _host(v2))),
-    }  # fmt: skip
-
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
+    return fused_stage(sim, _sizes(sim), _stack(sim), _layout("grid", sim))
 
 
 def step_rectify(sim: bool) -> dict:
@@ -523,6 +447,10 @@ def markdown(results: dict) -> str:
                     f"after a time-last crop of {1e3 * f['time_last_s']:.2f} ms once per video; "
                     f"max difference {f['max_diff']:.1e}, valid flags equal: {f['valid_equal']}.",
                 ]
+            if r.get("stages"):
+                from ivy_gpu.benchmarks.gpu_stages import stage_markdown
+
+                lines += stage_markdown(r["stages"])
             lines.append("")
         elif name == "agree":
             lines += [

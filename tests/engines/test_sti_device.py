@@ -131,3 +131,17 @@ def test_gpu_check_times_both_paths_and_they_agree():
     assert r["two_kernels_s"] > 0 and r["fused_s"] > 0
     text = markdown({"stiv": {"rows": [], "frames": r["frames"], "P": r["P"], "fused": r}})
     assert "Gather + z-score on `grid` (4 STIs" in text and "valid flags equal: True" in text
+
+
+def test_gpu_check_times_every_stage_of_the_kernel_path():
+    """The rehearsal of gpu-check's per-stage rows (simulator, four lines)."""
+    from ivy_gpu.benchmarks import gpu_check
+    from ivy_gpu.benchmarks.gpu_stages import stage_markdown, stage_rows
+
+    s = gpu_check._sizes(True)
+    r = stage_rows(True, s, gpu_check._stack(True), gpu_check._layout("grid", True))
+    assert r["pairs"] == 4 and r["same_rays"]
+    stages = [k for k in r if k not in ("pairs", "same_rays")]
+    assert len(stages) == 7 and all(r[k] > 0 for k in stages)
+    text = "\n".join(stage_markdown(r))
+    assert "- ray sums + peaks kernel:" in text and "sum of the kernel path" in text
