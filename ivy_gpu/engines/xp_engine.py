@@ -18,6 +18,8 @@ CUDA simulator.
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -30,6 +32,9 @@ from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_b
 from ivy_gpu.engines.upload import FrameUploader
 from ivy_gpu.kernels import acf, rays, rays_device, sti, sti_device, structure_tensor
 from ivy_gpu.scaffold.rectify import Rectifier, moved_maps
+
+#: Rectifiers whose device coordinates the engine keeps.
+COORDS_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -258,12 +263,18 @@ class XpEngine:
         Use the Numba-CUDA kernels. Default: on a GPU, what :func:`probe` found (the kernels
         unless ``IVY_GPU_CUDA_KERNELS=off``; ``RuntimeError`` naming the failure when the
         probe fails); with NumPy, the array code.
+    uploaders : callable, optional
+        Makes a thread's frame uploader (default on a GPU:
+        :class:`~ivy_gpu.engines.upload.FrameUploader`; with NumPy, none).
     """
 
     name = "cupy"
 
     def __init__(
-        self, xp: ModuleType, use_cuda_kernels: bool | None = None, uploader: Any = None
+        self,
+        xp: ModuleType,
+        use_cuda_kernels: bool | None = None,
+        uploaders: Callable[[], Any] | None = None,
     ) -> None:
         self.xp = xp
         self.fft = scipy.fft if xp is np else xp.fft
@@ -290,12 +301,19 @@ class XpEngine:
         self.syncs = 0
         self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
         self._sparse: tuple[Any, int, Any] = (None, 0, None)  # (plan, n_fft, sparse rays)
-        self._coords: tuple[Any, Any] = (None, None)  # (rectifier, its coordinates on device)
-        #: Frames go up through pinned, double-buffered staging on a non-blocking stream
-        #: (:class:`~ivy_gpu.engines.upload.FrameUploader`) on a GPU; with NumPy, as they are.
-        self.uploader = uploader
-        if uploader is None and xp is not np:
-            self.uploader = FrameUploader(xp)
+        #: Device coordinates of the last few rectifiers: id -> (rectifier, coordinates). A
+        #: batch loads the next video on another thread, maybe at another WSE, while this one
+        #: is rectified: two sets of tables alternate without being uploaded again.
+        self._coords: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+        # Frames go up through pinned, double-buffered staging on a non-blocking stream
+        # (FrameUploader) on a GPU, with NumPy as they are; ``uploaders`` makes one ring per
+        # thread that rectifies (a batch loads the next video on a second thread while this
+        # one is rectified: one shared ring would mix their frames).
+        if uploaders is None and xp is not np:
+            uploaders = functools.partial(FrameUploader, xp)
+        self._uploaders = uploaders
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ memory
     def to_device(self, a: Any) -> Any:
@@ -317,6 +335,16 @@ class XpEngine:
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
 
+    @property
+    def uploader(self) -> Any:
+        """The calling thread's frame uploader (None with NumPy and no ``uploaders``)."""
+        if self._uploaders is None:
+            return None
+        mine = getattr(self._local, "uploader", None)
+        if mine is None:
+            mine = self._local.uploader = self._uploaders()
+        return mine
+
     def _tables(self, tables: Rectifier) -> Any:
         """The remap coordinates ``(rows, cols)`` on the device.
 
@@ -328,12 +356,17 @@ class XpEngine:
         xp = self.xp
         base = getattr(tables, "base", None)
         held = base if base is not None else tables
-        if self._coords[0] is not held:  # holding the rectifier: no stale tables
-            coords = xp.stack([xp.asarray(held.map_y), xp.asarray(held.map_x)])
-            self._coords = (held, coords)
+        with self._lock:
+            kept = self._coords.pop(id(held), None)
+            if kept is None or kept[0] is not held:  # holding the rectifier: no stale tables
+                kept = (held, xp.stack([xp.asarray(held.map_y), xp.asarray(held.map_x)]))
+            self._coords[id(held)] = kept  # the most recent last
+            while len(self._coords) > COORDS_KEPT:
+                del self._coords[next(iter(self._coords))]
+        coords = kept[1]
         if base is None:
-            return self._coords[1]
-        new_x, new_y = moved_maps(self._coords[1][1], self._coords[1][0], tables.motion, xp)
+            return coords
+        new_x, new_y = moved_maps(coords[1], coords[0], tables.motion, xp)
         return xp.stack([new_y, new_x])
 
     def remap(self, frame: np.ndarray, tables: Rectifier, out: Any) -> None:
@@ -344,7 +377,8 @@ class XpEngine:
         """
         coords = self._tables(tables)
         order = 0 if tables.interpolation == "nearest" else 1
-        source = self.uploader.upload(frame) if self.uploader else self.xp.asarray(frame)
+        uploader = self.uploader
+        source = uploader.upload(frame) if uploader else self.xp.asarray(frame)
         self.ndimage.map_coordinates(
             source,
             coords,
@@ -353,8 +387,8 @@ class XpEngine:
             mode="constant",
             cval=0.0,
         )
-        if self.uploader:
-            self.uploader.release()
+        if uploader:
+            uploader.release()
 
     # ------------------------------------------------------------------ STIV
     def chunk_pairs(self, p: int, t: int) -> int:

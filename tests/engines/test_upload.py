@@ -121,7 +121,7 @@ def test_the_engine_rectifies_through_the_ring():
     )
     rect = Rectifier(params, site.spec.wse_m, (160, 90))
     xp, pinned, log = _stand_in()
-    ring = XpEngine(np, use_cuda_kernels=False, uploader=FrameUploader(xp, empty_pinned=pinned))
+    ring = XpEngine(np, False, uploaders=lambda: FrameUploader(xp, empty_pinned=pinned))
     direct = XpEngine(np, use_cuda_kernels=False)
     assert direct.uploader is None  # NumPy: frames are used as they are
     rng = np.random.default_rng(2)
@@ -132,3 +132,49 @@ def test_the_engine_rectifies_through_the_ring():
         ring.remap(f, rect, got[i])
         direct.remap(f, rect, want[i])
     assert ring.uploader.count == 3 and np.array_equal(got, want) and got.any()
+
+
+def test_each_thread_rectifies_through_its_own_ring():
+    """A batch loads the next video on a second thread while this one is rectified: both go
+    through one engine, each with its own ring and its own tables kept on the device."""
+    import threading
+
+    from ivy_gpu.scaffold.rectify import RectificationParams, Rectifier
+    from ivy_gpu.synthetic.sites import Site, SiteSpec
+
+    site = Site(SiteSpec(width_px=160, height_px=90))
+    params = RectificationParams(
+        "camera matrix", camera_matrix=site.camera.matrix, extent=site.extent
+    )
+    rects = [Rectifier(params, site.spec.wse_m + dz, (160, 90)) for dz in (0.0, 0.3)]
+    rings = []
+
+    def make():
+        xp, pinned, _ = _stand_in()
+        rings.append(FrameUploader(xp, empty_pinned=pinned))
+        return rings[-1]
+
+    engine = XpEngine(np, False, uploaders=make)
+    direct = XpEngine(np, False)
+    rng = np.random.default_rng(3)
+    frames = [[rng.integers(0, 256, (90, 160), dtype=np.uint8) for _ in range(12)] for _ in rects]
+    got = [np.zeros((12, *r.output_shape), np.uint8) for r in rects]
+    start = threading.Barrier(2)
+
+    def load(k):
+        start.wait()
+        for i, f in enumerate(frames[k]):
+            engine.remap(f, rects[k], got[k][i])
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(rings) == 2 and [r.count for r in rings] == [12, 12]
+    for k, r in enumerate(rects):
+        want = np.zeros_like(got[k])
+        for i, f in enumerate(frames[k]):
+            direct.remap(f, r, want[i])
+        assert np.array_equal(got[k], want)
+    assert {id(r) for r in rects} <= set(engine._coords)  # both tables kept
