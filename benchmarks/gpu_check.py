@@ -113,10 +113,19 @@ def step_env(sim: bool) -> dict:
     xp = np
     if not sim:
         import cupy as xp
+    t0 = time.perf_counter()
     found = probe(xp)
+    out["probe_s"] = time.perf_counter() - t0  # compiles the kernels, or reads them from disk
     out["probe"] = {"usable": found.usable, "path": found.path, "detail": found.detail}
     if not found.usable:
         raise RuntimeError(f"GPU probe failed: {found.detail}")
+    # a second fresh process: its kernels come from the disk cache the first one wrote
+    again = "import time, numpy; from ivy_gpu.engines.xp_engine import probe; "
+    again += "xp = numpy if SIM else __import__('cupy'); t = time.perf_counter(); probe(xp); "
+    again += "print(time.perf_counter() - t)"
+    run = subprocess.run([sys.executable, "-c", again.replace("SIM", str(sim))],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    out["probe_again_s"] = float(run.stdout.split()[-1]) if run.returncode == 0 else None
     return out
 
 
@@ -385,6 +394,10 @@ STEPS = {
 }
 
 
+def _secs(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f} s"
+
+
 def _count(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -400,9 +413,11 @@ def markdown(results: dict) -> str:
         + ", ".join(
             f"{k} {v}"
             for k, v in env.items()
-            if k not in ("device", "probe", "gpu_status", "extras")
+            if k not in ("device", "probe", "gpu_status", "extras", "probe_s", "probe_again_s")
         ),
         f"- GPU probe: {env.get('probe')}",
+        f"- probe (every kernel compiled or read from the disk cache) in a fresh process: "
+        f"{_secs(env.get('probe_s'))}; again in another one: {_secs(env.get('probe_again_s'))}",
         f"- GPU backend: {env.get('gpu_status')}",
     ]
     for extra, rows in (env.get("extras") or {}).items():

@@ -123,7 +123,7 @@ def cross_spectra_fft_xp(zf: Any, lx_max: int, xp: ModuleType) -> Any:
     return xp.ascontiguousarray(c).astype(xp.complex64)
 
 
-@cuda.jit
+@cuda.jit(cache=True)  # compiled once per machine, not per process
 def _cross_spectra_cuda_kernel(zf, lx_max, out):  # pragma: no cover - device code
     # one thread per (STI, lag, frequency), grid-stride; the sum over rows runs in a
     # fixed order, so results do not depend on the launch shape

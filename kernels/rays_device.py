@@ -72,14 +72,15 @@ def ray_peaks_xp(r: Any, operator: RayOperator, valid: Any, weights: Any, xp: Mo
     return xp.stack([a.astype(xp.float64) for a in peaks_xp(f, xp)], axis=1)
 
 
-def _variant(win_size: int):
-    """The kernel with a shared window of ``win_size`` values (compiled on first launch)."""
+# two kernels, one per shared window size (a closure would share one disk-cache entry)
+@cuda.jit(cache=True)  # compiled once per machine, not per process
+def _ray_peaks_small(r, lags, ptr, lag, w, valid, out):  # pragma: no cover - device code
+    _ray_peaks(r, lags, ptr, lag, w, valid, out, cuda.shared.array(WIN_SIZES[0], np.float32))
 
-    @cuda.jit
-    def kernel(r, lags, ptr, lag, w, valid, out):  # pragma: no cover - device code
-        _ray_peaks(r, lags, ptr, lag, w, valid, out, cuda.shared.array(win_size, np.float32))
 
-    return kernel
+@cuda.jit(cache=True)
+def _ray_peaks_large(r, lags, ptr, lag, w, valid, out):  # pragma: no cover - device code
+    _ray_peaks(r, lags, ptr, lag, w, valid, out, cuda.shared.array(WIN_SIZES[1], np.float32))
 
 
 @cuda.jit(device=True)
@@ -146,4 +147,4 @@ def ray_peaks_cuda(r, lags, ptr, lag, w, valid, out, stream=0, block: int = RAY_
     _KERNELS[size][grid, block, stream](r, lags, ptr, lag, w, valid, out)
 
 
-_KERNELS = {size: _variant(size) for size in WIN_SIZES}
+_KERNELS = dict(zip(WIN_SIZES, (_ray_peaks_small, _ray_peaks_large), strict=True))

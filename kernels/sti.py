@@ -306,7 +306,7 @@ def gather_numba(
     return out, valid
 
 
-@cuda.jit
+@cuda.jit(cache=True)  # compiled once per machine, not per process
 def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - device code
     # one thread per output value, frames fastest (coalesced writes); a grid-stride
     # loop, so the launch shape never depends on the chunk size (1-D grid limits)
@@ -333,7 +333,7 @@ def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - devic
         )
 
 
-@cuda.jit
+@cuda.jit(cache=True)  # compiled once per machine, not per process
 def _standardize_cuda_kernel(sti, valid, min_std):  # pragma: no cover - device code
     # one thread per row (grid-stride); sums in float64, sequential in t: deterministic
     n, p, t_len = sti.shape

@@ -159,7 +159,7 @@ def gather_zscore_numpy(
     return out, ~const[..., 0].any(axis=-1)
 
 
-@cuda.jit
+@cuda.jit(cache=True)  # compiled once per machine, not per process
 def _gather_zscore_kernel(
     tl,
     node_x,

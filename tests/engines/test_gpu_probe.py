@@ -205,3 +205,17 @@ def test_the_kernel_package_is_numba_cuda_and_its_target_works_with_this_numpy()
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_gpu_check_env_step_times_the_probe_in_two_fresh_processes(monkeypatch):
+    """gpu-check's env step (simulator): the probe's time, and again in another process
+    (on a GPU the second reads every kernel from numba-cuda's disk cache)."""
+    from pathlib import Path
+
+    from ivy_gpu.benchmarks import gpu_check
+
+    monkeypatch.setenv("IVY_GPU_REPO", str(Path(__file__).resolve().parents[2]))
+    r = gpu_check.step_env(sim=True)
+    assert r["probe"]["path"] == "kernels" and r["probe_s"] > 0 and r["probe_again_s"] > 0
+    text = gpu_check.markdown({"env": r})
+    assert "probe (every kernel compiled or read from the disk cache) in a fresh process" in text
