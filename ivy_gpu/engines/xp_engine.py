@@ -30,7 +30,15 @@ import scipy.fft
 from ivy_gpu import config
 from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_blur, host_array
 from ivy_gpu.engines.upload import FrameUploader
-from ivy_gpu.kernels import acf, rays, rays_device, sti, sti_device, structure_tensor
+from ivy_gpu.kernels import (
+    acf,
+    rays,
+    rays_device,
+    sti,
+    sti_device,
+    structure_tensor,
+    structure_tensor_device,
+)
 from ivy_gpu.scaffold.rectify import Rectifier, moved_maps
 
 #: Rectifiers whose device coordinates the engine keeps.
@@ -121,6 +129,18 @@ def _probe_kernels(xp: ModuleType) -> None:
             raise RuntimeError("ray sums + peaks kernel gave wrong values (the rays chosen)")
         if not np.allclose(got[:, 1:], want_peaks[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True):
             raise RuntimeError("ray sums + peaks kernel gave wrong values")
+        step = "structure tensor"
+        raw = np.cumsum(rng.standard_normal((2, 18, 12)), axis=1).astype(np.float32)
+        slope, coherence = structure_tensor.orientation_numba(raw)
+        sizes, offsets = structure_tensor_device.pyramid_layout(18)
+        got = xp.empty((2, 2), dtype=xp.float64)
+        structure_tensor_device.orientation_cuda(
+            xp.asarray(raw), xp.asarray(sizes), xp.asarray(offsets),
+            xp.empty((2, structure_tensor_device.scratch_rows(18), 12), dtype=xp.float32),
+            xp.ones(2, dtype=xp.uint8), got, stream,
+            sti_device.launch_block(structure_tensor_device.TENSOR_BLOCK),
+        )  # fmt: skip
+        _same("structure tensor kernel", got, np.stack([slope, coherence], axis=1), atol=1e-5)
     except Exception as exc:
         raise RuntimeError(f"Numba-CUDA {step} kernel failed ({_why(exc)})") from exc
 
@@ -164,7 +184,7 @@ def probe(xp: ModuleType) -> GpuProbe:
     except Exception as exc:
         detail = str(exc) if str(exc).startswith("Numba-CUDA") else f"Numba-CUDA: {_why(exc)}"
         return GpuProbe(False, "unusable", detail)
-    kernels = "fused gather + z-score, z-score, cross-spectra and ray sums + peaks kernels"
+    kernels = "fused gather + z-score, z-score, cross-spectra, ray peaks, structure tensor kernels"
     return GpuProbe(True, "kernels", f"{kernels}, {libs}")
 
 
@@ -522,8 +542,25 @@ class XpEngine:
         return tuple(self.to_host(out).T)
 
     def gradient_scores(self, stack: Any, taps: Lines):
-        """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host (one download)."""
+        """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host (one download).
+
+        With the kernels, one block per STI runs the pyramid, the warped tensor sums and the
+        slope (:mod:`ivy_gpu.kernels.structure_tensor_device`); else the array code.
+        """
+        xp = self.xp
         t = self._n_frames(stack)
         raw, valid = self._stis(stack, taps, t, standardize=False)
-        slope, coherence = structure_tensor.orientation_xp(raw, self.xp)
-        return self._download(slope, self.xp.where(valid, coherence, self.xp.nan))
+        p = raw.shape[1]
+        if self.use_cuda_kernels and structure_tensor_device.fits(p):
+            sizes, offsets = structure_tensor_device.pyramid_layout(p)
+            scratch = xp.empty(
+                (raw.shape[0], structure_tensor_device.scratch_rows(p), t), dtype=xp.float32
+            )
+            out = xp.empty((raw.shape[0], 2), dtype=xp.float64)
+            structure_tensor_device.orientation_cuda(
+                raw, xp.asarray(sizes), xp.asarray(offsets), scratch, valid.astype(xp.uint8), out,
+                _stream(xp), sti_device.launch_block(structure_tensor_device.TENSOR_BLOCK),
+            )  # fmt: skip
+            return tuple(self.to_host(out).T)
+        slope, coherence = structure_tensor.orientation_xp(raw, xp)
+        return self._download(slope, xp.where(valid, coherence, xp.nan))

@@ -14,7 +14,7 @@ import pytest
 
 from ivy_gpu.engines.base import PairLines, chunk_of
 from ivy_gpu.engines.xp_engine import XpEngine
-from ivy_gpu.kernels import rays_device, sti, sti_device
+from ivy_gpu.kernels import rays_device, sti, sti_device, structure_tensor_device
 from ivy_gpu.params import StivParams
 from ivy_gpu.stiv.driver import run_stiv, run_stiv_windows
 from ivy_gpu.stiv.lines import line_geometry, line_taps, pair_lines, pair_taps, scored_lines
@@ -56,9 +56,10 @@ def test_geometry_gives_the_host_taps_bit_for_bit(interpolation, own_angles):
 
 def _spy(monkeypatch) -> dict[str, int]:
     """Count the fused kernel's launches, the host-taps gathers and the ray kernel's launches."""
-    calls = {"fused": 0, "gather": 0, "rays": 0}
+    calls = {"fused": 0, "gather": 0, "rays": 0, "tensor": 0}
     fused, gather, ray = sti_device.gather_zscore_cuda, sti.gather_time_last_xp, (
         rays_device.ray_peaks_cuda)  # fmt: skip
+    tensor = structure_tensor_device.orientation_cuda
 
     def count_fused(*a, **k):
         calls["fused"] += 1
@@ -74,8 +75,13 @@ def _spy(monkeypatch) -> dict[str, int]:
         calls["rays"] += 1
         return ray(*a, **k)
 
+    def count_tensor(*a, **k):
+        calls["tensor"] += 1
+        return tensor(*a, **k)
+
     monkeypatch.setattr(sti, "gather_time_last_xp", count_gather)
     monkeypatch.setattr(rays_device, "ray_peaks_cuda", count_rays)
+    monkeypatch.setattr(structure_tensor_device, "orientation_cuda", count_tensor)
     return calls
 
 
@@ -109,7 +115,7 @@ def test_the_engine_scores_geometry_with_the_fused_kernel(texture_factory, monke
     # one chunk scored with taps computed in the kernel; the best lines' STIs (return_sti)
     # from host taps, read from the time-last crop
     acf_calls = int(case["method"] == "acf")  # the ray sums and peaks: one launch per chunk
-    assert calls == {"fused": 1, "gather": 1, "rays": acf_calls}
+    assert calls == {"fused": 1, "gather": 1, "rays": acf_calls, "tensor": 1 - acf_calls}
     assert not np.isfinite(ref.magnitude[3])  # the last node's lines leave the stack
     _per_node(ref, got)
     assert np.allclose(got.sti, ref.sti, atol=1e-4, equal_nan=True)
@@ -124,7 +130,7 @@ def test_compat_lines_keep_the_host_taps(texture_factory, monkeypatch):
     ref = run_stiv(stack, x, y, params, backend="numpy", pixel_gsd=0.1, d_t=0.1)
     calls = _spy(monkeypatch)
     got = run_stiv(stack, x, y, params, backend=XpEngine(np, True), pixel_gsd=0.1, d_t=0.1)
-    assert calls == {"fused": 0, "gather": 1, "rays": 1}
+    assert calls == {"fused": 0, "gather": 1, "rays": 1, "tensor": 0}
     _per_node(ref, got)
 
 
@@ -141,17 +147,17 @@ def test_stride_and_windows_read_the_time_last_crop(monkeypatch):
     kw = dict(pixel_gsd=1.0, d_t=2.0, lag_step=2)
     _per_node(run_stiv(stack, x, y, params, backend="numpy", **kw),
               run_stiv(stack, x, y, params, backend=engine, **kw))  # fmt: skip
-    assert calls == {"fused": 1, "gather": 0, "rays": 1}
+    assert calls == {"fused": 1, "gather": 0, "rays": 1, "tensor": 0}
     phis = np.array([[9.0, 12.0], [10.0, 13.0]])
     # windows of one length: one pass (every line once per window, each with its first
     # frame); windows of different lengths: one pass each
     for windows, launches in (([(0, 24), (12, 36), (24, 48)], 1), ([(0, 24), (20, 48)], 2)):
-        calls.update(fused=0, gather=0, rays=0)
+        calls.update(fused=0, gather=0, rays=0, tensor=0)
         ref = run_stiv_windows(stack, x, y, params, windows, phis, pixel_gsd=1.0, d_t=1.0,
                                backend="numpy")  # fmt: skip
         got = run_stiv_windows(stack, x, y, params, windows, phis, pixel_gsd=1.0, d_t=1.0,
                                backend=engine)  # fmt: skip
-        assert calls == {"fused": launches, "gather": 0, "rays": launches}
+        assert calls == {"fused": launches, "gather": 0, "rays": launches, "tensor": 0}
         for r, g in zip(ref, got, strict=True):
             _per_node(r, g)
 

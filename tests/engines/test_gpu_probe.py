@@ -24,7 +24,7 @@ from ivy_gpu import config
 from ivy_gpu.cli.main import app
 from ivy_gpu.engines import backends, xp_engine
 from ivy_gpu.engines.xp_engine import GpuProbe, XpEngine
-from ivy_gpu.kernels import acf, rays_device, sti, sti_device
+from ivy_gpu.kernels import acf, rays_device, sti, sti_device, structure_tensor_device
 from ivy_gpu.log import IvyGpuWarning
 
 
@@ -76,7 +76,7 @@ NO_CUFFT = ImportError("libcufft.so.12: cannot open shared object file: No such 
 
 
 def test_the_probe_runs_every_kernel_in_the_simulator(fresh):
-    kernels = "fused gather + z-score, z-score, cross-spectra and ray sums + peaks kernels"
+    kernels = "fused gather + z-score, z-score, cross-spectra, ray peaks, structure tensor kernels"
     assert xp_engine.probe(np) == GpuProbe(True, "kernels", f"{kernels}, scipy.fft and BLAS ran")
 
 
@@ -91,7 +91,8 @@ def test_kernels_switched_off_mean_array_code(fresh, monkeypatch):
 KERNELS = [(sti, "standardize_cuda", "z-score", "sti"),
            (sti_device, "gather_zscore_cuda", "fused gather + z-score", "out"),
            (acf, "cross_spectra_cuda", "cross-spectra", "out"),
-           (rays_device, "ray_peaks_cuda", "ray sums + peaks", "out")]  # fmt: skip
+           (rays_device, "ray_peaks_cuda", "ray sums + peaks", "out"),
+           (structure_tensor_device, "orientation_cuda", "structure tensor", "out")]  # fmt: skip
 
 
 @pytest.mark.parametrize("module, attr, step, out_name", KERNELS)
