@@ -138,6 +138,21 @@ def orientation_xp(sti: Any, xp: ModuleType) -> tuple[Any, Any]:
 
 
 # --------------------------------------------------------------------------- Numba twin
+@njit(cache=True, nogil=True)
+def warp_cell(a, k, u, p):  # pragma: no cover - compiled
+    """Sample ``a`` warped by ``k u``: its cell ``a0`` and the float32 weights ``(f, 1 - f)``.
+
+    ``a0`` is -1 outside ``[1, p - 3]``; ``f`` weighs sample ``a0 + 1``, ``1 - f`` sample ``a0``.
+    Shared by the numba twin and the CUDA kernel (compiled from the same source).
+    """
+    pos = a + k * u
+    a0f = math.floor(pos)
+    if a0f < 1 or a0f > p - 3:
+        return -1, np.float32(0.0), np.float32(1.0)
+    f = np.float32(pos - a0f)
+    return int(a0f), f, np.float32(1.0) - f
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def _tensor_numba(x, p, t, u, k):  # pragma: no cover - compiled
     """``(Jaa, Jat, Jtt)`` of one STI level (``x[:p, :t]``), as :func:`_tensor`."""
@@ -145,16 +160,11 @@ def _tensor_numba(x, p, t, u, k):  # pragma: no cover - compiled
     jat = 0.0
     jtt = 0.0
     m = t - k
-    one = np.float32(1.0)
     quarter = np.float32(0.25)
     for a in range(1, p - 1):
-        pos = a + k * u
-        a0f = math.floor(pos)
-        if a0f < 1 or a0f > p - 3:
+        a0, f, g = warp_cell(a, k, u, p)
+        if a0 < 0:
             continue
-        a0 = int(a0f)
-        f = np.float32(pos - a0f)
-        g = one - f
         for tt in range(m):
             s = tt + k
             w_c = g * x[a0, s] + f * x[a0 + 1, s]

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ivy_gpu.kernels.structure_tensor import BASELINE_PX, ITERATIONS, level_sizes
+from ivy_gpu.kernels.structure_tensor import BASELINE_PX, ITERATIONS, level_sizes, warp_cell
 
 #: Threads per block.
 TENSOR_BLOCK = 128
@@ -41,6 +41,10 @@ def fits(p: int) -> bool:
 def scratch_rows(p: int) -> int:
     """Rows of the pyramid scratch per STI (every level but the finest; at least 1)."""
     return max(1, sum(list(level_sizes(p))[1:]))
+
+
+#: The numba twin's warp cell, compiled for the device from the same source.
+_warp_cell = cuda.jit(device=True)(warp_cell.py_func)
 
 
 @cuda.jit(device=True)
@@ -75,7 +79,6 @@ def _reduce3(acc, x, y, z, tid, nthreads):  # pragma: no cover - device code
 def _tensor(sti, scratch, means, s, level, offset, p, t, u, k, acc, tid, nthreads):  # noqa: E501  # pragma: no cover
     """``(Jaa, Jat, Jtt)`` of one level over frames ``k`` apart, the later warped by ``k u``."""
     m = t - k
-    one = np.float32(1.0)
     quarter = np.float32(0.25)
     jaa = 0.0
     jat = 0.0
@@ -83,13 +86,9 @@ def _tensor(sti, scratch, means, s, level, offset, p, t, u, k, acc, tid, nthread
     for idx in range(tid, (p - 2) * m, nthreads):
         a = 1 + idx // m
         tt = idx - (a - 1) * m
-        pos = a + k * u
-        a0f = math.floor(pos)
-        if a0f < 1 or a0f > p - 3:
+        a0, f, g = _warp_cell(a, k, u, p)
+        if a0 < 0:
             continue
-        a0 = int(a0f)
-        f = np.float32(pos - a0f)
-        g = one - f
         s2 = tt + k
         x0 = _value(sti, scratch, means, s, level, offset, a0, s2)
         x1 = _value(sti, scratch, means, s, level, offset, a0 + 1, s2)
