@@ -131,18 +131,24 @@ def _ray_peaks(r, lags, ptr, lag, w, valid, out, win):  # pragma: no cover - dev
         cuda.syncthreads()  # win and f are rewritten for the next STI
 
 
-def ray_peaks_cuda(r, lags, ptr, lag, w, valid, out, stream=0, block: int = RAY_BLOCK) -> None:
+def ray_peaks_cuda(
+    r, lags, ptr, lag, w, valid, out, stream=0, block: int = RAY_BLOCK, window: int | None = None
+) -> None:
     """Launch the kernel: ``out`` (n, 4) float64 from ``r`` (n, lx_max + 1, n_fft) float32.
 
     ``lags`` (:func:`window_lags`), ``ptr``/``lag``/``w`` (the operator's sparse rays) and
     ``valid`` (n,) uint8 are device arrays on a GPU, host arrays under the simulator.
+    ``window`` picks the variant (one of :data:`WIN_SIZES`; default the smallest that fits):
+    the probe compiles both.
     """
     from ivy_gpu import config
 
     n_win = r.shape[1] * lags.shape[0]
     if n_win > WIN_MAX or ptr.shape[0] - 1 > THETA_MAX:
         raise ValueError("ray_peaks_cuda: the window or the fan does not fit (see fits())")
-    size = min(s for s in WIN_SIZES if s >= n_win)
+    size = window or min(s for s in WIN_SIZES if s >= n_win)
+    if size not in WIN_SIZES or size < n_win:
+        raise ValueError(f"window: one of {WIN_SIZES} holding {n_win} values, not {size}")
     grid = max(1, min(config.CUDA_MAX_BLOCKS, r.shape[0]))
     _KERNELS[size][grid, block, stream](r, lags, ptr, lag, w, valid, out)
 

@@ -118,17 +118,19 @@ def _probe_kernels(xp: ModuleType) -> None:
         r = rng.standard_normal((3, op.lx_max + 1, n_fft)).astype(np.float32)
         ok = np.array([True, False, True])
         want_peaks = rays_device.ray_peaks_xp(r, op, ok, op.weights, np)
-        got = xp.empty((3, 4), dtype=xp.float64)
         arrays = (rays_device.window_lags(op, n_fft), *op.sparse)
-        rays_device.ray_peaks_cuda(
-            xp.asarray(r), *(xp.asarray(a) for a in arrays), xp.asarray(ok.astype(np.uint8)),
-            got, stream, sti_device.launch_block(rays_device.RAY_BLOCK),
-        )  # fmt: skip
-        got = host_array(got)
-        if not np.array_equal(got[:, 0], want_peaks[:, 0]):
-            raise RuntimeError("ray sums + peaks kernel gave wrong values (the rays chosen)")
-        if not np.allclose(got[:, 1:], want_peaks[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True):
-            raise RuntimeError("ray sums + peaks kernel gave wrong values")
+        for window in rays_device.WIN_SIZES:  # both variants: long lines compile nothing later
+            got = xp.empty((3, 4), dtype=xp.float64)
+            rays_device.ray_peaks_cuda(
+                xp.asarray(r), *(xp.asarray(a) for a in arrays), xp.asarray(ok.astype(np.uint8)),
+                got, stream, sti_device.launch_block(rays_device.RAY_BLOCK), window,
+            )  # fmt: skip
+            got = host_array(got)
+            if not np.array_equal(got[:, 0], want_peaks[:, 0]):
+                raise RuntimeError("ray sums + peaks kernel gave wrong values (the rays chosen)")
+            if not np.allclose(got[:, 1:], want_peaks[:, 1:], rtol=1e-4, atol=1e-5,
+                               equal_nan=True):  # fmt: skip
+                raise RuntimeError("ray sums + peaks kernel gave wrong values")
         step = "structure tensor"
         raw = np.cumsum(rng.standard_normal((2, 18, 12)), axis=1).astype(np.float32)
         slope, coherence = structure_tensor.orientation_numba(raw)

@@ -24,10 +24,11 @@ def _autocorrelation(plan: AcfPlan, n: int, t: int, seed: int) -> np.ndarray:
     return acf.acf_rows_xp(z, op.lx_max, op.fft_length(t), np, np.fft).astype(np.float32)
 
 
-def _kernel(r, op, valid, block=4):
+def _kernel(r, op, valid, block=4, window=None):
     out = np.full((r.shape[0], 4), -7.0)  # every value must be written
     arrays = (rays_device.window_lags(op, r.shape[-1]), *op.sparse)
-    rays_device.ray_peaks_cuda(r, *arrays, valid.astype(np.uint8), out, block=block)
+    rays_device.ray_peaks_cuda(r, *arrays, valid.astype(np.uint8), out, block=block,
+                               window=window)  # fmt: skip
     return out
 
 
@@ -41,6 +42,8 @@ def test_the_kernel_equals_the_array_code_per_sti(lag_step):
     valid = np.array([True, True, False, True, True])
     want = rays_device.ray_peaks_xp(r, op, valid, op.weights, np)
     got = _kernel(r, op, valid)
+    assert np.array_equal(got, _kernel(r, op, valid, window=rays_device.WIN_SIZES[-1]),
+                          equal_nan=True)  # the large variant: the same rows  # fmt: skip
     assert np.array_equal(got[:, 0], want[:, 0])  # the same ray for every STI
     np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-5, atol=1e-6)
     assert got[2, 0] == 0 and np.isnan(got[2, 1:]).all()  # the invalid STI
@@ -66,6 +69,9 @@ def test_windows_that_do_not_fit_are_refused():
     assert rays_device.fits(AcfPlan.build(138, 300, 0.5, 0.5).operator)  # IVyTools' long lines
     op = long.operator
     r = np.zeros((1, op.lx_max + 1, 16), np.float32)
+    with pytest.raises(ValueError, match="window: one of"):
+        _kernel(_autocorrelation(small, 1, 300, seed=0), small.operator, np.ones(1, bool),
+                window=100)  # fmt: skip
     with pytest.raises(ValueError, match="does not fit"):
         rays_device.ray_peaks_cuda(r, np.zeros(op.n_lt, np.int32), *op.sparse,
                                    np.ones(1, np.uint8), np.zeros((1, 4)))  # fmt: skip
