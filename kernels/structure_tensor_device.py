@@ -177,8 +177,8 @@ def orientation_cuda(sti, sizes, offsets, scratch, valid, out, stream=0, block=T
     """
     from ivy_gpu import config
 
-    if block < 2 or block > TENSOR_BLOCK or block & (block - 1):
-        raise ValueError(f"block: a power of two in [2, {TENSOR_BLOCK}], not {block}")
+    if block < 1 or block > TENSOR_BLOCK or block & (block - 1):
+        raise ValueError(f"block: a power of two in [1, {TENSOR_BLOCK}], not {block}")
     if not fits(sti.shape[1]):
         raise ValueError(f"orientation_cuda: lines of {sti.shape[1]} samples (at most {MAX_P})")
     grid = max(1, min(config.CUDA_MAX_BLOCKS, sti.shape[0]))
