@@ -1,18 +1,23 @@
 """The ``cupy`` engine, written against an array namespace ``xp``.
 
-On a GPU ``xp`` is CuPy: the stack lives in device memory, frames are rectified there
-(``map_coordinates`` straight into the uint8 stack), the gather, z-scoring and
-cross-spectra are Numba-CUDA kernels launched on CuPy's current stream, the temporal
-FFTs are batched cuFFT and the ray integral is one cuBLAS matrix product.
+On a GPU ``xp`` is CuPy: the stack lives in device memory, frames go up through pinned,
+double-buffered staging (:mod:`ivy_gpu.engines.upload`) and are rectified there
+(``map_coordinates`` straight into the uint8 stack; a moved frame's tables composed on the
+device). STIV reads the crop time-last and runs as Numba-CUDA kernels on CuPy's current
+stream: search lines come as geometry and one fused kernel computes their taps, gathers,
+z-scores and pads the rows (:mod:`ivy_gpu.kernels.sti_device`); batched cuFFT and the
+cross-spectra kernel give the autocorrelation rows; one kernel takes the lag window, the ray
+sums and the peak (:mod:`ivy_gpu.kernels.rays_device`); the gradient method is one kernel per
+STI (:mod:`ivy_gpu.kernels.structure_tensor_device`). Each scoring call downloads once.
 
 Before the engine is used, :func:`probe` runs every step once on a tiny input (cuFFT,
-cuBLAS, each kernel against its NumPy twin): a missing library, a toolchain that cannot
-compile (no NVVM, a Numba-CUDA release broken by the installed NumPy) or a wrong kernel
-makes the backend unusable with the failure named, and ``auto`` then runs ``numba``.
+cuBLAS, each kernel against its NumPy or numba twin): a missing library, a toolchain that
+cannot compile (no NVVM, a Numba-CUDA release broken by the installed NumPy) or a wrong
+kernel makes the backend unusable with the failure named, and ``auto`` then runs ``numba``.
 ``IVY_GPU_CUDA_KERNELS=off`` runs the same steps as array-namespace code instead (fancy-index
-gather, reductions, cross-spectra by FFT along the pixel axis). With ``xp = numpy`` (CI, no
-GPU) that code runs on the CPU; under ``NUMBA_ENABLE_CUDASIM=1`` the kernels run in Numba's
-CUDA simulator.
+gather, reductions, cross-spectra by FFT along the pixel axis, the dense ray matrix by cuBLAS,
+the structure tensor as array code). With ``xp = numpy`` (CI, no GPU) that code runs on the
+CPU; under ``NUMBA_ENABLE_CUDASIM=1`` the kernels run in numba-cuda's CUDA simulator.
 """
 
 from __future__ import annotations
