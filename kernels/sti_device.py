@@ -1,10 +1,11 @@
 """STIs gathered and z-scored in one kernel, with the taps computed on the device (issue 22).
 
-The two-kernel GPU path (:func:`ivy_gpu.kernels.sti.gather_cuda` then
-:func:`~ivy_gpu.kernels.sti.standardize_cuda`) uploads every pair's taps from the host (four
-``(pairs, P)`` arrays: 9 MB for ``grid``'s 17,825 pairs at P = 32), reads the ``(T, H, W)``
-crop one frame apart for consecutive threads, and z-scores with one thread per row. This
-path instead
+The GPU engine's path for ``unit`` search lines. The earlier two-kernel path
+(:func:`ivy_gpu.kernels.sti.gather_cuda` then :func:`~ivy_gpu.kernels.sti.standardize_cuda`,
+still timed beside it by ``make gpu-check``) uploaded every pair's taps from the host (four
+``(pairs, P)`` arrays: 9 MB for ``grid``'s 17,825 pairs at P = 32), read the ``(T, H, W)``
+crop one frame apart for consecutive threads, and z-scored with one thread per row. This
+kernel instead
 
 - reads a **time-last** copy of the crop, ``(H, W, T)`` (:func:`time_last_crop`, once per
   video and crop): the ``T`` values of one tap are contiguous, so the threads of a block,
