@@ -29,8 +29,9 @@ CONSTANT_ROW_STD = 1e-5
 
 
 def bilinear_taps(
-    x: np.ndarray, y: np.ndarray, width: int, height: int, interpolation: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x: np.ndarray, y: np.ndarray, width: int, height: int, interpolation: str,
+    xp: ModuleType = np,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Return the cell corners and weights that sample an image at ``(x, y)``.
 
     Parameters
@@ -42,6 +43,8 @@ def bilinear_taps(
         Image size (both at least 2).
     interpolation : {"bilinear", "nearest"}
         ``"nearest"`` rounds half down, as SciPy's regular-grid interpolator.
+    xp : module
+        Array namespace of ``x`` and ``y`` (NumPy, or CuPy for the device twins).
 
     Returns
     -------
@@ -51,15 +54,15 @@ def bilinear_taps(
         Weights of the right / lower neighbours.
     """
     if interpolation == "nearest":
-        xs = np.ceil(x - 0.5)
-        ys = np.ceil(y - 0.5)
+        xs = xp.ceil(x - 0.5)
+        ys = xp.ceil(y - 0.5)
     else:
         xs, ys = x, y
-    x0 = np.clip(np.floor(xs), 0, width - 2)
-    y0 = np.clip(np.floor(ys), 0, height - 2)
-    fx = (xs - x0).astype(np.float32)
-    fy = (ys - y0).astype(np.float32)
-    return x0.astype(np.int32), y0.astype(np.int32), fx, fy
+    x0 = xp.clip(xp.floor(xs), 0, width - 2)
+    y0 = xp.clip(xp.floor(ys), 0, height - 2)
+    fx = (xs - x0).astype(xp.float32)
+    fy = (ys - y0).astype(xp.float32)
+    return x0.astype(xp.int32), y0.astype(xp.int32), fx, fy
 
 
 def gather_numpy(stack, x0, y0, fx, fy, xp: ModuleType = np):
@@ -78,24 +81,16 @@ def gather_numpy(stack, x0, y0, fx, fy, xp: ModuleType = np):
     -------
     ndarray of float32, shape (n, P, T)
     """
-    w00 = (1 - fx) * (1 - fy)
-    w10 = fx * (1 - fy)
-    w01 = (1 - fx) * fy
-    w11 = fx * fy
-
-    def corner(dy: int, dx: int) -> np.ndarray:
-        return stack[:, y0 + dy, x0 + dx].astype(xp.float32)  # (T, n, P)
-
-    v = w00 * corner(0, 0) + w10 * corner(0, 1) + w01 * corner(1, 0) + w11 * corner(1, 1)
-    return xp.ascontiguousarray(xp.moveaxis(v, 0, -1))
+    return gather_time_last_xp(xp.moveaxis(stack, 0, -1), x0, y0, fx, fy, xp=xp)
 
 
 def gather_time_last_xp(tl, x0, y0, fx, fy, xp: ModuleType = np):
-    """:func:`gather_numpy` from a time-last ``(H, W, T)`` crop (same values, same operations).
+    """STIs sampled from a time-last ``(H, W, T)`` crop (or view): float32 (n, P, T).
 
-    The GPU engine keeps its crop time-last for the fused kernel; host taps (IVyTools' lines,
-    the best lines' STIs) are read from it here, one contiguous run of T values per tap.
-    Returns float32 (n, P, T).
+    The bilinear combination of :func:`gather_numpy` (which reads its ``(T, H, W)`` stack
+    through this). The GPU engine keeps its crop time-last for the fused kernel; host taps
+    (IVyTools' lines, the best lines' STIs) are read from it here, one contiguous run of T
+    values per tap.
     """
     w00 = ((1 - fx) * (1 - fy))[..., None]
     w10 = (fx * (1 - fy))[..., None]

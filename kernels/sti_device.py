@@ -34,7 +34,12 @@ from types import ModuleType
 import numpy as np
 from numba import cuda
 
-from ivy_gpu.kernels.sti import CONSTANT_ROW_STD
+from ivy_gpu.kernels.sti import (
+    CONSTANT_ROW_STD,
+    bilinear_taps,
+    gather_time_last_xp,
+    standardize_numpy,
+)
 
 #: Threads per block of the fused kernel (one block per STI, threads over frames); a power
 #: of two for the shared-memory tree reduction.
@@ -123,43 +128,18 @@ def gather_zscore_numpy(
     """
     h, w, t_all = tl.shape
     t_len = t_all if t_len is None else t_len
-    frames = None
-    if starts is not None or t_len < t_all:
+    sx, sy = _positions(node_x, node_y, pair_angle, offsets, x_lo, y_lo, xp)
+    taps = bilinear_taps(sx, sy, w, h, "nearest" if nearest else "bilinear", xp)
+    raw = gather_time_last_xp(tl, *taps, xp=xp)  # (pairs, P, T of tl)
+    if starts is not None or t_len < t_all:  # each STI's own frames
         first = xp.zeros(len(node_x), dtype=xp.int64) if starts is None else xp.asarray(starts)
         frames = (first[:, None] + xp.arange(t_len))[:, None, :]  # (pairs, 1, t_len)
-    sx, sy = _positions(node_x, node_y, pair_angle, offsets, x_lo, y_lo, xp)
-    if nearest:
-        sx, sy = xp.ceil(sx - 0.5), xp.ceil(sy - 0.5)
-    x0 = xp.clip(xp.floor(sx), 0, w - 2)
-    y0 = xp.clip(xp.floor(sy), 0, h - 2)
-    fx = (sx - x0).astype(xp.float32)[..., None]
-    fy = (sy - y0).astype(xp.float32)[..., None]
-    xi, yi = x0.astype(xp.int64), y0.astype(xp.int64)
-    one = xp.float32(1.0)
-
-    def corner(dy: int, dx: int):
-        c = tl[yi + dy, xi + dx]  # (pairs, P, T of tl)
-        if frames is not None:
-            c = xp.take_along_axis(c, xp.broadcast_to(frames, (*c.shape[:2], t_len)), axis=-1)
-        return c.astype(xp.float32)  # (pairs, P, t_len)
-
-    raw = (
-        (one - fx) * (one - fy) * corner(0, 0)
-        + fx * (one - fy) * corner(0, 1)
-        + (one - fx) * fy * corner(1, 0)
-        + fx * fy * corner(1, 1)
-    )
-    mean = raw.mean(axis=-1, dtype=xp.float64, keepdims=True)
-    std = raw.std(axis=-1, ddof=1, dtype=xp.float64, keepdims=True)
-    const = std < CONSTANT_ROW_STD * (1.0 + xp.abs(mean))
-    if standardize:
-        z = ((raw - mean) / xp.where(const, 1.0, std)).astype(xp.float32)
-        z = xp.where(const, xp.float32(0.0), z)
-    else:
-        z = raw.astype(xp.float32)
+        raw = xp.take_along_axis(raw, xp.broadcast_to(frames, (*raw.shape[:2], t_len)), axis=-1)
+    z, valid = standardize_numpy(raw, xp=xp)  # constant rows NaN
+    z = xp.where(xp.isnan(z), xp.float32(0.0), z) if standardize else raw
     out = xp.zeros((raw.shape[0], raw.shape[1], n_fft), dtype=xp.float32)
     out[..., :t_len] = z
-    return out, ~const[..., 0].any(axis=-1)
+    return out, valid
 
 
 @cuda.jit(cache=True)  # compiled once per machine, not per process
@@ -248,6 +228,12 @@ def _block_sum(acc, value, tid, nthreads):  # pragma: no cover - device code
     return total
 
 
+def check_starts(starts: np.ndarray, stop: int, frames: int) -> None:
+    """Refuse per-STI first frames (host array) that read before 0 or past ``frames``."""
+    if starts.size and (starts.min() < 0 or stop + int(starts.max()) > frames):
+        raise ValueError(f"starts: frames past the {frames} of the crop")
+
+
 def gather_zscore_cuda(
     tl, node_x, node_y, pair_angle, offsets, x_lo, y_lo, nearest, out, valid, stream=0,
     block: int = FUSED_BLOCK, standardize: bool = True, frames: tuple[int, int] | None = None,
@@ -277,12 +263,8 @@ def gather_zscore_cuda(
     n_pairs = node_x.shape[0]
     if starts is None:  # the engine passes its own (device) offsets
         starts = cuda.to_device(np.zeros(max(1, n_pairs), np.int32))
-    elif (
-        isinstance(starts, np.ndarray)
-        and n_pairs
-        and (starts.min() < 0 or stop + int(starts.max()) > tl.shape[2])
-    ):
-        raise ValueError(f"starts: frames past the {tl.shape[2]} of the crop")
+    elif isinstance(starts, np.ndarray):  # device offsets: the caller checked them on the host
+        check_starts(starts, stop, tl.shape[2])
     grid = max(1, min(config.CUDA_MAX_BLOCKS, n_pairs))
     _gather_zscore_kernel[grid, block, stream](
         tl, node_x, node_y, pair_angle, offsets, float(x_lo), float(y_lo), bool(nearest),

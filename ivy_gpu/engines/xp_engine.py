@@ -260,8 +260,7 @@ def _fused_kernel(
     if lines.start is None:
         starts = xp.zeros(n, dtype=xp.int32)
     else:  # time windows in one batch: checked on the host, where the offsets are
-        if n and crop.stop + int(lines.start.max()) > crop.tl.shape[2]:
-            raise ValueError(f"time windows past the {crop.tl.shape[2]} frames of the crop")
+        sti_device.check_starts(lines.start, crop.stop, crop.tl.shape[2])
         starts = xp.asarray(lines.start, dtype=xp.int32)
     sti_device.gather_zscore_cuda(
         crop.tl, *_fused_args(xp, lines), out, valid, stream, sti_device.launch_block(),

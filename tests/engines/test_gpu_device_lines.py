@@ -14,7 +14,7 @@ import pytest
 
 from ivy_gpu.engines.base import PairLines, chunk_of
 from ivy_gpu.engines.xp_engine import XpEngine
-from ivy_gpu.kernels import rays_device, sti, sti_device, structure_tensor_device
+from ivy_gpu.kernels import rays_device, sti_device, structure_tensor_device
 from ivy_gpu.params import StivParams
 from ivy_gpu.stiv.driver import run_stiv, run_stiv_windows
 from ivy_gpu.stiv.lines import line_geometry, line_taps, pair_lines, pair_taps, scored_lines
@@ -55,33 +55,20 @@ def test_geometry_gives_the_host_taps_bit_for_bit(interpolation, own_angles):
 
 
 def _spy(monkeypatch) -> dict[str, int]:
-    """Count the fused kernel's launches, the host-taps gathers and the ray kernel's launches."""
+    """Count the fused kernel's launches, the engine's host-taps gathers, the ray and tensor
+    kernels' launches."""
     calls = {"fused": 0, "gather": 0, "rays": 0, "tensor": 0}
-    fused, gather, ray = sti_device.gather_zscore_cuda, sti.gather_time_last_xp, (
-        rays_device.ray_peaks_cuda)  # fmt: skip
-    tensor = structure_tensor_device.orientation_cuda
+    watched = [("fused", sti_device, "gather_zscore_cuda"), ("gather", XpEngine, "_gather_device"),
+               ("rays", rays_device, "ray_peaks_cuda"),
+               ("tensor", structure_tensor_device, "orientation_cuda")]  # fmt: skip
+    for key, module, name in watched:
+        real = getattr(module, name)
 
-    def count_fused(*a, **k):
-        calls["fused"] += 1
-        return fused(*a, **k)
+        def counted(*a, _key=key, _real=real, **k):
+            calls[_key] += 1
+            return _real(*a, **k)
 
-    def count_gather(*a, **k):
-        calls["gather"] += 1
-        return gather(*a, **k)
-
-    monkeypatch.setattr(sti_device, "gather_zscore_cuda", count_fused)
-
-    def count_rays(*a, **k):
-        calls["rays"] += 1
-        return ray(*a, **k)
-
-    def count_tensor(*a, **k):
-        calls["tensor"] += 1
-        return tensor(*a, **k)
-
-    monkeypatch.setattr(sti, "gather_time_last_xp", count_gather)
-    monkeypatch.setattr(rays_device, "ray_peaks_cuda", count_rays)
-    monkeypatch.setattr(structure_tensor_device, "orientation_cuda", count_tensor)
+        monkeypatch.setattr(module, name, counted)
     return calls
 
 
