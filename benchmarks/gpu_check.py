@@ -172,8 +172,23 @@ def _stack(sim: bool) -> np.ndarray:
     return streaming_stack(s["frames"], s["height"], s["width"])
 
 
-#: Speeds may differ by this much (relative) between the GPU and the numba engine.
-AGREE_SPEED_REL = 1e-4
+#: Speeds may differ by this much (relative) between the GPU and the numba engine (issue 22).
+AGREE_SPEED_REL = 1e-5
+
+#: The simulator's bound: its STIs of 24 frames x 8 pixels have flat autocorrelations, where
+#: float32 rounding moves a refined angle up to 4e-5 (array code and kernels alike). At the
+#: real size the array code agrees within 3e-6 (tests/engines/test_engines_agree_at_scale.py).
+AGREE_SPEED_REL_SIM = 1e-4
+
+
+def agree_bound(sim: bool) -> float:
+    """The relative speed bound of the ``agree`` step."""
+    return AGREE_SPEED_REL_SIM if sim else AGREE_SPEED_REL
+
+
+def _first_bound(rows: dict) -> float:
+    """The speed bound the ``agree`` step's rows were held to."""
+    return next((x["speed_bound"] for per in rows.values() for x in per.values()), AGREE_SPEED_REL)
 
 
 def agreement_cases(sim: bool) -> list[tuple[str, dict, int]]:
@@ -195,7 +210,7 @@ def step_agree(sim: bool) -> dict:
     """GPU engine vs numba engine on the grid layout, case by case (issue 22 item 3's list).
 
     ``ok``: the same best angle on every node (the fan's grid step, before refinement), the
-    same NaN nodes, speeds within :data:`AGREE_SPEED_REL`.
+    same NaN nodes, speeds within :func:`agree_bound`.
     """
     from ivy_gpu.benchmarks.suite import streaming_stack
     from ivy_gpu.engines import backends
@@ -234,11 +249,12 @@ def step_agree(sim: bool) -> dict:
                 "nan_pattern_equal": bool(
                     np.array_equal(np.isnan(got.magnitude), np.isnan(ref.magnitude))
                 ),
+                "speed_bound": agree_bound(sim),
             }
             row["ok"] = bool(
                 row["angles_differing"] == 0
                 and row["nan_pattern_equal"]
-                and row["max_speed_diff_rel"] <= AGREE_SPEED_REL
+                and row["max_speed_diff_rel"] <= row["speed_bound"]
             )
             rows[label] = row
         out[case] = rows
@@ -469,8 +485,8 @@ def markdown(results: dict) -> str:
             lines.append("")
         elif name == "agree":
             lines += [
-                f"## GPU vs numba, grid layout (ok: same angles and NaN nodes, speeds within "
-                f"{AGREE_SPEED_REL:g})",
+                "## GPU vs numba, grid layout (ok: same angles and NaN nodes, speeds within "
+                f"{_first_bound(r):g})",
                 "",
                 "| case | engine | nodes | angles differing | max speed diff (rel) "
                 "| NaN equal | ok |",
