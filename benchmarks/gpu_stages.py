@@ -59,7 +59,7 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
     def ray_kernel():
         out = xp.empty((state["r"].shape[0], 4), dtype=xp.float64)
         rays_device.ray_peaks_cuda(
-            state["r"], *engine._rays(plan, n_fft), state["valid"].astype(xp.uint8), out
+            state["r"], *engine._plan_arrays(plan, n_fft), state["valid"].astype(xp.uint8), out
         )
         state["out"] = out
 

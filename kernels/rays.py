@@ -236,6 +236,40 @@ def _build_plan(
     return cls(p, t, d_rho, rho, theta, op)
 
 
+@dataclass(frozen=True)
+class PlanGroups:
+    """Lines of one call scored with several plans: ``plans[g]`` for ``bounds[g]:bounds[g + 1]``.
+
+    The temporal stride re-measures slow nodes at a few steps k; their STIs are the same
+    full-rate STIs, read at different frame lags. One call gathers and autocorrelates all of
+    them (one crop, one pass) and each span of lines gets its own rays
+    (:func:`ivy_gpu.stiv.driver.apply_stride`).
+    """
+
+    plans: tuple[AcfPlan, ...]
+    bounds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.bounds) != len(self.plans) + 1 or list(self.bounds) != sorted(self.bounds):
+            raise ValueError("bounds: one more than plans, in increasing order")
+
+    def spans(self) -> list[tuple[int, int, AcfPlan]]:
+        """``(lo, hi, plan)`` of each non-empty span."""
+        b = self.bounds
+        return [(b[g], b[g + 1], p) for g, p in enumerate(self.plans) if b[g + 1] > b[g]]
+
+    def chunk(self, lo: int, hi: int) -> PlanGroups:
+        """The groups of lines ``lo:hi``, counted from ``lo``."""
+        return PlanGroups(self.plans, tuple(int(np.clip(b, lo, hi)) - lo for b in self.bounds))
+
+    def each(self, score: Any) -> tuple[np.ndarray, ...]:
+        """``score(lo, hi, plan)`` on every span, its per-line results concatenated in order."""
+        parts = [score(lo, hi, plan) for lo, hi, plan in self.spans()]
+        if not parts:
+            return tuple(np.empty(0) for _ in range(4))
+        return tuple(np.concatenate(a) for a in zip(*parts, strict=True))
+
+
 def peaks_xp(scores: Any, xp: ModuleType) -> tuple[Any, Any, Any, Any]:
     """Reduce ray integrals ``F (n, n_theta)`` to the peak and its neighbours.
 

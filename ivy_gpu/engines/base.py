@@ -21,7 +21,7 @@ import numpy as np
 from ivy_gpu.kernels.sti import bilinear_taps
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ivy_gpu.kernels.rays import AcfPlan
+    from ivy_gpu.kernels.rays import AcfPlan, PlanGroups
     from ivy_gpu.scaffold.rectify import Rectifier
 
 #: Bilinear taps of a batch of search lines: ``(x0, y0, fx, fy)``, each (n, P).
@@ -116,6 +116,11 @@ def chunk_of(lines: Lines, lo: int, hi: int) -> Lines:
     return tuple(a[lo:hi] for a in lines)  # type: ignore[return-value]
 
 
+def len_of(lines: Lines) -> int:
+    """Number of lines in a batch, whichever form it has."""
+    return len(lines) if isinstance(lines, PairLines) else int(lines[0].shape[0])
+
+
 def as_taps(lines: Lines) -> Taps:
     """Host taps of a batch (computed for :class:`PairLines`)."""
     return lines.taps() if isinstance(lines, PairLines) else lines
@@ -181,8 +186,14 @@ class Engine(Protocol):
         """Raw STIs on the host, shape (n, P, T) float32."""
         ...
 
-    def acf_scores(self, handle: Any, taps: Lines, plan: AcfPlan) -> tuple[np.ndarray, ...]:
-        """ACF ray-integral scores: host ``(idx, peak, before, after)``, each (n,)."""
+    def acf_scores(
+        self, handle: Any, taps: Lines, plan: AcfPlan | PlanGroups
+    ) -> tuple[np.ndarray, ...]:
+        """ACF ray-integral scores: host ``(idx, peak, before, after)``, each (n,).
+
+        ``plan`` may be :class:`~ivy_gpu.kernels.rays.PlanGroups`: spans of lines, each with
+        its own plan (the temporal stride's steps), scored in one call.
+        """
         ...
 
     def gradient_scores(self, handle: Any, taps: Lines) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.fft
 
 from ivy_gpu import config
-from ivy_gpu.engines.base import HostMemory, Taps, Window
+from ivy_gpu.engines.base import HostMemory, Taps, Window, chunk_of
 from ivy_gpu.kernels import acf, acf_fused, rays, sti, structure_tensor
 
 
@@ -94,8 +94,12 @@ class NumbaEngine(HostMemory):
         """Raw STIs, shape (n, P, T) float32."""
         return sti.gather_numba(stack_hwt, *taps)[0]
 
-    def acf_scores(self, stack_hwt: np.ndarray, taps: Taps, plan: rays.AcfPlan):
+    def acf_scores(self, stack_hwt: np.ndarray, taps: Taps, plan: rays.AcfPlan | rays.PlanGroups):
         """Peak ray integral per STI: ``(idx, peak, before, after)``."""
+        if isinstance(plan, rays.PlanGroups):  # the stride's steps: one plan per span
+            return plan.each(
+                lambda lo, hi, p: self.acf_scores(stack_hwt, chunk_of(taps, lo, hi), p)
+            )
         op = plan.operator
         t = stack_hwt.rows.shape[1]
         n_fft = op.fft_length(t)

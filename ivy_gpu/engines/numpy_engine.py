@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ivy_gpu import config
-from ivy_gpu.engines.base import HostMemory, Taps, Window
+from ivy_gpu.engines.base import HostMemory, Taps, Window, chunk_of
 from ivy_gpu.kernels import acf, rays, sti, structure_tensor
 
 
@@ -34,8 +34,10 @@ class NumpyEngine(HostMemory):
         """Raw STIs, shape (n, P, T) float32."""
         return sti.gather_numpy(stack, *taps)
 
-    def acf_scores(self, stack: np.ndarray, taps: Taps, plan: rays.AcfPlan):
+    def acf_scores(self, stack: np.ndarray, taps: Taps, plan: rays.AcfPlan | rays.PlanGroups):
         """Peak ray integral per STI: ``(idx, peak, before, after)``."""
+        if isinstance(plan, rays.PlanGroups):  # the stride's steps: one plan per span
+            return plan.each(lambda lo, hi, p: self.acf_scores(stack, chunk_of(taps, lo, hi), p))
         z, _ = sti.standardize_numpy(self.gather(stack, taps))
         full = acf.acf_full_numpy(z)
         if plan.lag_step != 1:  # frame lags k * m, m = -(t - 1) ... t - 1, zero lag at t - 1

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.fft
 
 from ivy_gpu import config
+from ivy_gpu.engines import base
 from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_blur, host_array
 from ivy_gpu.engines.upload import FrameUploader
 from ivy_gpu.kernels import (
@@ -325,8 +326,9 @@ class XpEngine:
         #: Blocking host synchronizations so far (downloads and ``synchronize``), so a benchmark
         #: can count them per STIV call.
         self.syncs = 0
-        self._weights: tuple[Any, Any] = (None, None)  # (plan, its ray matrix on the device)
-        self._sparse: tuple[Any, int, Any] = (None, 0, None)  # (plan, n_fft, sparse rays)
+        # (id(plan), n_fft or 0) -> (plan, its rays in device memory); holding the plan, no
+        # stale entry on id reuse. The full clip, the windows and the stride's steps.
+        self._ray_arrays: dict[tuple[int, int], tuple[Any, Any]] = {}
         #: Device coordinates of the last few rectifiers: id -> (rectifier, coordinates). A
         #: batch loads the next video on another thread, maybe at another WSE, while this one
         #: is rectified: two sets of tables alternate without being uploaded again.
@@ -514,37 +516,56 @@ class XpEngine:
         """Raw STIs on the host, shape (n, P, T) float32."""
         return self.to_host(self._gather_device(stack, as_taps(taps)))
 
-    def _rays(self, plan: rays.AcfPlan, n_fft: int) -> tuple[Any, ...]:
-        """The window's lags and the sparse rays in device memory (kept per plan)."""
-        if self._sparse[0] is not plan or self._sparse[1] != n_fft:
-            op = plan.operator
-            arrays = (rays_device.window_lags(op, n_fft), *op.sparse)
-            self._sparse = (plan, n_fft, tuple(self.xp.asarray(a) for a in arrays))
-        return self._sparse[2]
+    def _plan_arrays(self, plan: rays.AcfPlan, n_fft: int) -> Any:
+        """The plan's rays in device memory, kept per plan.
 
-    def acf_scores(self, stack: Any, taps: Lines, plan: rays.AcfPlan):
+        The window's lags and the sparse rays for the kernel (``n_fft`` > 0), the dense ray
+        matrix for the array code (``n_fft`` = 0).
+        """
+        key = (id(plan), n_fft)
+        if key not in self._ray_arrays:
+            op = plan.operator
+            if n_fft:
+                arrays = (rays_device.window_lags(op, n_fft), *op.sparse)
+                value = tuple(self.xp.asarray(a) for a in arrays)
+            else:
+                value = self.xp.asarray(op.weights)
+            while len(self._ray_arrays) >= rays.PLAN_CACHE_SIZE:
+                self._ray_arrays.pop(next(iter(self._ray_arrays)))
+            self._ray_arrays[key] = (plan, value)
+        return self._ray_arrays[key][1]
+
+    def acf_scores(self, stack: Any, taps: Lines, plan: rays.AcfPlan | rays.PlanGroups):
         """Peak ray integral per STI: ``(idx, peak, before, after)`` on the host (one download).
 
         STIs, row FFTs, cross-spectra, inverse FFTs; then, with the kernels, lag window,
         normalisation, ray sums and peak in one kernel
         (:mod:`ivy_gpu.kernels.rays_device`), else as array code with the dense ray matrix.
+        With :class:`~ivy_gpu.kernels.rays.PlanGroups` every line is gathered and
+        autocorrelated in the same launches (the longest FFT and the most pixel lags any
+        plan needs: the lags read are the same) and each span gets its plan's rays.
         """
         xp = self.xp
-        op = plan.operator
+        groups = isinstance(plan, rays.PlanGroups)
+        spans = plan.spans() if groups else [(0, base.len_of(taps), plan)]
         t = self._n_frames(stack)
-        n_fft = op.fft_length(t)
+        n_fft = max(p.operator.fft_length(t) for _, _, p in spans)
+        lx_max = max(p.operator.lx_max for _, _, p in spans)
         z, valid = self._stis(stack, taps, n_fft, standardize=True)
-        r = acf.acf_rows_xp(z, op.lx_max, n_fft, xp, self.fft, self._cross_spectra)
-        if self.use_cuda_kernels and rays_device.fits(op):
-            out = xp.empty((r.shape[0], 4), dtype=xp.float64)
-            rays_device.ray_peaks_cuda(
-                r, *self._rays(plan, n_fft), valid.astype(xp.uint8), out, _stream(xp),
-                sti_device.launch_block(rays_device.RAY_BLOCK),
-            )  # fmt: skip
-        else:
-            if self._weights[0] is not plan:  # holding the plan: no stale weights on id reuse
-                self._weights = (plan, xp.asarray(op.weights))
-            out = rays_device.ray_peaks_xp(r, op, valid, self._weights[1], xp)
+        r = acf.acf_rows_xp(z, lx_max, n_fft, xp, self.fft, self._cross_spectra)
+        out = xp.empty((r.shape[0], 4), dtype=xp.float64)
+        for lo, hi, p in spans:
+            op = p.operator
+            rows = r[lo:hi, : op.lx_max + 1]
+            if self.use_cuda_kernels and rays_device.fits(op):
+                rays_device.ray_peaks_cuda(
+                    rows, *self._plan_arrays(p, n_fft), valid[lo:hi].astype(xp.uint8),
+                    out[lo:hi], _stream(xp), sti_device.launch_block(rays_device.RAY_BLOCK),
+                )  # fmt: skip
+            else:
+                out[lo:hi] = rays_device.ray_peaks_xp(
+                    rows, op, valid[lo:hi], self._plan_arrays(p, 0), xp
+                )
         return tuple(self.to_host(out).T)
 
     def gradient_scores(self, stack: Any, taps: Lines):

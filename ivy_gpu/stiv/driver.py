@@ -22,7 +22,8 @@ import numpy as np
 from ivy_gpu.angles import ari_to_geo
 from ivy_gpu.checks import check_nodes, check_positive, check_stack
 from ivy_gpu.engines import backends
-from ivy_gpu.engines.base import Engine, Lines, PairLines, chunk_of
+from ivy_gpu.engines.base import Engine, Lines, PairLines, chunk_of, len_of
+from ivy_gpu.kernels import rays
 from ivy_gpu.params import INTERPOLATIONS, METHODS, StivParams
 from ivy_gpu.stiv.lines import SearchLines, line_geometry, line_taps, scored_lines
 from ivy_gpu.stiv.methods import METHODS as METHOD_OBJECTS
@@ -132,12 +133,13 @@ def score_batch(
     engine: Engine, method: StivMethod, handle: Any, batch: Lines, plan: Any, n_frames: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(score, aux)`` of every line of ``batch`` (in its order), in memory-sized chunks."""
-    n = len(batch) if isinstance(batch, PairLines) else int(batch[0].shape[0])
+    n = len_of(batch)
     score = np.full(n, np.nan)
     aux = {k: np.full(n, np.nan) for k in method.aux_keys}
     chunk = engine.chunk_pairs(_num_pixels(batch), n_frames)
     for lo in range(0, n, chunk):
-        s, a = method.score(engine, handle, chunk_of(batch, lo, lo + chunk), plan)
+        part = plan.chunk(lo, lo + chunk) if isinstance(plan, rays.PlanGroups) else plan
+        s, a = method.score(engine, handle, chunk_of(batch, lo, lo + chunk), part)
         score[lo : lo + chunk] = s
         for k in method.aux_keys:
             aux[k][lo : lo + chunk] = a[k]
@@ -315,33 +317,78 @@ def apply_stride(
     summed, :class:`ivy_gpu.kernels.rays.AcfPlan`), not one phase of every k-th frame.
     Speed, direction and search angle of those nodes are replaced; ``theta`` and ``score``
     stay those of the full-rate search.
+
+    An engine that takes lines as geometry scores the slow nodes of every step in **one**
+    call: one crop, one gather and one autocorrelation of all their lines, each step's span
+    of lines with its own rays (:class:`~ivy_gpu.kernels.rays.PlanGroups`). The CPU engines
+    score each step on its own crop (the slow nodes of two steps may lie far apart, and a
+    CPU crop is a copy of everything between them).
     """
     n_frames = stack.shape[0]
     slope = fields["magnitude"] * d_t / pixel_gsd
     k, limited = stride_for(slope, n_frames, params.num_pixels)
     fields = dict(fields, stride=np.ones(len(k), int), stride_limited=limited)
-    sub = params.replace(stride=False)
-    offsets = params.d_phi * np.arange(-STRIDE_FAN, STRIDE_FAN + 1.0)
-    for step in np.unique(k[k > 1]):
-        g = np.flatnonzero(k == step)
-        r = run_stiv(
-            stack,
-            nodes[g, 0],
-            nodes[g, 1],
-            sub,
-            pixel_gsd=pixel_gsd,
-            d_t=d_t * step,
-            backend=engine,
-            phis=fields["best_phi_ari"][g, None] + offsets[None, :],
-            lag_step=int(step),
-        )
-        ok = np.isfinite(r.magnitude)
+    slow = np.flatnonzero(k > 1)
+    slow = slow[np.argsort(k[slow], kind="stable")]  # each step's nodes, then its lines, in a row
+    steps, first = np.unique(k[slow], return_index=True)
+    bounds = [*first.tolist(), slow.size]
+    calls = [range(len(steps))] if engine.device_lines else [[g] for g in range(len(steps))]
+    calls = [groups for groups in calls if len(groups)]
+    for groups in calls:
+        at = slice(bounds[groups[0]], bounds[groups[-1] + 1])
+        found = _strided_speeds(stack, nodes[slow[at]], fields["best_phi_ari"][slow[at]],
+                                k[slow[at]], params, pixel_gsd, d_t, engine)  # fmt: skip
+        g_nodes = slow[at]
+        ok = np.isfinite(found["magnitude"])
         for name in ("magnitude", "direction", "phi"):
             fields[name] = fields[name].copy()
-            fields[name][g[ok]] = getattr(r, name)[ok]
-        fields["stride"][g[ok]] = step
-        fields["stride_limited"][g[~ok]] = True  # no streak at this stride: kept as measured
+            fields[name][g_nodes[ok]] = found[name][ok]
+        fields["stride"][g_nodes[ok]] = k[g_nodes[ok]]
+        fields["stride_limited"][g_nodes[~ok]] = True  # no streak at this stride: kept as measured
     return fields
+
+
+def _strided_speeds(
+    stack: Any,
+    nodes: np.ndarray,
+    best_phi: np.ndarray,
+    k: np.ndarray,
+    params: StivParams,
+    pixel_gsd: float,
+    d_t: float,
+    engine: Engine,
+) -> dict[str, np.ndarray]:
+    """:func:`reduce_nodes` fields of ``nodes`` (sorted by their step ``k``) in one call."""
+    n_frames, height, width = stack.shape
+    sub = params.replace(stride=False)
+    offsets = params.d_phi * np.arange(-STRIDE_FAN, STRIDE_FAN + 1.0)
+    lines = line_geometry(nodes, sub, width, height, best_phi[:, None] + offsets[None, :])
+    method = METHOD_OBJECTS[sub.method]
+    steps, first = np.unique(k, return_index=True)
+    node_bounds = np.append(first, len(k))
+    plans = rays.PlanGroups(
+        tuple(method.plan(sub.num_pixels, n_frames // int(s), sub, int(s)) for s in steps),
+        tuple(int(b) for b in np.searchsorted(lines.pairs, node_bounds * len(offsets))),
+    )
+    n = lines.n_lines
+    score, aux = np.full(n, np.nan), {q: np.full(n, np.nan) for q in method.aux_keys}
+    if lines.pairs.size:
+        batch = scored_lines(lines, sub, engine.device_lines)
+        handle = engine.prepare(stack, lines.window, sub.sigma, batch)
+        score, aux = score_pairs(engine, method, handle, lines, batch, plans, n_frames)
+    step_of_line = np.repeat(k, len(offsets))
+    out = {q: np.full(len(k), np.nan) for q in ("magnitude", "direction", "phi")}
+    for g, step in enumerate(steps):
+        mine = step_of_line == step
+        r, _, _ = reduce_nodes(
+            method, np.where(mine, score, np.nan),
+            {q: np.where(mine, v, np.nan) for q, v in aux.items()},
+            lines, sub, plans.plans[g], pixel_gsd, d_t * step,
+        )  # fmt: skip
+        rows = slice(node_bounds[g], node_bounds[g + 1])
+        for q in out:
+            out[q][rows] = r[q][rows]
+    return out
 
 
 def run_stiv_windows(

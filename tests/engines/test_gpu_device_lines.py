@@ -157,3 +157,34 @@ def test_lines_in_time_windows_have_no_host_taps():
     assert win.node_x.tolist() == [3.0, 4.0] * 3 and win.chunk(1, 3).start.tolist() == [0, 7]
     with pytest.raises(ValueError, match="time windows need device taps"):
         win.taps()
+
+
+def test_the_strides_steps_are_scored_in_one_call(monkeypatch):
+    """Slow nodes needing two different steps k: one crop, one fused gather and one ray launch
+    per step, against the numpy engine's call per step."""
+    from ivy_gpu.synthetic.scenes import advected_texture
+
+    _cuda()
+    left = advected_texture((128, 36, 30), speed_px=0.5, direction_geo=90.0, seed=3)
+    right = advected_texture((128, 36, 30), speed_px=0.9, direction_geo=90.0, seed=4)
+    stack = np.concatenate([left, right], axis=2)
+    x, y = np.array([14.0, 46.0]), np.array([18.0, 18.0])
+    params = StivParams(num_pixels=8, phi_origin=90.0, d_phi=3, phi_range=6, stride=True)
+    kw = dict(pixel_gsd=1.0, d_t=1.0)
+    ref = run_stiv(stack, x, y, params, backend="numpy", **kw)
+    assert ref.stride[0] > ref.stride[1] > 1  # two steps (k = 4 and 3 on these short lines)
+    calls = _spy(monkeypatch)
+    prepares = []
+    real_prepare = XpEngine.prepare
+
+    def prepare(self, *a, **k):
+        prepares.append(1)
+        return real_prepare(self, *a, **k)
+
+    monkeypatch.setattr(XpEngine, "prepare", prepare)
+    got = run_stiv(stack, x, y, params, backend=XpEngine(np, use_cuda_kernels=True), **kw)
+    # the full-rate fan, then both steps in one call: one crop and one gather each, rays per step
+    assert len(prepares) == 2
+    assert calls == {"fused": 2, "gather": 0, "rays": 3, "tensor": 0}
+    np.testing.assert_array_equal(got.stride, ref.stride)
+    _per_node(ref, got)  # the stride's accuracy on truth: tests/stiv/test_stride.py

@@ -177,3 +177,55 @@ def test_strided_scores_agree_across_engines(backend, monkeypatch):
     assert np.allclose(got.score, ref.score, rtol=2e-4)
     # 4 frames per step (d_t = 4 frames of 1 s): 1.6 px per step is 0.4 px per frame
     assert abs(ref.magnitude.mean() / 0.4 - 1) < 0.05  # P = 16, 30 steps: small STIs
+
+
+def test_plan_groups_chunk_their_spans():
+    from ivy_gpu.kernels.rays import AcfPlan, PlanGroups
+
+    a, b = AcfPlan.build(8, 40, 0.5, 0.5, 2), AcfPlan.build(8, 26, 0.5, 0.5, 3)
+    g = PlanGroups((a, b), (0, 5, 12))
+    assert [(lo, hi) for lo, hi, _ in g.spans()] == [(0, 5), (5, 12)]
+    part = g.chunk(3, 8)  # the end of the first span, the start of the second
+    assert part.bounds == (0, 2, 5) and part.plans == (a, b)
+    assert [p for _, _, p in g.chunk(6, 12).spans()] == [b]  # an empty span is skipped
+    with pytest.raises(ValueError, match="bounds"):
+        PlanGroups((a, b), (0, 12, 5))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "xp-numpy"])
+def test_one_call_with_plan_groups_scores_each_span_as_its_own_call(backend, small_chunks):
+    """Lines of two steps k scored in one call (chunks crossing the span boundary) give each
+    span what a call of its own gives: bit for bit on the CPU engines; on the GPU engine's
+    array code within float32 rounding (both spans share the longer FFT there)."""
+    from ivy_gpu.engines import backends
+    from ivy_gpu.engines.base import chunk_of
+    from ivy_gpu.engines.xp_engine import XpEngine
+    from ivy_gpu.kernels.rays import PlanGroups
+    from ivy_gpu.stiv.driver import score_batch
+    from ivy_gpu.stiv.lines import line_geometry, scored_lines
+    from ivy_gpu.stiv.methods import METHODS as METHOD_OBJECTS
+    from ivy_gpu.synthetic.scenes import advected_texture
+
+    stack = advected_texture((120, 50, 60), speed_px=0.4, direction_geo=80.0, seed=5)
+    xp_numpy = backend == "xp-numpy"
+    engine = XpEngine(np, use_cuda_kernels=False) if xp_numpy else backends.get_engine(backend)
+    params = StivParams(num_pixels=12, phi_origin=80.0, d_phi=2, phi_range=6, stride=False)
+    nodes = np.array([[20.0, 20.0], [30.0, 28.0], [40.0, 24.0], [26.0, 34.0]])
+    lines = line_geometry(nodes, params, 60, 50)
+    batch = scored_lines(lines, params, engine.device_lines)
+    handle = engine.prepare(stack, lines.window, params.sigma, batch)
+    method = METHOD_OBJECTS["acf"]
+    plans = (method.plan(12, 120 // 3, params, 3), method.plan(12, 120 // 5, params, 5))
+    cut = 9  # not a chunk edge (chunks of 7)
+    n = lines.pairs.size
+    got, aux = score_batch(engine, method, handle, batch, PlanGroups(plans, (0, cut, n)), 120)
+    for (lo, hi), plan in zip(((0, cut), (cut, n)), plans, strict=True):
+        want, want_aux = score_batch(engine, method, handle, chunk_of(batch, lo, hi), plan, 120)
+        assert np.isfinite(want).all()
+        if xp_numpy:
+            np.testing.assert_allclose(got[lo:hi], want, rtol=1e-5)
+            np.testing.assert_array_equal(aux["idx"][lo:hi], want_aux["idx"])
+        else:
+            np.testing.assert_array_equal(got[lo:hi], want)
+            for q in want_aux:
+                np.testing.assert_array_equal(aux[q][lo:hi], want_aux[q])
