@@ -88,18 +88,12 @@ def _ray_peaks(r, lags, ptr, lag, w, valid, out, win):  # pragma: no cover - dev
     n = r.shape[0]
     n_lt = lags.shape[0]
     n_win = r.shape[1] * n_lt
-    n_theta = ptr.shape[0] - 1
     tid = cuda.threadIdx.x
     nthreads = cuda.blockDim.x
     f = cuda.shared.array(THETA_MAX, np.float32)
-    nan = math.nan
     for s in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         if valid[s] == 0:  # the whole block takes this branch
-            if tid == 0:
-                out[s, 0] = 0.0
-                out[s, 1] = nan
-                out[s, 2] = nan
-                out[s, 3] = nan
+            invalid_row(out, s, tid)
             continue
         zero = r[s, 0, 0]
         if not zero > 0:
@@ -108,27 +102,50 @@ def _ray_peaks(r, lags, ptr, lag, w, valid, out, win):  # pragma: no cover - dev
             lx = k // n_lt
             win[k] = r[s, lx, lags[k - lx * n_lt]] / zero
         cuda.syncthreads()
-        for q in range(tid, n_theta, nthreads):
-            acc = np.float32(0.0)
-            for e in range(ptr[q], ptr[q + 1]):
-                acc += w[e] * win[lag[e]]
-            f[q] = acc
-        cuda.syncthreads()
-        if tid == 0:
-            best = 0
-            finite = True
-            for q in range(n_theta):
-                v = f[q]
-                if not math.isfinite(v):
-                    finite = False
-                    break
-                if v > f[best]:
-                    best = q
-            out[s, 0] = best if finite else 0
-            out[s, 1] = f[best] if finite else nan
-            out[s, 2] = f[best - 1] if finite and best > 0 else nan
-            out[s, 3] = f[best + 1] if finite and best < n_theta - 1 else nan
-        cuda.syncthreads()  # win and f are rewritten for the next STI
+        window_peak(win, ptr, lag, w, f, out, s, tid, nthreads)
+
+
+@cuda.jit(device=True)
+def invalid_row(out, s, tid):  # pragma: no cover - device code
+    """``(0, NaN, NaN, NaN)`` for an invalid STI (thread 0 writes it)."""
+    if tid == 0:
+        out[s, 0] = 0.0
+        out[s, 1] = math.nan
+        out[s, 2] = math.nan
+        out[s, 3] = math.nan
+
+
+@cuda.jit(device=True)
+def window_peak(win, ptr, lag, w, f, out, s, tid, nthreads):  # pragma: no cover - device code
+    """Ray sums of the normalised window ``win`` (shared) and row ``s`` of ``out``.
+
+    One thread per ray over its sparse weights into ``f`` (shared, THETA_MAX), then thread 0
+    takes the first maximum and its neighbours. Ends with a barrier: ``win`` and ``f`` may
+    be rewritten for the next STI.
+    """
+    n_theta = ptr.shape[0] - 1
+    nan = math.nan
+    for q in range(tid, n_theta, nthreads):
+        acc = np.float32(0.0)
+        for e in range(ptr[q], ptr[q + 1]):
+            acc += w[e] * win[lag[e]]
+        f[q] = acc
+    cuda.syncthreads()
+    if tid == 0:
+        best = 0
+        finite = True
+        for q in range(n_theta):
+            v = f[q]
+            if not math.isfinite(v):
+                finite = False
+                break
+            if v > f[best]:
+                best = q
+        out[s, 0] = best if finite else 0
+        out[s, 1] = f[best] if finite else nan
+        out[s, 2] = f[best - 1] if finite and best > 0 else nan
+        out[s, 3] = f[best + 1] if finite and best < n_theta - 1 else nan
+    cuda.syncthreads()
 
 
 def ray_peaks_cuda(
