@@ -37,16 +37,25 @@ from typing import Any
 import numpy as np
 
 #: Each step's time limit, seconds (the whole check stays under 8 minutes).
-LIMITS = {"env": 40, "tests": 100, "agree": 70, "stiv": 110, "rectify": 30, "batch": 120}
+LIMITS = {"env": 40, "tests": 110, "agree": 80, "stiv": 110, "rectify": 20, "batch": 120}
 
 
 def _engines(sim: bool) -> dict[str, Any]:
-    """The GPU engine variants to measure: with and without the Numba-CUDA kernels."""
+    """The GPU engine variants to measure.
+
+    The kernels (cuFFT path), the kernels with the direct ACF window kernel
+    (``IVY_GPU_ACF=direct``), and the array code.
+    """
     from ivy_gpu.engines.xp_engine import XpEngine
+
+    def direct(engine: XpEngine) -> XpEngine:
+        engine.acf_kernel = "direct"
+        return engine
 
     if sim:
         return {
             "gpu-sim+cuda-kernels": XpEngine(np, use_cuda_kernels=True),
+            DIRECT_SIM: direct(XpEngine(np, use_cuda_kernels=True)),
             "gpu-sim array code": XpEngine(np, use_cuda_kernels=False),
         }
     import cupy
@@ -55,7 +64,31 @@ def _engines(sim: bool) -> dict[str, Any]:
 
     engine = backends.get_engine("cupy")
     label = "cupy+cuda-kernels" if engine.path == "kernels" else f"cupy ({engine.path})"
-    return {label: engine, "cupy array code": XpEngine(cupy, use_cuda_kernels=False)}
+    out = {label: engine}
+    if engine.path == "kernels":
+        out[DIRECT] = direct(XpEngine(cupy, use_cuda_kernels=True))
+    out["cupy array code"] = XpEngine(cupy, use_cuda_kernels=False)
+    return out
+
+
+#: Labels of the direct ACF window variant (it runs the ACF method's lines that fit it).
+DIRECT, DIRECT_SIM = "cupy+cuda-kernels, direct ACF", "gpu-sim+cuda-kernels, direct ACF"
+
+
+#: The agreement cases the simulator runs the direct variant on (its time; a GPU runs them all).
+SIM_DIRECT_CASES = ("acf", "acf, stride (1 px/frame)")
+
+
+def _skipped(label: str, method: str, p: int, sim: bool, case: str | None = None) -> bool:
+    """Whether to leave out the direct variant's row.
+
+    On what it does not run (the gradient method, long lines) it is the cuFFT variant's code,
+    not measured twice; under the simulator it agrees on :data:`SIM_DIRECT_CASES` only.
+    """
+    if label not in (DIRECT, DIRECT_SIM):
+        return False
+    rehearsed = case is None or not sim or case in SIM_DIRECT_CASES
+    return method != "acf" or p > _sizes(sim)["p"] or not rehearsed
 
 
 def _sizes(sim: bool) -> dict[str, int]:
@@ -104,7 +137,7 @@ def step_env(sim: bool) -> dict:
             out[name] = None
     from ivy_gpu.benchmarks.common import device_name
     from ivy_gpu.engines import backends
-    from ivy_gpu.engines.xp_engine import probe
+    from ivy_gpu.engines.xp_probe import probe
 
     extra = "gpu13" if out["cupy-cuda13x"] or not out["cupy-cuda12x"] else "gpu"
     out["extras"] = {extra: extras_check(extra)}
@@ -120,7 +153,7 @@ def step_env(sim: bool) -> dict:
     if not found.usable:
         raise RuntimeError(f"GPU probe failed: {found.detail}")
     # a second fresh process: its kernels come from the disk cache the first one wrote
-    again = "import time, numpy; from ivy_gpu.engines.xp_engine import probe; "
+    again = "import time, numpy; from ivy_gpu.engines.xp_probe import probe; "
     again += "xp = numpy if SIM else __import__('cupy'); t = time.perf_counter(); probe(xp); "
     again += "print(time.perf_counter() - t)"
     run = subprocess.run([sys.executable, "-c", again.replace("SIM", str(sim))],
@@ -236,6 +269,8 @@ def step_agree(sim: bool) -> dict:
         )
         rows = {}
         for label, engine in engines.items():
+            if _skipped(label, params.method, p, sim, case):
+                continue
             got = run_stiv(
                 engine.to_device(stack), xy[:, 0], xy[:, 1], params, backend=engine, **kw
             )
@@ -287,6 +322,8 @@ def step_stiv(sim: bool) -> dict:
             method=method,
         )
         for label, engine in engines.items():
+            if _skipped(label, method, p, sim):
+                continue
             host = []  # the call's host share: search lines, and their taps where the host
             for _ in range(3):  # computes them (the GPU engine's kernels take the geometry)
                 t0 = time.perf_counter()

@@ -5,7 +5,9 @@ after a warm-up; one call under the simulator, on four lines): the fused gather 
 line geometry, the row rFFTs, the cross-spectra kernel, the inverse FFTs, then either the ray
 sums + peaks kernel or the array code it replaces (window copy, dense cuBLAS product, peaks),
 and the one download. The sum of the stages is what one chunk costs without launch overlap;
-the engine's own call (the stiv rows) can only be faster.
+the engine's own call (the stiv rows) can only be faster. Beside them, the direct path
+(``IVY_GPU_ACF=direct``, :mod:`ivy_gpu.kernels.acf_direct_device`): the fused gather without
+padding and the one kernel that sums each window, its rays and peak.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarray) -> dict:
     """``{stage: seconds}`` of one pass over ``grid``'s lines, plus ``pairs``."""
     from ivy_gpu.engines.xp_engine import XpEngine
-    from ivy_gpu.kernels import rays_device
+    from ivy_gpu.kernels import acf_direct_device, rays_device, sti_device
     from ivy_gpu.kernels.rays import AcfPlan
     from ivy_gpu.params import StivParams
     from ivy_gpu.stiv.lines import line_geometry, pair_lines
@@ -69,10 +71,23 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
     def download():
         state["host"] = engine.to_host(state["out"])
 
+    def direct_fused():  # the direct path's STIs: T columns, no padding
+        state["zt"], state["vt"] = engine._stis(handle, batch, t, standardize=True)
+
+    def direct_kernel():
+        out = xp.empty((state["zt"].shape[0], 4), dtype=xp.float64)
+        acf_direct_device.acf_direct_cuda(
+            state["zt"], t, op, *engine._plan_arrays(plan, t)[1:], state["vt"].astype(xp.uint8),
+            out, 0, sti_device.launch_block(acf_direct_device.DIRECT_BLOCK),
+        )  # fmt: skip
+        state["direct"] = out
+
     stages = {"fused gather + z-score": fused, "rFFT": rfft, "cross-spectra": cross,
               "irFFT": irfft, "ray sums + peaks kernel": ray_kernel,
               "(array code instead: window, GEMM, peaks)": ray_array_code,
-              "download": download}  # fmt: skip
+              "download": download,
+              "(direct path: fused gather + z-score, T columns)": direct_fused,
+              "(direct path: window sums + rays + peaks kernel)": direct_kernel}  # fmt: skip
     out: dict[str, Any] = {"pairs": len(batch)}
     for name, fn in stages.items():
         times = []
@@ -82,17 +97,22 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
             engine.synchronize()
             times.append(time.perf_counter() - t0)
         out[name] = float(np.median(times[1:] or times))
-    # the kernel and the array code chose the same rays
+    # the kernel, the array code and the direct kernel chose the same rays
     host_dense = engine.to_host(state["dense"])
     out["same_rays"] = bool(np.array_equal(state["host"][:, 0], host_dense[:, 0]))
+    out["direct_fits"] = acf_direct_device.fits(op)
+    host_direct = engine.to_host(state["direct"])
+    out["direct_same_rays"] = bool(np.array_equal(state["host"][:, 0], host_direct[:, 0]))
     return out
 
 
 def stage_markdown(stages: dict) -> list[str]:
     """One line per stage (ms) and the sum of the kernel path's stages."""
-    keys = [k for k in stages if k not in ("pairs", "same_rays")]
+    keys = [k for k in stages if k not in ("pairs", "same_rays", "direct_fits", "direct_same_rays")]
     path = [k for k in keys if not k.startswith("(")]
     total = sum(stages[k] for k in path)
+    direct = [k for k in keys if k.startswith("(direct path")]
+    d_total = sum(stages[k] for k in direct) + stages.get("download", 0.0)
     head = f"Stages of one ACF pass on `grid` ({stages['pairs']} STIs, synchronized each):"
     lines = ["", head, ""]
     lines += [f"- {k}: {1e3 * stages[k]:.3f} ms" for k in keys]
@@ -101,6 +121,12 @@ def stage_markdown(stages: dict) -> list[str]:
         f"({stages['pairs'] / total:,.0f} STIs/s); ray kernel and array code chose the same "
         f"rays: {stages['same_rays']}"
     ]
+    if direct:
+        lines += [
+            f"- sum of the direct path (its two stages and the download): {1e3 * d_total:.3f} ms "
+            f"({stages['pairs'] / d_total:,.0f} STIs/s); it chose the cuFFT path's rays: "
+            f"{stages.get('direct_same_rays')}"
+        ]
     return lines
 
 

@@ -195,12 +195,12 @@ def _gather_zscore_kernel(
                 )
                 out[s, i, t] = v
                 total += v
-            mean = _block_sum(acc, total, tid, nthreads) / t_len
+            mean = block_sum(acc, total, tid, nthreads) / t_len
             dev = 0.0
             for t in range(tid, t_len, nthreads):
                 d = out[s, i, t] - mean
                 dev += d * d
-            sd = math.sqrt(_block_sum(acc, dev, tid, nthreads) / (t_len - 1))
+            sd = math.sqrt(block_sum(acc, dev, tid, nthreads) / (t_len - 1))
             constant = sd < min_std * (1.0 + abs(mean))
             if constant and tid == 0:
                 valid[s] = 0
@@ -213,7 +213,7 @@ def _gather_zscore_kernel(
 
 
 @cuda.jit(device=True)
-def _block_sum(acc, value, tid, nthreads):  # pragma: no cover - device code
+def block_sum(acc, value, tid, nthreads):  # pragma: no cover - device code
     """Sum of every thread's ``value`` (float64, tree order: deterministic), to all threads."""
     acc[tid] = value
     cuda.syncthreads()

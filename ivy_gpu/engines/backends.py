@@ -63,7 +63,7 @@ class GpuCheck:
     found : bool
         CuPy imports and sees at least one CUDA device.
     usable : bool
-        The probe ran every step (:func:`ivy_gpu.engines.xp_engine.probe`).
+        The probe ran every step (:func:`ivy_gpu.engines.xp_probe.probe`).
     reason : str
         One line: the devices and the path that will run, or what is missing or failed.
     path : str or None
@@ -89,7 +89,7 @@ def gpu_check() -> GpuCheck:
         return GpuCheck(False, False, f"no CUDA device ({type(exc).__name__}: {exc})")
     if count < 1:
         return GpuCheck(False, False, "no CUDA device")
-    from ivy_gpu.engines.xp_engine import probe
+    from ivy_gpu.engines.xp_probe import probe
 
     found = probe(cupy)
     devices = f"{count} CUDA device(s)"
@@ -155,11 +155,15 @@ def resolve_backend(name: str) -> str:
 def gpu_path(backend: str) -> str | None:
     """What a result records about the GPU (``provenance.gpu_path`` in ``results.json``).
 
-    The path the ``cupy`` engine ran (``"kernels"`` or ``"array code"``); ``"unusable: ..."``
-    naming the failure when a GPU was found but failed its probe; None without a GPU.
+    The path the ``cupy`` engine ran (``"kernels"``, ``"kernels, direct ACF window"`` with
+    ``IVY_GPU_ACF=direct``, or ``"array code"``); ``"unusable: ..."`` naming the failure when
+    a GPU was found but failed its probe; None without a GPU.
     """
     if backend == "cupy":
-        return getattr(get_engine("cupy"), "path", None)
+        engine = get_engine("cupy")
+        path = getattr(engine, "path", None)
+        direct = getattr(engine, "acf_kernel", "fft") == "direct"
+        return f"{path}, direct ACF window" if direct else path
     check = gpu_check()
     return f"unusable: {check.reason}" if check.found and not check.usable else None
 

@@ -141,7 +141,7 @@ def test_fused_launch_with_many_pairs_on_a_short_clip():
     import cupy
 
     from ivy_gpu.engines.base import PairLines
-    from ivy_gpu.engines.xp_engine import TimeLastCrop, _fused_kernel, _fused_twin
+    from ivy_gpu.engines.xp_probe import TimeLastCrop, fused_kernel, fused_twin
 
     n, p = 16400, 32
     rng = np.random.default_rng(1)
@@ -150,9 +150,9 @@ def test_fused_launch_with_many_pairs_on_a_short_clip():
                       rng.integers(0, 3, n).astype(np.int32), rng.uniform(-2, 2, (3, p, 2)),
                       (0, 39, 0, 39), "bilinear")  # fmt: skip
     assert backends.get_engine("cupy").path == "kernels"  # the probe passed
-    want, ok = _fused_twin(tl, lines, 8, True, np)
+    want, ok = fused_twin(tl, lines, 8, True, np)
     crop = TimeLastCrop(cupy.asarray(tl), 0, 4)
-    got, got_ok = _fused_kernel(cupy, crop, lines, 8, True, 0)
+    got, got_ok = fused_kernel(cupy, crop, lines, 8, True, 0)
     assert np.allclose(got.get(), want, atol=2e-5)
     assert np.array_equal(got_ok.get().astype(bool), ok)
 

@@ -22,9 +22,16 @@ from typer.testing import CliRunner
 
 from ivy_gpu import config
 from ivy_gpu.cli.main import app
-from ivy_gpu.engines import backends, xp_engine
+from ivy_gpu.engines import backends, xp_engine, xp_probe
 from ivy_gpu.engines.xp_engine import GpuProbe, XpEngine
-from ivy_gpu.kernels import acf, rays_device, sti, sti_device, structure_tensor_device
+from ivy_gpu.kernels import (
+    acf,
+    acf_direct_device,
+    rays_device,
+    sti,
+    sti_device,
+    structure_tensor_device,
+)
 from ivy_gpu.log import IvyGpuWarning
 
 
@@ -76,7 +83,10 @@ NO_CUFFT = ImportError("libcufft.so.12: cannot open shared object file: No such 
 
 
 def test_the_probe_runs_every_kernel_in_the_simulator(fresh):
-    kernels = "fused gather + z-score, z-score, cross-spectra, ray peaks, structure tensor kernels"
+    kernels = (
+        "fused gather + z-score, z-score, cross-spectra, ray peaks, direct ACF window, "
+        "structure tensor kernels"
+    )
     assert xp_engine.probe(np) == GpuProbe(True, "kernels", f"{kernels}, scipy.fft and BLAS ran")
 
 
@@ -92,6 +102,7 @@ KERNELS = [(sti, "standardize_cuda", "z-score", "sti"),
            (sti_device, "gather_zscore_cuda", "fused gather + z-score", "out"),
            (acf, "cross_spectra_cuda", "cross-spectra", "out"),
            (rays_device, "ray_peaks_cuda", "ray sums + peaks", "out"),
+           (acf_direct_device, "acf_direct_cuda", "direct ACF window", "out"),
            (structure_tensor_device, "orientation_cuda", "structure tensor", "out")]  # fmt: skip
 
 
@@ -156,12 +167,12 @@ def test_a_gpu_whose_kernels_cannot_compile_falls_back(fresh, monkeypatch):
         raise RuntimeError("Numba-CUDA gather kernel failed (NvvmSupportError: no libNVVM)")
 
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
-    monkeypatch.setattr(xp_engine, "_probe_kernels", no_nvvm)
+    monkeypatch.setattr(xp_probe, "_probe_kernels", no_nvvm)
     assert backends.gpu_status()[0] is False
     with pytest.warns(IvyGpuWarning, match="gather kernel failed"):
         assert backends.resolve_backend("auto") == "numba"
     _clear()
-    monkeypatch.setattr(xp_engine, "_probe_kernels", lambda xp: None)
+    monkeypatch.setattr(xp_probe, "_probe_kernels", lambda xp: None)
     assert backends.gpu_check().path == "kernels"
     assert backends.resolve_backend("auto") == "cupy"
     _clear()

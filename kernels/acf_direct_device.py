@@ -1,0 +1,191 @@
+"""Each STI's lag window summed directly, then its rays and peak, in one kernel (issue 22).
+
+The cuFFT path autocorrelates every STI in full: the z-scored STI is written zero-padded to
+``n_fft`` (77 KB at P = 32, T = 300), transformed, its cross-spectra formed, transformed
+back into ``(lx_max + 1) x n_fft`` values, and the ray kernel reads the ``(lx_max + 1) x
+n_lt`` of them its rays need (612 at P = 32): four launches and about 0.3 MB of global
+memory traffic per STI to keep 2.4 KB. Here one block per STI
+
+- sums the window itself: ``R[lx, m] = sum_p sum_t z[p, t] z[p + lx, t + k (lt_lo + m)]``
+  (the linear autocorrelation the padded FFT gives, ``k`` the stride's lag step), each
+  thread four neighbouring lags of one pixel lag, reading the STI (38 KB, resident in the
+  multiprocessor's L1) with a sliding register window when ``k`` = 1: two loads per four
+  multiply-adds; float32 row sums, float64 over rows;
+- divides by the zero lag (the STI's sum of squares, a float64 block reduction; a
+  non-positive one divides by 1, as the FFT path);
+- sums the rays and takes the peak exactly as :mod:`ivy_gpu.kernels.rays_device`
+  (:func:`~ivy_gpu.kernels.rays_device.window_peak`).
+
+About 5.5 M multiply-adds per STI at P = 32, T = 300: more arithmetic than the FFTs
+(~0.8 MFLOP) but no intermediate in global memory and two launches per chunk (the fused
+gather, this) instead of five. ``make gpu-check`` times it against the cuFFT path
+(``docs/benchmarks.md`` has the prediction). Windows of more than :data:`WIN` values (long
+lines, P = 138) or fans of more than ``rays_device.THETA_MAX`` rays keep the cuFFT path
+(:func:`fits`).
+
+Twin: :func:`acf_window_direct_xp` (the same sums as array code, float64) and
+:func:`ray_peaks_direct_xp` (window, dense ray matrix, peaks).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from ivy_gpu.kernels import rays_device
+from ivy_gpu.kernels.rays import RayOperator, peaks_xp
+from ivy_gpu.kernels.sti_device import block_sum
+
+#: Window values one block keeps in shared memory (the ray kernel's small variant).
+WIN = rays_device.WIN_SIZES[0]
+#: Neighbouring frame lags one thread sums (its registers).
+LAGS_PER_THREAD = 4
+#: Threads per block (a power of two: the zero lag's tree reduction).
+DIRECT_BLOCK = 128
+
+
+def fits(operator: RayOperator) -> bool:
+    """Whether the operator's window and fan fit this kernel (else the cuFFT path)."""
+    n_win = (operator.lx_max + 1) * operator.n_lt
+    return n_win <= WIN and operator.weights.shape[1] <= rays_device.THETA_MAX
+
+
+def acf_window_direct_xp(z: Any, t_len: int, operator: RayOperator, xp: ModuleType = np) -> Any:
+    """Reference twin: the normalised window ``(n, lx_max + 1, n_lt)`` float32 by direct sums.
+
+    ``z`` (n, P, >= t_len) holds z-scored STIs in its first ``t_len`` frames; pairs of frames
+    past ``t_len`` (or before 0) add nothing, as the FFT path's zero padding.
+    """
+    z = xp.asarray(z)[..., :t_len].astype(xp.float64)
+    n, p, _ = z.shape
+    k = operator.lag_step
+    win = xp.zeros((n, operator.lx_max + 1, operator.n_lt), dtype=xp.float64)
+    for lx in range(min(operator.lx_max, p - 1) + 1):
+        a, b = z[:, : p - lx, :], z[:, lx:, :]
+        for m in range(operator.n_lt):
+            lag = k * (operator.lt_lo + m)
+            if abs(lag) >= t_len:
+                continue
+            t0, t1 = max(0, -lag), min(t_len, t_len - lag)
+            win[:, lx, m] = xp.sum(a[:, :, t0:t1] * b[:, :, t0 + lag : t1 + lag], axis=(1, 2))
+    zero = xp.sum(z * z, axis=(1, 2))
+    zero = xp.where(zero > 0, zero, 1.0)
+    return (win / zero[:, None, None]).astype(xp.float32)
+
+
+def ray_peaks_direct_xp(
+    z: Any, t_len: int, operator: RayOperator, valid: Any, weights: Any, xp: ModuleType = np
+) -> Any:
+    """Reference twin of the kernel: ``(n, 4)`` float64 rows ``(idx, peak, before, after)``."""
+    win = acf_window_direct_xp(z, t_len, operator, xp)
+    f = win.reshape(win.shape[0], -1) @ weights
+    f = xp.where(xp.asarray(valid, dtype=bool)[:, None], f, xp.float32(np.nan))
+    return xp.stack([a.astype(xp.float64) for a in peaks_xp(f, xp)], axis=1)
+
+
+@cuda.jit(device=True, inline=True)
+def _at(z, s, row, t, t_len):  # pragma: no cover - device code
+    """``z[s, row, t]``, 0 outside the clip's frames (the zero padding)."""
+    if 0 <= t < t_len:
+        return z[s, row, t]
+    return np.float32(0.0)
+
+
+@cuda.jit(cache=True)
+def _direct_kernel(z, t_len, lx_max, lt_lo, n_lt, step, ptr, lag, w, valid, out):  # noqa: E501  # pragma: no cover
+    n = z.shape[0]
+    p = z.shape[1]
+    tid = cuda.threadIdx.x
+    nthreads = cuda.blockDim.x
+    win = cuda.shared.array(WIN, np.float32)
+    f = cuda.shared.array(rays_device.THETA_MAX, np.float32)
+    acc = cuda.shared.array(DIRECT_BLOCK, np.float64)
+    per_row = (n_lt + LAGS_PER_THREAD - 1) // LAGS_PER_THREAD
+    units = (lx_max + 1) * per_row
+    for s in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        if valid[s] == 0:  # the whole block takes this branch
+            rays_device.invalid_row(out, s, tid)
+            continue
+        sq = 0.0
+        for e in range(tid, p * t_len, nthreads):
+            v = z[s, e // t_len, e % t_len]
+            sq += v * v
+        zero = block_sum(acc, sq, tid, nthreads)
+        if not zero > 0:
+            zero = 1.0
+        for u in range(tid, units, nthreads):
+            lx = u // per_row
+            m0 = (u - lx * per_row) * LAGS_PER_THREAD
+            lag0 = step * (lt_lo + m0)
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            for row in range(p - lx):
+                r0 = np.float32(0.0)
+                r1 = np.float32(0.0)
+                r2 = np.float32(0.0)
+                r3 = np.float32(0.0)
+                if step == 1:  # neighbouring lags: a sliding window of four values
+                    b0 = _at(z, s, row + lx, lag0, t_len)
+                    b1 = _at(z, s, row + lx, lag0 + 1, t_len)
+                    b2 = _at(z, s, row + lx, lag0 + 2, t_len)
+                    for t in range(t_len):
+                        a = z[s, row, t]
+                        b3 = _at(z, s, row + lx, t + lag0 + 3, t_len)
+                        r0 += a * b0
+                        r1 += a * b1
+                        r2 += a * b2
+                        r3 += a * b3
+                        b0 = b1
+                        b1 = b2
+                        b2 = b3
+                else:
+                    for t in range(t_len):
+                        a = z[s, row, t]
+                        r0 += a * _at(z, s, row + lx, t + lag0, t_len)
+                        r1 += a * _at(z, s, row + lx, t + lag0 + step, t_len)
+                        r2 += a * _at(z, s, row + lx, t + lag0 + 2 * step, t_len)
+                        r3 += a * _at(z, s, row + lx, t + lag0 + 3 * step, t_len)
+                a0 += r0
+                a1 += r1
+                a2 += r2
+                a3 += r3
+            k = lx * n_lt + m0
+            win[k] = a0 / zero
+            if m0 + 1 < n_lt:
+                win[k + 1] = a1 / zero
+            if m0 + 2 < n_lt:
+                win[k + 2] = a2 / zero
+            if m0 + 3 < n_lt:
+                win[k + 3] = a3 / zero
+        cuda.syncthreads()
+        rays_device.window_peak(win, ptr, lag, w, f, out, s, tid, nthreads)
+
+
+def acf_direct_cuda(
+    z, t_len: int, operator: RayOperator, ptr, lag, w, valid, out, stream=0,
+    block: int = DIRECT_BLOCK,
+) -> None:  # fmt: skip
+    """Launch the kernel: ``out`` (n, 4) float64 from z-scored STIs ``z`` (n, P, >= t_len).
+
+    ``ptr``/``lag``/``w`` are the operator's sparse rays and ``valid`` (n,) uint8, device
+    arrays on a GPU (host arrays under the simulator). ``block``: a power of two up to
+    :data:`DIRECT_BLOCK`; at most ``config.CUDA_MAX_BLOCKS`` blocks, looping over the rest.
+    """
+    from ivy_gpu import config
+
+    if not fits(operator):
+        raise ValueError("acf_direct_cuda: the window or the fan does not fit (see fits())")
+    if block < 1 or block > DIRECT_BLOCK or block & (block - 1):
+        raise ValueError(f"block: a power of two in [1, {DIRECT_BLOCK}], not {block}")
+    if not 0 < t_len <= z.shape[2]:
+        raise ValueError(f"t_len: {t_len} frames of STIs {z.shape[2]} long")
+    grid = max(1, min(config.CUDA_MAX_BLOCKS, z.shape[0]))
+    _direct_kernel[grid, block, stream](
+        z, int(t_len), operator.lx_max, operator.lt_lo, operator.n_lt, operator.lag_step,
+        ptr, lag, w, valid, out,
+    )  # fmt: skip
