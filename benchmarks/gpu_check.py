@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: Each step's time limit, seconds (the whole check stays under 8 minutes).
-LIMITS = {"env": 40, "tests": 110, "agree": 80, "stiv": 110, "rectify": 20, "batch": 120}
+LIMITS = {"env": 35, "tests": 125, "agree": 75, "stiv": 105, "rectify": 20, "batch": 120}
 
 
 def _engines(sim: bool) -> dict[str, Any]:

@@ -7,10 +7,12 @@ n_lt`` of them its rays need (612 at P = 32): four launches and about 0.3 MB of 
 memory traffic per STI to keep 2.4 KB. Here one block per STI
 
 - sums the window itself: ``R[lx, m] = sum_p sum_t z[p, t] z[p + lx, t + k (lt_lo + m)]``
-  (the linear autocorrelation the padded FFT gives, ``k`` the stride's lag step), each
-  thread four neighbouring lags of one pixel lag, reading the STI (38 KB, resident in the
-  multiprocessor's L1) with a sliding register window when ``k`` = 1: two loads per four
-  multiply-adds; float32 row sums, float64 over rows;
+  (the linear autocorrelation the padded FFT gives, ``k`` the stride's lag step). A thread
+  takes one frame lag and four neighbouring pixel lags and slides down the rows: per row
+  and frame one value of the row and one new value of the lagged rows (a register window
+  holds the other three) for four multiply-adds; neighbouring threads take neighbouring
+  frame lags, so a warp's loads of the STI (38 KB, resident in the multiprocessor's L1) are
+  one broadcast and one cache line. float32 sums over the rows, float64 over the frames;
 - divides by the zero lag (the STI's sum of squares, a float64 block reduction; a
   non-positive one divides by 1, as the FFT path);
 - sums the rays and takes the peak exactly as :mod:`ivy_gpu.kernels.rays_device`
@@ -41,7 +43,7 @@ from ivy_gpu.kernels.sti_device import block_sum
 
 #: Window values one block keeps in shared memory (the ray kernel's small variant).
 WIN = rays_device.WIN_SIZES[0]
-#: Neighbouring frame lags one thread sums (its registers).
+#: Neighbouring pixel lags one thread sums (its registers), for one frame lag.
 LAGS_PER_THREAD = 4
 #: Threads per block (a power of two: the zero lag's tree reduction).
 DIRECT_BLOCK = 128
@@ -87,9 +89,9 @@ def ray_peaks_direct_xp(
 
 
 @cuda.jit(device=True, inline=True)
-def _at(z, s, row, t, t_len):  # pragma: no cover - device code
-    """``z[s, row, t]``, 0 outside the clip's frames (the zero padding)."""
-    if 0 <= t < t_len:
+def _at(z, s, row, t, p, t_len):  # pragma: no cover - device code
+    """``z[s, row, t]``, 0 past the last row or outside the clip's frames (the padding)."""
+    if row < p and 0 <= t < t_len:
         return z[s, row, t]
     return np.float32(0.0)
 
@@ -103,8 +105,8 @@ def _direct_kernel(z, t_len, lx_max, lt_lo, n_lt, step, ptr, lag, w, valid, out)
     win = cuda.shared.array(WIN, np.float32)
     f = cuda.shared.array(rays_device.THETA_MAX, np.float32)
     acc = cuda.shared.array(DIRECT_BLOCK, np.float64)
-    per_row = (n_lt + LAGS_PER_THREAD - 1) // LAGS_PER_THREAD
-    units = (lx_max + 1) * per_row
+    groups = (lx_max + LAGS_PER_THREAD) // LAGS_PER_THREAD  # of LAGS_PER_THREAD pixel lags
+    units = groups * n_lt
     for s in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         if valid[s] == 0:  # the whole block takes this branch
             rays_device.invalid_row(out, s, tid)
@@ -116,52 +118,47 @@ def _direct_kernel(z, t_len, lx_max, lt_lo, n_lt, step, ptr, lag, w, valid, out)
         zero = block_sum(acc, sq, tid, nthreads)
         if not zero > 0:
             zero = 1.0
+        # unit u: frame lag m (fastest: a warp reads neighbouring frames, one cache line)
+        # and pixel lags lx0 ... lx0 + 3, slid down the rows: per row one new value
         for u in range(tid, units, nthreads):
-            lx = u // per_row
-            m0 = (u - lx * per_row) * LAGS_PER_THREAD
-            lag0 = step * (lt_lo + m0)
+            m = u % n_lt
+            lx0 = (u // n_lt) * LAGS_PER_THREAD
+            dt = step * (lt_lo + m)
             a0 = 0.0
             a1 = 0.0
             a2 = 0.0
             a3 = 0.0
-            for row in range(p - lx):
-                r0 = np.float32(0.0)
-                r1 = np.float32(0.0)
-                r2 = np.float32(0.0)
-                r3 = np.float32(0.0)
-                if step == 1:  # neighbouring lags: a sliding window of four values
-                    b0 = _at(z, s, row + lx, lag0, t_len)
-                    b1 = _at(z, s, row + lx, lag0 + 1, t_len)
-                    b2 = _at(z, s, row + lx, lag0 + 2, t_len)
-                    for t in range(t_len):
-                        a = z[s, row, t]
-                        b3 = _at(z, s, row + lx, t + lag0 + 3, t_len)
-                        r0 += a * b0
-                        r1 += a * b1
-                        r2 += a * b2
-                        r3 += a * b3
-                        b0 = b1
-                        b1 = b2
-                        b2 = b3
-                else:
-                    for t in range(t_len):
-                        a = z[s, row, t]
-                        r0 += a * _at(z, s, row + lx, t + lag0, t_len)
-                        r1 += a * _at(z, s, row + lx, t + lag0 + step, t_len)
-                        r2 += a * _at(z, s, row + lx, t + lag0 + 2 * step, t_len)
-                        r3 += a * _at(z, s, row + lx, t + lag0 + 3 * step, t_len)
-                a0 += r0
-                a1 += r1
-                a2 += r2
-                a3 += r3
-            k = lx * n_lt + m0
+            for t in range(max(0, -dt), min(t_len, t_len - dt)):
+                tb = t + dt
+                b0 = _at(z, s, lx0, tb, p, t_len)
+                b1 = _at(z, s, lx0 + 1, tb, p, t_len)
+                b2 = _at(z, s, lx0 + 2, tb, p, t_len)
+                c0 = np.float32(0.0)
+                c1 = np.float32(0.0)
+                c2 = np.float32(0.0)
+                c3 = np.float32(0.0)
+                for row in range(p - lx0):
+                    a = z[s, row, t]
+                    b3 = _at(z, s, row + lx0 + 3, tb, p, t_len)
+                    c0 += a * b0
+                    c1 += a * b1
+                    c2 += a * b2
+                    c3 += a * b3
+                    b0 = b1
+                    b1 = b2
+                    b2 = b3
+                a0 += c0
+                a1 += c1
+                a2 += c2
+                a3 += c3
+            k = lx0 * n_lt + m
             win[k] = a0 / zero
-            if m0 + 1 < n_lt:
-                win[k + 1] = a1 / zero
-            if m0 + 2 < n_lt:
-                win[k + 2] = a2 / zero
-            if m0 + 3 < n_lt:
-                win[k + 3] = a3 / zero
+            if lx0 + 1 <= lx_max:
+                win[k + n_lt] = a1 / zero
+            if lx0 + 2 <= lx_max:
+                win[k + 2 * n_lt] = a2 / zero
+            if lx0 + 3 <= lx_max:
+                win[k + 3 * n_lt] = a3 / zero
         cuda.syncthreads()
         rays_device.window_peak(win, ptr, lag, w, f, out, s, tid, nthreads)
 

@@ -136,7 +136,9 @@ def test_the_engine_scores_with_the_direct_kernel_when_asked(monkeypatch):
     np.testing.assert_array_equal(got.stride, ref.stride)
     np.testing.assert_array_equal(got.best_phi_ari, ref.best_phi_ari)
     np.testing.assert_allclose(got.magnitude, ref.magnitude, rtol=1e-4)
-    np.testing.assert_allclose(got.theta, ref.theta, atol=2e-3)
+    # the full-rate refined ray of 64 x 8 STIs: the kernel's float32 sums move it by 2.5e-3
+    # degrees here; a wrong ray would be a 0.5-degree step off
+    np.testing.assert_allclose(got.theta, ref.theta, atol=5e-3)
 
 
 def test_an_unknown_acf_setting_is_named(monkeypatch):
