@@ -150,3 +150,59 @@ def test_an_unknown_acf_setting_is_named(monkeypatch):
         XpEngine(np, use_cuda_kernels=True)
     monkeypatch.setattr(config, "GPU_ACF", "direct")
     assert XpEngine(np, use_cuda_kernels=False).acf_kernel == "fft"  # array code: no kernels
+
+
+def test_results_record_the_direct_path(monkeypatch):
+    from ivy_gpu.engines import backends
+    from ivy_gpu.engines.xp_engine import XpEngine
+
+    engine = XpEngine(np, use_cuda_kernels=True)
+    monkeypatch.setattr(backends, "get_engine", lambda name: engine)
+    assert backends.gpu_path("cupy") == "kernels"
+    engine.acf_kernel = "direct"
+    assert backends.gpu_path("cupy") == "kernels, direct ACF window"
+
+
+# ------------------------------------------------------------------ real GPU only
+@pytest.mark.gpu
+def test_the_direct_kernel_on_the_device_at_the_real_size(monkeypatch):
+    """The kernel as NVVM compiles it (shared arrays, 128-thread blocks), 2,000 STIs of
+    P = 32, T = 300 against its twin; then the engine's direct path end to end, which must
+    launch it (a fallback to the cuFFT path cannot pass)."""
+    import cupy
+
+    from ivy_gpu.engines.xp_engine import XpEngine
+    from ivy_gpu.params import StivParams
+    from ivy_gpu.stiv.driver import run_stiv
+    from ivy_gpu.synthetic.scenes import advected_texture
+
+    t = 300
+    op = AcfPlan.build(32, t, 0.5, 0.5).operator
+    z = _stis(2000, 32, t, pad=0, seed=7)
+    valid = np.ones(2000, bool)
+    valid[5] = False
+    ptr, lag, w = (cupy.asarray(a) for a in op.sparse)
+    out = cupy.full((2000, 4), -7.0)
+    acf_direct_device.acf_direct_cuda(cupy.asarray(z), t, op, ptr, lag, w,
+                                      cupy.asarray(valid.astype(np.uint8)), out)  # fmt: skip
+    got = out.get()
+    want = acf_direct_device.ray_peaks_direct_xp(z[:100], t, op, valid[:100], op.weights)
+    assert np.array_equal(got[:100, 0], want[:, 0])
+    np.testing.assert_allclose(got[:100, 1:], want[:, 1:], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(got[:, 1]).sum() == 1999 and (got[:, 0] >= 0).all()
+
+    launches = []
+    real = acf_direct_device.acf_direct_cuda
+    monkeypatch.setattr(acf_direct_device, "acf_direct_cuda",
+                        lambda *a, **k: launches.append(1) or real(*a, **k))  # fmt: skip
+    engine = XpEngine(cupy, use_cuda_kernels=True)
+    engine.acf_kernel = "direct"
+    stack = advected_texture((300, 120, 160), speed_px=1.3, direction_geo=75.0, seed=6)
+    params = StivParams(num_pixels=32, phi_origin=75.0, d_phi=1, phi_range=10, refine=True)
+    x, y = np.linspace(40, 120, 5), np.full(5, 60.0)
+    kw = dict(pixel_gsd=1.0, d_t=1.0)
+    ref = run_stiv(stack, x, y, params, backend="numba", **kw)
+    got = run_stiv(cupy.asarray(stack), x, y, params, backend=engine, **kw)
+    assert launches  # the direct path ran
+    np.testing.assert_array_equal(got.best_phi_ari, ref.best_phi_ari)
+    np.testing.assert_allclose(got.magnitude, ref.magnitude, rtol=1e-5)
