@@ -360,6 +360,8 @@ class XpEngine:
         for lo, hi, p in spans:
             op = p.operator
             rows = r[lo:hi, : op.lx_max + 1]
+            if op.lx_max + 1 < r.shape[1]:  # a step with fewer pixel lags: the kernel's layout
+                rows = xp.ascontiguousarray(rows)  # (C), never a new compilation for a view
             if self.use_cuda_kernels and rays_device.fits(op):
                 rays_device.ray_peaks_cuda(
                     rows, *self._plan_arrays(p, n_fft), valid[lo:hi].astype(xp.uint8),

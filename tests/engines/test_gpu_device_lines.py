@@ -188,3 +188,38 @@ def test_the_strides_steps_are_scored_in_one_call(monkeypatch):
     assert calls == {"fused": 2, "gather": 0, "rays": 3, "tensor": 0}
     np.testing.assert_array_equal(got.stride, ref.stride)
     _per_node(ref, got)  # the stride's accuracy on truth: tests/stiv/test_stride.py
+
+
+def test_steps_with_fewer_pixel_lags_hand_the_ray_kernel_contiguous_rows(monkeypatch):
+    """Two steps whose rays need 6 and 5 pixel lags in one call: the second span's rows are a
+    copy in the kernel's layout (a strided view would compile another kernel on a GPU), and
+    each span scores as a call of its own."""
+    from ivy_gpu.kernels.rays import AcfPlan, PlanGroups
+    from ivy_gpu.stiv.driver import score_batch
+    from ivy_gpu.stiv.methods import METHODS
+    from ivy_gpu.synthetic.scenes import advected_texture
+
+    _cuda()
+    stack = advected_texture((24, 30, 30), speed_px=0.6, direction_geo=80.0, seed=2)
+    params = StivParams(num_pixels=8, phi_origin=80.0, d_phi=4, phi_range=4)
+    lines = line_geometry(np.array([[12.0, 14.0], [17.0, 15.0]]), params, 30, 30)
+    engine = XpEngine(np, use_cuda_kernels=True)
+    batch = scored_lines(lines, params, engine.device_lines)
+    handle = engine.prepare(stack, lines.window, 0.0, batch)
+    plans = (AcfPlan.build(8, 12, 0.5, 2.0, 2), AcfPlan.build(8, 6, 0.5, 2.0, 4))
+    assert plans[0].operator.lx_max == 5 and plans[1].operator.lx_max == 4
+    seen = []
+    real = rays_device.ray_peaks_cuda
+
+    def watched(r, *a, **k):
+        seen.append((r.shape[1], r.flags.c_contiguous))
+        return real(r, *a, **k)
+
+    monkeypatch.setattr(rays_device, "ray_peaks_cuda", watched)
+    n = len(batch)
+    method = METHODS["acf"]
+    got, _ = score_batch(engine, method, handle, batch, PlanGroups(plans, (0, 3, n)), 24)
+    assert seen == [(6, True), (5, True)]
+    for (lo, hi), plan in zip(((0, 3), (3, n)), plans, strict=True):
+        want, _ = score_batch(engine, method, handle, batch.chunk(lo, hi), plan, 24)
+        np.testing.assert_allclose(got[lo:hi], want, rtol=1e-5)
