@@ -20,7 +20,9 @@ grid's nodes share stations, so its discharge means nothing: it is a throughput 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import os
 import resource
 import shutil
@@ -104,8 +106,13 @@ def run(
     layouts: tuple[str, ...] = ("section", "grid"),
     figures: tuple[bool, ...] = (True, False),
     work: Path | None = None,
+    decoders: tuple[int, ...] = (1,),
 ) -> list[dict]:
-    """Return one row per (backend, layout, figures) case."""
+    """Return one row per (backend, layout, figures, decoders) case.
+
+    ``decoders``: videos decoded ahead at once (``IVY_GPU_PREFETCH``, each on its own
+    thread), set for the case and restored after it.
+    """
     from ivy_gpu.benchmarks.common import gpu_backends
     from ivy_gpu.pipeline.batch import BatchOrchestrator, BatchRow
     from ivy_gpu.results import VideoConfig
@@ -134,19 +141,19 @@ def run(
                 if layout == "grid":
                     grid = grid_nodes(base.cross_section_line)
                     sc = dataclasses.replace(base, results_grid=grid, num_grid_points=len(grid))
-                for fig in figures:
+                for fig, depth in itertools.product(figures, decoders):
                     batch_rows = [
                         BatchRow(k + 2, v, str(truth["wse_m"]), VideoConfig(v, truth["wse_m"]))
                         for k, v in enumerate(videos)
                     ]
-                    out = tmp / f"out_{name}_{layout}_{int(fig)}"
+                    out = tmp / f"out_{name}_{layout}_{int(fig)}_{depth}"
                     options = dict(backend=name, figures=fig, report=False)
                     t0 = time.perf_counter()  # the fixed costs: a batch of one
                     first = BatchOrchestrator(sc, out / "first", **options).run(batch_rows[:1])
                     first_s = time.perf_counter() - t0
                     ru0 = resource.getrusage(resource.RUSAGE_SELF)
                     t0 = time.perf_counter()
-                    with GpuSampler() as gpu:
+                    with GpuSampler() as gpu, _prefetch(depth):
                         b = BatchOrchestrator(sc, out, **options).run(batch_rows[1:])
                     wall = time.perf_counter() - t0
                     ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -160,6 +167,7 @@ def run(
                             backend=name,
                             layout=f"{layout} ({sc.num_grid_points} nodes)",
                             figures=fig,
+                            decoders=depth,
                             videos=n,
                             ok=b.successful + first.successful,
                             first_s=first_s,
@@ -179,6 +187,20 @@ def run(
     return rows
 
 
+@contextlib.contextmanager
+def _prefetch(depth: int):
+    """``IVY_GPU_PREFETCH`` set to ``depth`` for a block, then restored."""
+    before = os.environ.get("IVY_GPU_PREFETCH")
+    os.environ["IVY_GPU_PREFETCH"] = str(depth)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["IVY_GPU_PREFETCH"]
+        else:
+            os.environ["IVY_GPU_PREFETCH"] = before
+
+
 def markdown(rows: list[dict]) -> str:
     """Rows as a Markdown table."""
     if not rows:
@@ -190,15 +212,16 @@ def markdown(rows: list[dict]) -> str:
         f"{os.cpu_count()} cores.\n\n"
     )
     lines = [
-        "| backend | layout | figures | ok | first video s | s per video | clips/hour "
+        "| backend | layout | figures | decoders | ok | first video s | s per video | clips/hour "
         "| x decode | CPU busy | read+rectify s/video | GPU busy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gpu = "n/a" if r["gpu_busy"] is None else f"{r['gpu_busy']:.0f} %"
         lines.append(
             f"| {r['backend']} | {r['layout']} | {'on' if r['figures'] else 'off'} | "
-            f"{r['ok']}/{r['videos'] + 1} | {r['first_s']:.2f} | {r['steady_s']:.2f} | "
+            f"{r.get('decoders', 1)} | {r['ok']}/{r['videos'] + 1} | {r['first_s']:.2f} | "
+            f"{r['steady_s']:.2f} | "
             f"{r['clips_per_hour']:.0f} | {r['x_decode']:.2f} | {100 * r['cpu_busy']:.0f} % | "
             f"{r['read_s']:.2f} | {gpu} |"
         )

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: Each step's time limit, seconds (the whole check stays under 8 minutes).
-LIMITS = {"env": 35, "tests": 125, "agree": 75, "stiv": 105, "rectify": 20, "batch": 120}
+LIMITS = {"env": 35, "tests": 135, "agree": 80, "stiv": 95, "rectify": 15, "batch": 120}
 
 
 def _engines(sim: bool) -> dict[str, Any]:
@@ -426,7 +426,10 @@ def step_rectify(sim: bool) -> dict:
 
 
 def step_batch(sim: bool) -> dict:
-    """The steady-state batch on the GPU backend and numba (figures off, then on)."""
+    """The steady-state batch on the GPU backend and numba.
+
+    Figures off, then on; then the GPU backend with two decoders at once.
+    """
     from ivy_gpu.benchmarks import batch_bench
 
     names = ["numba"] if sim else ["cupy", "numba"]  # the simulator has no batch backend
@@ -434,6 +437,9 @@ def step_batch(sim: bool) -> dict:
     rows = batch_bench.run(**size, backend_names=names, layouts=("grid", "section"),
                            figures=(False,))  # fmt: skip
     rows += batch_bench.run(**size, backend_names=names, layouts=("section",), figures=(True,))
+    # two decoders at once (IVY_GPU_PREFETCH=2): the first backend, grid, figures off
+    rows += batch_bench.run(**size, backend_names=names[:1], layouts=("grid",),
+                            figures=(False,), decoders=(2,))  # fmt: skip
     return {"rows": rows, "markdown": batch_bench.markdown(rows)}
 
 

@@ -141,7 +141,7 @@ def fused_stage(sim: bool, s: dict[str, int], stack: np.ndarray, xy: np.ndarray)
     """
     from ivy_gpu.engines.base import host_array
     from ivy_gpu.kernels import sti
-    from ivy_gpu.kernels.sti_device import gather_zscore_cuda, time_last_crop
+    from ivy_gpu.kernels.sti_device import gather_zscore_cuda, launch_block, time_last_crop
     from ivy_gpu.params import StivParams
     from ivy_gpu.stiv.lines import line_geometry, line_offsets, pair_taps, search_angles
 
@@ -182,7 +182,16 @@ def fused_stage(sim: bool, s: dict[str, int], stack: np.ndarray, xy: np.ndarray)
         dev = {k: xp.asarray(v) for k, v in host.items()}
         out = xp.empty((n, s["p"], t_len), dtype=xp.float32)
         valid = xp.ones(n, dtype=xp.uint8)
-        gather_zscore_cuda(tl, **dev, x_lo=x_lo, y_lo=y_lo, nearest=False, out=out, valid=valid)
+        gather_zscore_cuda(
+            tl,
+            **dev,
+            x_lo=x_lo,
+            y_lo=y_lo,
+            nearest=False,
+            out=out,
+            valid=valid,
+            block=launch_block(),
+        )  # the engine's block: 1 thread in the simulator
         sync()
         return out, valid
 

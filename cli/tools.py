@@ -101,6 +101,9 @@ def bench(
     backend: list[str] = typer.Option(
         None, "--backend", help="Backends to time (--batch; default numba and the GPU's)."
     ),
+    decoders: list[int] = typer.Option(
+        None, "--decoders", help="Videos decoded at once, each a case (--batch; default 1)."
+    ),
 ) -> None:
     """Run the benchmark suite on generated workloads and write a table.
 
@@ -112,10 +115,13 @@ def bench(
 
         if videos < 1:
             fail(ValueError(f"--videos: at least 1, not {videos}"), False)
+        if any(d < 1 for d in decoders or ()):
+            fail(ValueError(f"--decoders: at least 1 each, not {list(decoders)}"), False)
+        depth = tuple(decoders or (1,))
         if quick:
-            rows = batch_bench.run(videos, 640, 360, 2.0, backend or None)
+            rows = batch_bench.run(videos, 640, 360, 2.0, backend or None, decoders=depth)
         else:
-            rows = batch_bench.run(videos, backend_names=backend or None)
+            rows = batch_bench.run(videos, backend_names=backend or None, decoders=depth)
         text = batch_bench.markdown(rows)
         output.mkdir(parents=True, exist_ok=True)
         (output / "batch_bench.md").write_text(text)

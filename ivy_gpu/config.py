@@ -60,7 +60,10 @@ RECTIFIER_CACHE_SIZE: int = 8
 #: since the last sample redone (frames/stack.py, _Tracker). 1 estimates every frame.
 MOTION_SAMPLE_STEP: int = 8
 
-#: Videos decoded ahead of the one being analysed in a local batch.
+#: Videos decoded ahead of the one being analysed in a local batch, each on its own thread: 2
+#: or more run several decoders at once (a GPU box where one decoder cannot keep the engine
+#: busy; each holds a stack in memory). Environment: ``IVY_GPU_PREFETCH``
+#: (:func:`prefetch_videos`).
 PREFETCH_VIDEOS: int = 1
 #: Videos whose figures may wait for the figure thread before the batch waits for them (each
 #: holds its figure inputs: a frame and the STIs, ~20 MB at 575 nodes).
@@ -99,6 +102,24 @@ def gpu_share() -> int:
         return max(1, int(os.environ.get("IVY_GPU_WORKERS_PER_DEVICE", "1")))
     except ValueError:
         return 1
+
+
+def prefetch_videos() -> int:
+    """Videos a local batch decodes ahead.
+
+    ``IVY_GPU_PREFETCH`` if set, else :data:`PREFETCH_VIDEOS`.
+
+    Raises
+    ------
+    ValueError
+        ``IVY_GPU_PREFETCH`` is not a whole number of videos (0 or more).
+    """
+    text = os.environ.get("IVY_GPU_PREFETCH")
+    if text is None:
+        return PREFETCH_VIDEOS
+    if not text.strip().isdigit():
+        raise ValueError(f"IVY_GPU_PREFETCH: a whole number of videos (0 or more), not {text!r}")
+    return int(text)
 
 
 def gpu_chunk_bytes() -> int:

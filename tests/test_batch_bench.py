@@ -24,8 +24,8 @@ def test_batch_bench_rows_and_table(tmp_path):
         assert r["x_decode"] == r["steady_s"] / r["decode_s"] and 0 < r["cpu_busy"]
         assert r["gpu_busy"] is None or 0 <= r["gpu_busy"] <= 100
     # the figures were drawn through the real path: the PNGs are there
-    assert list((tmp_path / "out_numba_section_1").glob("*/stis.png"))
-    assert not list((tmp_path / "out_numba_section_0").glob("*/stis.png"))
+    assert list((tmp_path / "out_numba_section_1_1").glob("*/stis.png"))
+    assert not list((tmp_path / "out_numba_section_0_1").glob("*/stis.png"))
     table = batch_bench.markdown(rows)
     assert table.count("\n| numba |") == 4 and "clips/hour" in table
 
@@ -41,7 +41,9 @@ def test_grid_nodes_lie_on_lines_parallel_to_the_section():
 
 def test_gpu_check_batch_step_rehearses_in_the_simulator_mode():
     r = gpu_check.step_batch(sim=True)
-    assert [x["backend"] for x in r["rows"]] == ["numba"] * 3
+    assert [x["backend"] for x in r["rows"]] == ["numba"] * 4
+    assert [x["decoders"] for x in r["rows"]] == [1, 1, 1, 2]  # then two decoders at once
     text = gpu_check.markdown({"batch": r})
-    assert "## batch in steady state" in text and "| numba | grid (575 nodes) | off |" in text
+    assert "## batch in steady state" in text and "| numba | grid (575 nodes) | off | 1 |" in text
+    assert "| numba | grid (575 nodes) | off | 2 |" in text
     assert sum(gpu_check.LIMITS.values()) <= 480  # the whole check under 8 minutes

@@ -95,6 +95,8 @@ class LocalExecutor:
         self, prefetch: bool = True, stage_progress=None, defer_figures: bool = True
     ) -> None:
         self.prefetch = prefetch
+        #: Videos decoded ahead at once (read here: a bad setting fails before any output).
+        self.depth = config.prefetch_videos() if prefetch else 0
         self.stage_progress = stage_progress
         self.defer_figures = defer_figures
         self._stopped = False
@@ -106,8 +108,9 @@ class LocalExecutor:
     def run(self, runner: VideoRunner, jobs: list[Job]):
         """Yield ``(index, result)`` in CSV order."""
         self._stopped = False
-        depth = config.PREFETCH_VIDEOS if self.prefetch else 0
-        pool = ThreadPoolExecutor(max_workers=1) if depth else None
+        depth = self.depth
+        # one thread per video decoded ahead: several decoders at once with a depth of 2 or more
+        pool = ThreadPoolExecutor(depth, thread_name_prefix="ivy-prefetch") if depth else None
         drawing = runner.figures and self.defer_figures
         figures = ThreadPoolExecutor(1, thread_name_prefix="ivy-figures") if drawing else None
         engine = backends.get_engine(runner.backend)

@@ -264,6 +264,63 @@ def test_the_stack_is_freed_before_the_figures(batch_dir, monkeypatch):
     assert r.success and alive_at_save["a.mp4"] is False
 
 
+def test_several_decoders_at_once_give_what_one_gives(batch_dir, monkeypatch):
+    """``IVY_GPU_PREFETCH=2``: the next two videos load at once, each on its own thread (two
+    decoders); the results are one decoder's, file for file, in the CSV's order."""
+    import threading
+
+    import ivy_gpu.pipeline.executors as executors_mod
+
+    folder, scaffold, truth = batch_dir
+    videos = []
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        shutil.copy(folder / "good.mp4", folder / name)
+        videos.append(VideoConfig(folder / name, truth["wse_m"], max_frames=40))
+    one = process_batch(scaffold, videos, folder / "one", backend="numba")
+    lock, loading, most = threading.Lock(), [0], [0]
+    real = executors_mod.load_stack
+
+    def load(*args, **kwargs):  # counts the loads running at once
+        with lock:
+            loading[0] += 1
+            most[0] = max(most[0], loading[0])
+        try:
+            time.sleep(0.3)  # both prefetches start before either ends
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                loading[0] -= 1
+
+    monkeypatch.setattr(executors_mod, "load_stack", load)
+    monkeypatch.setenv("IVY_GPU_PREFETCH", "2")
+    two = process_batch(scaffold, videos, folder / "two", backend="numba")
+    assert most[0] == 2
+    assert [r.video_path.name for r in two.video_results] == ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    for a, b in zip(one.video_results, two.video_results, strict=True):
+        assert a.success and b.success and a.total_discharge == b.total_discharge
+        stem = a.video_path.stem
+        for name in ("stiv_results.csv", "discharge_table.csv"):
+            assert (folder / "one" / stem / name).read_bytes() == (
+                folder / "two" / stem / name
+            ).read_bytes()
+
+
+def test_a_bad_prefetch_setting_is_named_before_anything_is_written(batch_dir, monkeypatch):
+    from ivy_gpu import config
+
+    folder, scaffold, _ = batch_dir
+    monkeypatch.setenv("IVY_GPU_PREFETCH", "two")
+    with pytest.raises(ValueError, match="IVY_GPU_PREFETCH: a whole number of videos"):
+        config.prefetch_videos()
+    args = ["batch", str(scaffold), str(folder / "batch.csv"), "-o", str(folder / "out"),
+            "--backend", "numba"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "IVY_GPU_PREFETCH" in res.output
+    assert not (folder / "out").exists()
+    monkeypatch.setenv("IVY_GPU_PREFETCH", "0")
+    assert config.prefetch_videos() == 0
+
+
 def test_infinite_integers_in_a_batch_csv_fail_their_row_only(tmp_path):
     """``inf`` in an integer column was an OverflowError for the whole CSV (issue 24 item 7)."""
     (tmp_path / "b.csv").write_text(
