@@ -77,7 +77,7 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
     def direct_kernel():
         out = xp.empty((state["zt"].shape[0], 4), dtype=xp.float64)
         acf_direct_device.acf_direct_cuda(
-            state["zt"], t, op, *engine._plan_arrays(plan, t)[1:], state["vt"].astype(xp.uint8),
+            state["zt"], t, op, *engine._plan_arrays(plan, None), state["vt"].astype(xp.uint8),
             out, 0, sti_device.launch_block(acf_direct_device.DIRECT_BLOCK),
         )  # fmt: skip
         state["direct"] = out

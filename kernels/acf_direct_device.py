@@ -89,9 +89,9 @@ def ray_peaks_direct_xp(
 
 
 @cuda.jit(device=True, inline=True)
-def _at(z, s, row, t, p, t_len):  # pragma: no cover - device code
-    """``z[s, row, t]``, 0 past the last row or outside the clip's frames (the padding)."""
-    if row < p and 0 <= t < t_len:
+def _at(z, s, row, t, p):  # pragma: no cover - device code
+    """``z[s, row, t]``, 0 past the last row (``t`` is always a frame of the clip)."""
+    if row < p:
         return z[s, row, t]
     return np.float32(0.0)
 
@@ -130,16 +130,16 @@ def _direct_kernel(z, t_len, lx_max, lt_lo, n_lt, step, ptr, lag, w, valid, out)
             a3 = 0.0
             for t in range(max(0, -dt), min(t_len, t_len - dt)):
                 tb = t + dt
-                b0 = _at(z, s, lx0, tb, p, t_len)
-                b1 = _at(z, s, lx0 + 1, tb, p, t_len)
-                b2 = _at(z, s, lx0 + 2, tb, p, t_len)
+                b0 = _at(z, s, lx0, tb, p)
+                b1 = _at(z, s, lx0 + 1, tb, p)
+                b2 = _at(z, s, lx0 + 2, tb, p)
                 c0 = np.float32(0.0)
                 c1 = np.float32(0.0)
                 c2 = np.float32(0.0)
                 c3 = np.float32(0.0)
                 for row in range(p - lx0):
                     a = z[s, row, t]
-                    b3 = _at(z, s, row + lx0 + 3, tb, p, t_len)
+                    b3 = _at(z, s, row + lx0 + 3, tb, p)
                     c0 += a * b0
                     c1 += a * b1
                     c2 += a * b2

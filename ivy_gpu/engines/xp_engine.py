@@ -35,12 +35,11 @@ from ivy_gpu import config
 from ivy_gpu.engines import base
 from ivy_gpu.engines.base import Lines, PairLines, Taps, Window, as_taps, crop_blur, host_array
 from ivy_gpu.engines.upload import FrameUploader
-from ivy_gpu.engines.xp_probe import (  # noqa: F401 - GpuProbe and gpu_budget: the engine's API
+from ivy_gpu.engines.xp_probe import (  # noqa: F401 - GpuProbe: the engine's API
     GpuProbe,
     TimeLastCrop,
     current_stream,
     fused_kernel,
-    fused_twin,
     gpu_budget,
     probe,
 )
@@ -116,7 +115,7 @@ class XpEngine:
         #: Blocking host synchronizations so far (downloads and ``synchronize``), so a benchmark
         #: can count them per STIV call.
         self.syncs = 0
-        # (id(plan), n_fft or 0) -> (plan, its rays in device memory); holding the plan, no
+        # (id(plan), n_fft, 0 or None) -> (plan, its rays on the device); holding the plan, no
         # stale entry on id reuse. The full clip, the windows and the stride's steps.
         self._ray_arrays: dict[tuple[int, int], tuple[Any, Any]] = {}
         #: Device coordinates of the last few rectifiers: id -> (rectifier, coordinates). A
@@ -306,16 +305,19 @@ class XpEngine:
         """Raw STIs on the host, shape (n, P, T) float32."""
         return self.to_host(self._gather_device(stack, as_taps(taps)))
 
-    def _plan_arrays(self, plan: rays.AcfPlan, n_fft: int) -> Any:
+    def _plan_arrays(self, plan: rays.AcfPlan, n_fft: int | None) -> Any:
         """The plan's rays in device memory, kept per plan.
 
-        The window's lags and the sparse rays for the kernel (``n_fft`` > 0), the dense ray
-        matrix for the array code (``n_fft`` = 0).
+        The window's lags and the sparse rays for the ray kernel (``n_fft`` > 0), the sparse
+        rays alone for the direct kernel (``n_fft`` None), the dense ray matrix for the array
+        code (``n_fft`` = 0).
         """
         key = (id(plan), n_fft)
         if key not in self._ray_arrays:
             op = plan.operator
-            if n_fft:
+            if n_fft is None:
+                value = tuple(self.xp.asarray(a) for a in op.sparse)
+            elif n_fft:
                 arrays = (rays_device.window_lags(op, n_fft), *op.sparse)
                 value = tuple(self.xp.asarray(a) for a in arrays)
             else:
@@ -341,13 +343,14 @@ class XpEngine:
         groups = isinstance(plan, rays.PlanGroups)
         spans = plan.spans() if groups else [(0, base.len_of(taps), plan)]
         t = self._n_frames(stack)
-        direct = all(acf_direct_device.fits(p.operator) for *_, p in spans)
-        if self.acf_kernel == "direct" and direct:
+        if self.acf_kernel == "direct" and all(
+            acf_direct_device.fits(p.operator) for *_, p in spans
+        ):
             z, valid = self._stis(stack, taps, t, standardize=True)  # no padding
             out = xp.empty((z.shape[0], 4), dtype=xp.float64)
             for lo, hi, p in spans:
                 acf_direct_device.acf_direct_cuda(
-                    z[lo:hi], t, p.operator, *self._plan_arrays(p, t)[1:],
+                    z[lo:hi], t, p.operator, *self._plan_arrays(p, None),
                     valid[lo:hi].astype(xp.uint8), out[lo:hi], current_stream(xp),
                     sti_device.launch_block(acf_direct_device.DIRECT_BLOCK),
                 )  # fmt: skip

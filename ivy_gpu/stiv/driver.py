@@ -329,19 +329,17 @@ def apply_stride(
     k, limited = stride_for(slope, n_frames, params.num_pixels)
     fields = dict(fields, stride=np.ones(len(k), int), stride_limited=limited)
     slow = np.flatnonzero(k > 1)
+    if not slow.size:
+        return fields
     slow = slow[np.argsort(k[slow], kind="stable")]  # each step's nodes, then its lines, in a row
-    steps, first = np.unique(k[slow], return_index=True)
-    bounds = [*first.tolist(), slow.size]
-    calls = [range(len(steps))] if engine.device_lines else [[g] for g in range(len(steps))]
-    calls = [groups for groups in calls if len(groups)]
-    for groups in calls:
-        at = slice(bounds[groups[0]], bounds[groups[-1] + 1])
-        found = _strided_speeds(stack, nodes[slow[at]], fields["best_phi_ari"][slow[at]],
-                                k[slow[at]], params, pixel_gsd, d_t, engine)  # fmt: skip
-        g_nodes = slow[at]
+    calls = [slow] if engine.device_lines else [slow[k[slow] == s] for s in np.unique(k[slow])]
+    replaced = ("magnitude", "direction", "phi")
+    fields.update({name: fields[name].copy() for name in replaced})
+    for g_nodes in calls:
+        found = _strided_speeds(stack, nodes[g_nodes], fields["best_phi_ari"][g_nodes],
+                                k[g_nodes], params, pixel_gsd, d_t, engine)  # fmt: skip
         ok = np.isfinite(found["magnitude"])
-        for name in ("magnitude", "direction", "phi"):
-            fields[name] = fields[name].copy()
+        for name in replaced:
             fields[name][g_nodes[ok]] = found[name][ok]
         fields["stride"][g_nodes[ok]] = k[g_nodes[ok]]
         fields["stride_limited"][g_nodes[~ok]] = True  # no streak at this stride: kept as measured
