@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test lint bench clean gpu-check wheels
+.PHONY: demo test lint bench clean gpu-check wheels ptx-check
 
 # .base: the package alone (what the demo needs); .installed: with the dev extras (tests).
 $(VENV)/.base: pyproject.toml
@@ -25,6 +25,12 @@ demo: $(VENV)/.base
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules ivy_gpu
+
+# Every CUDA kernel compiled for sm_90 and assembled (NVVM and ptxas from the dev extra), with
+# the argument types the probe and the engine launch it with: what only a GPU's compiler
+# refuses, found without a GPU.
+ptx-check: $(VENV)/.installed
+	env -u NUMBA_ENABLE_CUDASIM $(PY) -m ivy_gpu.benchmarks.ptx_check
 
 # On a lent GPU machine (no registry): a fresh venv over the machine's python3 (its CuPy and
 # CUDA libraries), with the carried wheels (`make wheels` here) installed on top, so what runs

@@ -36,67 +36,19 @@ from typing import Any
 
 import numpy as np
 
+from ivy_gpu.benchmarks.gpu_variants import (  # noqa: F401 - the check's names, used by tests
+    DIRECT,
+    DIRECT_SIM,
+    PER_STI,
+    SHARED,
+    SHARED_SIM,
+    _engines,
+    _sizes,
+    _skipped,
+)
+
 #: Each step's time limit, seconds (the whole check stays under 8 minutes).
 LIMITS = {"env": 35, "tests": 135, "agree": 80, "stiv": 95, "rectify": 15, "batch": 120}
-
-
-def _engines(sim: bool) -> dict[str, Any]:
-    """The GPU engine variants to measure.
-
-    The kernels (cuFFT path), the kernels with the direct ACF window kernel
-    (``IVY_GPU_ACF=direct``), and the array code.
-    """
-    from ivy_gpu.engines.xp_engine import XpEngine
-
-    def direct(engine: XpEngine) -> XpEngine:
-        engine.acf_kernel = "direct"
-        return engine
-
-    if sim:
-        return {
-            "gpu-sim+cuda-kernels": XpEngine(np, use_cuda_kernels=True),
-            DIRECT_SIM: direct(XpEngine(np, use_cuda_kernels=True)),
-            "gpu-sim array code": XpEngine(np, use_cuda_kernels=False),
-        }
-    import cupy
-
-    from ivy_gpu.engines import backends
-
-    engine = backends.get_engine("cupy")
-    label = "cupy+cuda-kernels" if engine.path == "kernels" else f"cupy ({engine.path})"
-    out = {label: engine}
-    if engine.path == "kernels":
-        out[DIRECT] = direct(XpEngine(cupy, use_cuda_kernels=True))
-    out["cupy array code"] = XpEngine(cupy, use_cuda_kernels=False)
-    return out
-
-
-#: Labels of the direct ACF window variant (it runs the ACF method's lines that fit it).
-DIRECT, DIRECT_SIM = "cupy+cuda-kernels, direct ACF", "gpu-sim+cuda-kernels, direct ACF"
-
-
-#: The agreement cases the simulator runs the direct variant on (its time; a GPU runs them all).
-SIM_DIRECT_CASES = ("acf", "acf, stride (1 px/frame)")
-
-
-def _skipped(label: str, method: str, p: int, sim: bool, case: str | None = None) -> bool:
-    """Whether to leave out the direct variant's row.
-
-    On what it does not run (the gradient method, long lines) it is the cuFFT variant's code,
-    not measured twice; under the simulator it agrees on :data:`SIM_DIRECT_CASES` only.
-    """
-    if label not in (DIRECT, DIRECT_SIM):
-        return False
-    rehearsed = case is None or not sim or case in SIM_DIRECT_CASES
-    return method != "acf" or p > _sizes(sim)["p"] or not rehearsed
-
-
-def _sizes(sim: bool) -> dict[str, int]:
-    # long_p: the long search lines IVyTools sets on fine pixels (the numba engine's
-    # pixel-axis FFT path; the GPU's cross-spectra grow with P squared)
-    if sim:
-        return dict(frames=24, height=120, width=200, p=8, angles=5, long_p=12)
-    return dict(frames=300, height=1080, width=1920, p=32, angles=31, long_p=138)
 
 
 def extras_check(extra: str) -> list[dict]:
@@ -322,7 +274,7 @@ def step_stiv(sim: bool) -> dict:
             method=method,
         )
         for label, engine in engines.items():
-            if _skipped(label, method, p, sim):
+            if _skipped(label, method, p, sim, layout=layout):
                 continue
             host = []  # the call's host share: search lines, and their taps where the host
             for _ in range(3):  # computes them (the GPU engine's kernels take the geometry)

@@ -7,7 +7,9 @@ sums + peaks kernel or the array code it replaces (window copy, dense cuBLAS pro
 and the one download. The sum of the stages is what one chunk costs without launch overlap;
 the engine's own call (the stiv rows) can only be faster. Beside them, the direct path
 (``IVY_GPU_ACF=direct``, :mod:`ivy_gpu.kernels.acf_direct_device`): the fused gather without
-padding and the one kernel that sums each window, its rays and peak.
+padding and the one kernel that sums each window, its rays and peak; and the shared-memory
+FFT path (``IVY_GPU_ACF=shared``, :mod:`ivy_gpu.kernels.acf_shared_device`): the same
+gather, then one kernel that autocorrelates each STI in shared memory and takes its peak.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarray) -> dict:
     """``{stage: seconds}`` of one pass over ``grid``'s lines, plus ``pairs``."""
     from ivy_gpu.engines.xp_engine import XpEngine
-    from ivy_gpu.kernels import acf_direct_device, rays_device, sti_device
+    from ivy_gpu.kernels import acf_direct_device, acf_shared_device, rays_device, sti_device
     from ivy_gpu.kernels.rays import AcfPlan
     from ivy_gpu.params import StivParams
     from ivy_gpu.stiv.lines import line_geometry, pair_lines
@@ -82,12 +84,24 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
         )  # fmt: skip
         state["direct"] = out
 
+    twiddles = tuple(xp.asarray(a) for a in acf_shared_device.twiddles(
+        acf_shared_device.fft_size(op, t)))  # fmt: skip
+
+    def shared_kernel():
+        out = xp.empty((state["zt"].shape[0], 4), dtype=xp.float64)
+        acf_shared_device.acf_shared_cuda(
+            state["zt"], t, op, *twiddles, *engine._plan_arrays(plan, None),
+            state["vt"].astype(xp.uint8), out,
+        )  # fmt: skip
+        state["shared"] = out
+
     stages = {"fused gather + z-score": fused, "rFFT": rfft, "cross-spectra": cross,
               "irFFT": irfft, "ray sums + peaks kernel": ray_kernel,
               "(array code instead: window, GEMM, peaks)": ray_array_code,
               "download": download,
               "(direct path: fused gather + z-score, T columns)": direct_fused,
-              "(direct path: window sums + rays + peaks kernel)": direct_kernel}  # fmt: skip
+              "(direct path: window sums + rays + peaks kernel)": direct_kernel,
+              "(shared path: shared-memory FFT + rays + peaks kernel)": shared_kernel}  # fmt: skip
     out: dict[str, Any] = {"pairs": len(batch)}
     for name, fn in stages.items():
         times = []
@@ -103,16 +117,24 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
     out["direct_fits"] = acf_direct_device.fits(op)
     host_direct = engine.to_host(state["direct"])
     out["direct_same_rays"] = bool(np.array_equal(state["host"][:, 0], host_direct[:, 0]))
+    out["shared_fits"] = acf_shared_device.fits(op, t)
+    host_shared = engine.to_host(state["shared"])
+    out["shared_same_rays"] = bool(np.array_equal(state["host"][:, 0], host_shared[:, 0]))
     return out
 
 
 def stage_markdown(stages: dict) -> list[str]:
     """One line per stage (ms) and the sum of the kernel path's stages."""
-    keys = [k for k in stages if k not in ("pairs", "same_rays", "direct_fits", "direct_same_rays")]
+    flags = ("pairs", "same_rays", "direct_fits", "direct_same_rays", "shared_fits",
+             "shared_same_rays")  # fmt: skip
+    keys = [k for k in stages if k not in flags]
     path = [k for k in keys if not k.startswith("(")]
     total = sum(stages[k] for k in path)
     direct = [k for k in keys if k.startswith("(direct path")]
     d_total = sum(stages[k] for k in direct) + stages.get("download", 0.0)
+    shared = [k for k in keys if k.startswith("(shared path")]
+    s_total = sum(stages[k] for k in shared) + stages.get("download", 0.0)
+    s_total += sum(stages[k] for k in direct if "gather" in k)  # the same STIs
     head = f"Stages of one ACF pass on `grid` ({stages['pairs']} STIs, synchronized each):"
     lines = ["", head, ""]
     lines += [f"- {k}: {1e3 * stages[k]:.3f} ms" for k in keys]
@@ -126,6 +148,12 @@ def stage_markdown(stages: dict) -> list[str]:
             f"- sum of the direct path (its two stages and the download): {1e3 * d_total:.3f} ms "
             f"({stages['pairs'] / d_total:,.0f} STIs/s); it chose the cuFFT path's rays: "
             f"{stages.get('direct_same_rays')}"
+        ]
+    if shared:
+        lines += [
+            f"- sum of the shared-memory FFT path (the direct path's gather, its kernel, the "
+            f"download): {1e3 * s_total:.3f} ms ({stages['pairs'] / s_total:,.0f} STIs/s); it "
+            f"chose the cuFFT path's rays: {stages.get('shared_same_rays')}"
         ]
     return lines
 

@@ -39,10 +39,12 @@ CUDA_MAX_BLOCKS: int = 65535
 CUDA_KERNELS: str = os.environ.get("IVY_GPU_CUDA_KERNELS", "auto")
 
 #: How the GPU engine's kernels get each STI's autocorrelation window: "fft" (batched cuFFT,
-#: the cross-spectra kernel, then the ray kernel) or "direct" (one kernel per chunk sums the
-#: window, the rays and the peak: :mod:`ivy_gpu.kernels.acf_direct_device`; lines it does
-#: not fit keep the cuFFT path). "fft" until ``make gpu-check`` has measured both on a GPU
-#: (docs/benchmarks.md). Environment: ``IVY_GPU_ACF``.
+#: the cross-spectra kernel, then the ray kernel), "direct" (one kernel per chunk sums the
+#: window, the rays and the peak: :mod:`ivy_gpu.kernels.acf_direct_device`) or "shared" (one
+#: kernel per chunk autocorrelates each STI by an FFT in shared memory, then its rays and
+#: peak: :mod:`ivy_gpu.kernels.acf_shared_device`); lines a kernel does not fit keep the cuFFT
+#: path. "fft" until ``make gpu-check`` has measured them on a GPU (docs/benchmarks.md).
+#: Environment: ``IVY_GPU_ACF``.
 GPU_ACF: str = os.environ.get("IVY_GPU_ACF", "fft")
 
 #: Frames preallocated for the stack before it grows by doubling (never the whole clip up

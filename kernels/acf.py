@@ -25,6 +25,8 @@ import scipy.fft
 import scipy.signal
 from numba import cuda, njit, prange
 
+from ivy_gpu.kernels import cuda_jit
+
 
 def acf_full_numpy(z: np.ndarray) -> np.ndarray:
     """Full normalized autocorrelation of each STI (reference).
@@ -123,7 +125,7 @@ def cross_spectra_fft_xp(zf: Any, lx_max: int, xp: ModuleType) -> Any:
     return xp.ascontiguousarray(c).astype(xp.complex64)
 
 
-@cuda.jit(cache=True)  # compiled once per machine, not per process
+@cuda_jit.kernel(cuda_jit.ELEMENTWISE_BLOCK_MAX)
 def _cross_spectra_cuda_kernel(zf, lx_max, out):  # pragma: no cover - device code
     # one thread per (STI, lag, frequency), grid-stride; the sum over rows runs in a
     # fixed order, so results do not depend on the launch shape

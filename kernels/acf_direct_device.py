@@ -37,12 +37,15 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ivy_gpu.kernels import rays_device
-from ivy_gpu.kernels.rays import RayOperator, peaks_xp
+from ivy_gpu.kernels import cuda_jit, rays_device
+from ivy_gpu.kernels.rays import RayOperator
 from ivy_gpu.kernels.sti_device import block_sum
 
 #: Window values one block keeps in shared memory (the ray kernel's small variant).
 WIN = rays_device.WIN_SIZES[0]
+#: Rays one block scores (the ray kernel's); a name of this module, as the CUDA target sizes
+#: shared arrays only from a module's own constants, never from another module's attribute.
+THETA_MAX = rays_device.THETA_MAX
 #: Neighbouring pixel lags one thread sums (its registers), for one frame lag.
 LAGS_PER_THREAD = 4
 #: Threads per block (a power of two: the zero lag's tree reduction).
@@ -52,7 +55,7 @@ DIRECT_BLOCK = 128
 def fits(operator: RayOperator) -> bool:
     """Whether the operator's window and fan fit this kernel (else the cuFFT path)."""
     n_win = (operator.lx_max + 1) * operator.n_lt
-    return n_win <= WIN and operator.weights.shape[1] <= rays_device.THETA_MAX
+    return n_win <= WIN and operator.weights.shape[1] <= THETA_MAX
 
 
 def acf_window_direct_xp(z: Any, t_len: int, operator: RayOperator, xp: ModuleType = np) -> Any:
@@ -82,10 +85,9 @@ def ray_peaks_direct_xp(
     z: Any, t_len: int, operator: RayOperator, valid: Any, weights: Any, xp: ModuleType = np
 ) -> Any:
     """Reference twin of the kernel: ``(n, 4)`` float64 rows ``(idx, peak, before, after)``."""
-    win = acf_window_direct_xp(z, t_len, operator, xp)
-    f = win.reshape(win.shape[0], -1) @ weights
-    f = xp.where(xp.asarray(valid, dtype=bool)[:, None], f, xp.float32(np.nan))
-    return xp.stack([a.astype(xp.float64) for a in peaks_xp(f, xp)], axis=1)
+    return rays_device.window_peaks_xp(
+        acf_window_direct_xp(z, t_len, operator, xp), valid, weights, xp
+    )
 
 
 @cuda.jit(device=True, inline=True)
@@ -96,14 +98,14 @@ def _at(z, s, row, t, p):  # pragma: no cover - device code
     return np.float32(0.0)
 
 
-@cuda.jit(cache=True)
+@cuda_jit.kernel(DIRECT_BLOCK)
 def _direct_kernel(z, t_len, lx_max, lt_lo, n_lt, step, ptr, lag, w, valid, out):  # noqa: E501  # pragma: no cover
     n = z.shape[0]
     p = z.shape[1]
     tid = cuda.threadIdx.x
     nthreads = cuda.blockDim.x
     win = cuda.shared.array(WIN, np.float32)
-    f = cuda.shared.array(rays_device.THETA_MAX, np.float32)
+    f = cuda.shared.array(THETA_MAX, np.float32)
     acc = cuda.shared.array(DIRECT_BLOCK, np.float64)
     groups = (lx_max + LAGS_PER_THREAD) // LAGS_PER_THREAD  # of LAGS_PER_THREAD pixel lags
     units = groups * n_lt

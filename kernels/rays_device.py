@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from ivy_gpu.kernels import cuda_jit
 from ivy_gpu.kernels.rays import RayOperator, peaks_xp
 
 #: Shared window sizes of the compiled variants, float32 values: 16 KB (P = 32: 612 values;
@@ -66,19 +67,27 @@ def ray_peaks_xp(r: Any, operator: RayOperator, valid: Any, weights: Any, xp: Mo
     win = xp.take(r, lags, axis=-1).astype(xp.float32)
     zero = r[:, 0:1, 0:1].astype(xp.float32)
     zero = xp.where(zero > 0, zero, xp.asarray(np.float32(1.0)))
-    win = win / zero
+    return window_peaks_xp(win / zero, valid, weights, xp)
+
+
+def window_peaks_xp(win: Any, valid: Any, weights: Any, xp: ModuleType = np) -> Any:
+    """The peak rows ``(idx, peak, before, after)`` (float64) of normalised windows.
+
+    ``win`` (n, lx_max + 1, n_lt) float32, ``valid`` (n,) bool (an invalid STI's row is
+    ``(0, NaN, NaN, NaN)``), ``weights`` the dense ray matrix in ``xp``'s memory.
+    """
     f = win.reshape(win.shape[0], -1) @ weights
-    f = xp.where(valid[:, None], f, xp.float32(np.nan))
+    f = xp.where(xp.asarray(valid, dtype=bool)[:, None], f, xp.float32(np.nan))
     return xp.stack([a.astype(xp.float64) for a in peaks_xp(f, xp)], axis=1)
 
 
 # two kernels, one per shared window size (a closure would share one disk-cache entry)
-@cuda.jit(cache=True)  # compiled once per machine, not per process
+@cuda_jit.kernel(RAY_BLOCK)
 def _ray_peaks_small(r, lags, ptr, lag, w, valid, out):  # pragma: no cover - device code
     _ray_peaks(r, lags, ptr, lag, w, valid, out, cuda.shared.array(WIN_SIZES[0], np.float32))
 
 
-@cuda.jit(cache=True)
+@cuda_jit.kernel(RAY_BLOCK)
 def _ray_peaks_large(r, lags, ptr, lag, w, valid, out):  # pragma: no cover - device code
     _ray_peaks(r, lags, ptr, lag, w, valid, out, cuda.shared.array(WIN_SIZES[1], np.float32))
 

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda, njit, prange
 
+from ivy_gpu.kernels import cuda_jit
+
 #: A row is "constant" (no data) when its temporal standard deviation is below
 #: ``CONSTANT_ROW_STD * (1 + |mean|)``: above float32 rounding noise (an ulp of 120 is ~8e-6,
 #: and vectorized and scalar code round differently), far below any real texture.
@@ -301,7 +303,7 @@ def gather_numba(
     return out, valid
 
 
-@cuda.jit(cache=True)  # compiled once per machine, not per process
+@cuda_jit.kernel(cuda_jit.ELEMENTWISE_BLOCK_MAX)
 def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - device code
     # one thread per output value, frames fastest (coalesced writes); a grid-stride
     # loop, so the launch shape never depends on the chunk size (1-D grid limits)
@@ -328,7 +330,7 @@ def _gather_cuda_kernel(stack, x0, y0, fx, fy, out):  # pragma: no cover - devic
         )
 
 
-@cuda.jit(cache=True)  # compiled once per machine, not per process
+@cuda_jit.kernel(cuda_jit.ELEMENTWISE_BLOCK_MAX)
 def _standardize_cuda_kernel(sti, valid, min_std):  # pragma: no cover - device code
     # one thread per row (grid-stride); sums in float64, sequential in t: deterministic
     n, p, t_len = sti.shape
@@ -359,8 +361,11 @@ def launch_shape(total: int, block: int, max_blocks: int) -> tuple[int, int]:
     """``(blocks, threads)`` of a 1-D grid-stride launch over ``total`` items.
 
     The block count is capped (``config.CUDA_MAX_BLOCKS``), so no chunk size can exceed a
-    launch limit; the kernels loop over what one grid does not cover.
+    launch limit; the kernels loop over what one grid does not cover. ``block`` is at most
+    the element-wise kernels' launch bound (``cuda_jit.ELEMENTWISE_BLOCK_MAX``).
     """
+    if not 0 < block <= cuda_jit.ELEMENTWISE_BLOCK_MAX:
+        raise ValueError(f"block: 1 to {cuda_jit.ELEMENTWISE_BLOCK_MAX} threads, not {block}")
     return max(1, min(max_blocks, (total + block - 1) // block)), block
 
 

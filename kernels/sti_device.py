@@ -34,6 +34,7 @@ from types import ModuleType
 import numpy as np
 from numba import cuda
 
+from ivy_gpu.kernels import cuda_jit
 from ivy_gpu.kernels.sti import (
     CONSTANT_ROW_STD,
     bilinear_taps,
@@ -142,7 +143,7 @@ def gather_zscore_numpy(
     return out, valid
 
 
-@cuda.jit(cache=True)  # compiled once per machine, not per process
+@cuda_jit.kernel(FUSED_BLOCK)
 def _gather_zscore_kernel(
     tl,
     node_x,

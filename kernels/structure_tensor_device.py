@@ -25,6 +25,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ivy_gpu.kernels import cuda_jit
 from ivy_gpu.kernels.structure_tensor import BASELINE_PX, ITERATIONS, level_sizes, warp_cell
 
 #: Threads per block.
@@ -119,7 +120,7 @@ def _refine(sti, scratch, means, s, level, offset, p, t, u, k, acc, tid, nthread
     return u
 
 
-@cuda.jit(cache=True)  # compiled once per machine, not per process
+@cuda_jit.kernel(TENSOR_BLOCK)
 def _orientation_kernel(sti, sizes, offsets, scratch, valid, out):  # pragma: no cover
     n, p, t = sti.shape
     levels = sizes.shape[0]

@@ -152,18 +152,23 @@ def resolve_backend(name: str) -> str:
     return name
 
 
+#: What ``gpu_path`` adds for a per-STI ACF kernel (``IVY_GPU_ACF``).
+ACF_LABELS = {"direct": "direct ACF window", "shared": "shared-memory FFT ACF"}
+
+
 def gpu_path(backend: str) -> str | None:
     """What a result records about the GPU (``provenance.gpu_path`` in ``results.json``).
 
     The path the ``cupy`` engine ran (``"kernels"``, ``"kernels, direct ACF window"`` with
-    ``IVY_GPU_ACF=direct``, or ``"array code"``); ``"unusable: ..."`` naming the failure when
+    ``IVY_GPU_ACF=direct``, ``"kernels, shared-memory FFT ACF"`` with ``IVY_GPU_ACF=shared``,
+    or ``"array code"``); ``"unusable: ..."`` naming the failure when
     a GPU was found but failed its probe; None without a GPU.
     """
     if backend == "cupy":
         engine = get_engine("cupy")
         path = getattr(engine, "path", None)
-        direct = getattr(engine, "acf_kernel", "fft") == "direct"
-        return f"{path}, direct ACF window" if direct else path
+        acf = getattr(engine, "acf_kernel", "fft")
+        return f"{path}, {ACF_LABELS[acf]}" if acf in ACF_LABELS else path
     check = gpu_check()
     return f"unusable: {check.reason}" if check.found and not check.usable else None
 

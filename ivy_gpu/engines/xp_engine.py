@@ -46,6 +46,7 @@ from ivy_gpu.engines.xp_probe import (  # noqa: F401 - GpuProbe: the engine's AP
 from ivy_gpu.kernels import (
     acf,
     acf_direct_device,
+    acf_shared_device,
     rays,
     rays_device,
     sti,
@@ -59,10 +60,14 @@ from ivy_gpu.scaffold.rectify import Rectifier, moved_maps
 COORDS_KEPT = 4
 
 
+#: How the kernels may autocorrelate: cuFFT, the direct window sums, the shared-memory FFT.
+ACF_PATHS = ("fft", "direct", "shared")
+
+
 def acf_path(kernels: bool) -> str:
-    """``config.GPU_ACF`` checked: the direct window kernel only runs with the kernels."""
-    if config.GPU_ACF not in ("fft", "direct"):
-        raise ValueError(f"IVY_GPU_ACF: 'fft' or 'direct', not {config.GPU_ACF!r}")
+    """``config.GPU_ACF`` checked: the per-STI ACF kernels only run with the kernels."""
+    if config.GPU_ACF not in ACF_PATHS:
+        raise ValueError(f"IVY_GPU_ACF: one of {', '.join(ACF_PATHS)}, not {config.GPU_ACF!r}")
     return config.GPU_ACF if kernels else "fft"
 
 
@@ -110,7 +115,7 @@ class XpEngine:
         #: With the kernels, ``unit`` lines come as geometry and the fused kernel computes
         #: their taps on the device (:class:`~ivy_gpu.engines.base.PairLines`).
         self.device_lines = self.use_cuda_kernels
-        #: How the kernels autocorrelate (``config.GPU_ACF``): ``"fft"`` or ``"direct"``.
+        #: How the kernels autocorrelate (``config.GPU_ACF``): one of :data:`ACF_PATHS`.
         self.acf_kernel = acf_path(self.use_cuda_kernels)
         #: Blocking host synchronizations so far (downloads and ``synchronize``), so a benchmark
         #: can count them per STIV call.
@@ -118,6 +123,8 @@ class XpEngine:
         # (id(plan), n_fft, 0 or None) -> (plan, its rays on the device); holding the plan, no
         # stale entry on id reuse. The full clip, the windows and the stride's steps.
         self._ray_arrays: dict[tuple[int, int], tuple[Any, Any]] = {}
+        #: The shared-memory FFT kernel's twiddle tables on the device, per FFT length.
+        self._twiddles: dict[int, tuple[Any, Any]] = {}
         #: Device coordinates of the last few rectifiers: id -> (rectifier, coordinates). A
         #: batch loads the next video on another thread, maybe at another WSE, while this one
         #: is rectified: two sets of tables alternate without being uploaded again.
@@ -336,24 +343,21 @@ class XpEngine:
         With :class:`~ivy_gpu.kernels.rays.PlanGroups` every line is gathered and
         autocorrelated in the same launches (the longest FFT and the most pixel lags any
         plan needs: the lags read are the same) and each span gets its plan's rays.
-        With ``acf = "direct"`` (``config.GPU_ACF``) and windows that fit, one kernel sums
-        each STI's window, its rays and peak instead (:mod:`ivy_gpu.kernels.acf_direct_device`).
+        With ``acf = "direct"`` or ``"shared"`` (``config.GPU_ACF``) and lines that fit, one
+        kernel per span autocorrelates each STI (window sums,
+        :mod:`ivy_gpu.kernels.acf_direct_device`; an FFT in shared memory,
+        :mod:`ivy_gpu.kernels.acf_shared_device`) and takes its rays and peak instead.
         """
         xp = self.xp
         groups = isinstance(plan, rays.PlanGroups)
         spans = plan.spans() if groups else [(0, base.len_of(taps), plan)]
         t = self._n_frames(stack)
-        if self.acf_kernel == "direct" and all(
-            acf_direct_device.fits(p.operator) for *_, p in spans
-        ):
+        if self._per_sti_fits(spans, t):
             z, valid = self._stis(stack, taps, t, standardize=True)  # no padding
+            valid = valid.astype(xp.uint8)
             out = xp.empty((z.shape[0], 4), dtype=xp.float64)
             for lo, hi, p in spans:
-                acf_direct_device.acf_direct_cuda(
-                    z[lo:hi], t, p.operator, *self._plan_arrays(p, None),
-                    valid[lo:hi].astype(xp.uint8), out[lo:hi], current_stream(xp),
-                    sti_device.launch_block(acf_direct_device.DIRECT_BLOCK),
-                )  # fmt: skip
+                self._per_sti_launch(z[lo:hi], t, p, valid[lo:hi], out[lo:hi])
             return tuple(self.to_host(out).T)
         n_fft = max(p.operator.fft_length(t) for _, _, p in spans)
         lx_max = max(p.operator.lx_max for _, _, p in spans)
@@ -375,6 +379,31 @@ class XpEngine:
                     rows, op, valid[lo:hi], self._plan_arrays(p, 0), xp
                 )
         return tuple(self.to_host(out).T)
+
+    def _per_sti_fits(self, spans: list, t: int) -> bool:
+        """Whether a per-STI ACF kernel is on and every span's lines fit it."""
+        if self.acf_kernel == "direct":
+            return all(acf_direct_device.fits(p.operator) for *_, p in spans)
+        if self.acf_kernel == "shared":
+            return all(acf_shared_device.fits(p.operator, t) for *_, p in spans)
+        return False
+
+    def _per_sti_launch(self, z: Any, t: int, plan: rays.AcfPlan, valid: Any, out: Any) -> None:
+        """One span's STIs through the direct or the shared-memory FFT kernel into ``out``."""
+        stream = current_stream(self.xp)
+        arrays = self._plan_arrays(plan, None)
+        if self.acf_kernel == "direct":
+            acf_direct_device.acf_direct_cuda(
+                z, t, plan.operator, *arrays, valid, out, stream,
+                sti_device.launch_block(acf_direct_device.DIRECT_BLOCK),
+            )  # fmt: skip
+            return
+        n = acf_shared_device.fft_size(plan.operator, t)
+        if n not in self._twiddles:
+            self._twiddles[n] = tuple(self.xp.asarray(a) for a in acf_shared_device.twiddles(n))
+        acf_shared_device.acf_shared_cuda(
+            z, t, plan.operator, *self._twiddles[n], *arrays, valid, out, stream
+        )
 
     def gradient_scores(self, stack: Any, taps: Lines):
         """Structure-tensor ``(slope px/frame, coherence)`` per STI on the host (one download).

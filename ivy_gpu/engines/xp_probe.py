@@ -22,6 +22,7 @@ from ivy_gpu.engines.base import PairLines, host_array
 from ivy_gpu.kernels import (
     acf,
     acf_direct_device,
+    acf_shared_device,
     rays,
     rays_device,
     sti,
@@ -133,6 +134,18 @@ def _probe_kernels(xp: ModuleType) -> None:
             got[:, 1:], want_direct[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True
         ):
             raise RuntimeError("direct ACF window kernel gave wrong values")
+        step = "shared-memory FFT ACF"
+        got = xp.empty((3, 4), dtype=xp.float64)
+        tw = acf_shared_device.twiddles(acf_shared_device.fft_size(op, 8))
+        acf_shared_device.acf_shared_cuda(
+            xp.asarray(z), 8, op, *(xp.asarray(a) for a in (*tw, *op.sparse)),
+            xp.asarray(ok.astype(np.uint8)), got, stream,
+        )  # fmt: skip
+        got = host_array(got)
+        if not np.array_equal(got[:, 0], want_direct[:, 0]) or not np.allclose(
+            got[:, 1:], want_direct[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True
+        ):
+            raise RuntimeError("shared-memory FFT ACF kernel gave wrong values")
         step = "structure tensor"
         raw = np.cumsum(rng.standard_normal((2, 18, 12)), axis=1).astype(np.float32)
         slope, coherence = structure_tensor.orientation_numba(raw)
@@ -190,7 +203,7 @@ def probe(xp: ModuleType) -> GpuProbe:
         return GpuProbe(False, "unusable", detail)
     kernels = (
         "fused gather + z-score, z-score, cross-spectra, ray peaks, direct ACF window, "
-        "structure tensor kernels"
+        "shared-memory FFT ACF, structure tensor kernels"
     )
     return GpuProbe(True, "kernels", f"{kernels}, {libs}")
 

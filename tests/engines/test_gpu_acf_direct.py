@@ -15,27 +15,11 @@ from ivy_gpu.kernels import acf, acf_direct_device, rays_device
 from ivy_gpu.kernels.rays import AcfPlan
 
 
-def _stis(n: int, p: int, t: int, pad: int, seed: int) -> np.ndarray:
-    """Row-z-scored STIs of streaks (a smooth random texture moving 0.4 to 1.6 px per frame,
-    one speed per STI, plus noise), zero-padded by ``pad`` frames (the fused kernel's output)."""
-    rng = np.random.default_rng(seed)
-    z = np.empty((n, p, t))
-    for s, v in enumerate(np.linspace(0.4, 1.6, n)):
-        band = np.convolve(rng.standard_normal(p + 2 * t + 8), np.ones(4) / 4, mode="same")
-        pos = np.arange(p)[:, None] + t + 1 - v * np.arange(t)[None, :]
-        z[s] = np.interp(pos, np.arange(band.size), band)
-    z += 0.1 * rng.standard_normal(z.shape)
-    z = z.astype(np.float32)
-    z -= z.mean(axis=-1, keepdims=True)
-    z /= z.std(axis=-1, ddof=1, keepdims=True)
-    return np.concatenate([z, np.zeros((n, p, pad), np.float32)], axis=-1)
-
-
 @pytest.mark.parametrize("lag_step", [1, 3])
-def test_direct_sums_are_the_fft_paths_window(lag_step):
+def test_direct_sums_are_the_fft_paths_window(lag_step, streak_stis):
     t = 60
     op = AcfPlan.build(8, t // lag_step, 0.5, 2.0, lag_step).operator
-    z = _stis(3, 8, t, pad=5, seed=lag_step)
+    z = streak_stis(3, 8, t, pad=5, seed=lag_step)
     want = acf.acf_window_xp(z[..., :t], op.lx_max, op.lt_lo, op.lt_hi, np, np.fft,
                              lag_step=lag_step)  # fmt: skip
     got = acf_direct_device.acf_window_direct_xp(z, t, op)
@@ -52,10 +36,10 @@ def _kernel(z, t, op, valid, block=4):
 
 
 @pytest.mark.parametrize("lag_step", [1, 2])
-def test_the_kernel_equals_its_twin_and_the_fft_paths_rays(lag_step):
+def test_the_kernel_equals_its_twin_and_the_fft_paths_rays(lag_step, streak_stis):
     t = 24
     op = AcfPlan.build(8, t // lag_step, 0.5, 2.0, lag_step).operator
-    z = _stis(4, 8, t, pad=3, seed=10 + lag_step)
+    z = streak_stis(4, 8, t, pad=3, seed=10 + lag_step)
     z[1, 2] = 0.0  # a constant row: invalid, as the fused kernel flags it
     valid = np.array([True, False, True, True])
     got = _kernel(z, t, op, valid)
@@ -71,13 +55,13 @@ def test_the_kernel_equals_its_twin_and_the_fft_paths_rays(lag_step):
     np.testing.assert_allclose(got[:, 1:], fft_path[:, 1:], rtol=1e-5, atol=1e-6)
 
 
-def test_one_thread_or_four_per_block():
+def test_one_thread_or_four_per_block(streak_stis):
     """The lag groups and the zero lag's reduction split over 1 or 4 threads: same rays, same
     values to float rounding (the engine runs one block size per device: its own rows are
     the same every run)."""
     t = 20
     op = AcfPlan.build(6, t, 0.5, 3.0).operator
-    z = _stis(3, 6, t, pad=0, seed=3)
+    z = streak_stis(3, 6, t, pad=0, seed=3)
     valid = np.ones(3, bool)
     one, four = _kernel(z, t, op, valid, block=1), _kernel(z, t, op, valid, block=4)
     assert np.array_equal(one[:, 0], four[:, 0])
@@ -99,34 +83,23 @@ def test_what_does_not_fit_is_refused():
         _kernel(np.zeros((1, 6, 20), np.float32), 20, small, np.ones(1, bool), block=3)
 
 
-def test_the_engine_scores_with_the_direct_kernel_when_asked(monkeypatch):
+def test_the_engine_scores_with_the_direct_kernel_when_asked(
+    monkeypatch, count_launches, two_speed_stride
+):
     """``IVY_GPU_ACF=direct``: the full fan and the stride's steps through the direct kernel
     (no cross-spectra or ray kernel launched), per node as the numpy engine."""
     from ivy_gpu import config
     from ivy_gpu.engines.xp_engine import XpEngine
     from ivy_gpu.params import StivParams
     from ivy_gpu.stiv.driver import run_stiv
-    from ivy_gpu.synthetic.scenes import advected_texture
 
-    calls = {"direct": 0, "cross": 0, "rays": 0}
-    for key, module, name in (("direct", acf_direct_device, "acf_direct_cuda"),
-                              ("cross", acf, "cross_spectra_cuda"),
-                              ("rays", rays_device, "ray_peaks_cuda")):  # fmt: skip
-        real = getattr(module, name)
-
-        def counted(*a, _key=key, _real=real, **k):
-            calls[_key] += 1
-            return _real(*a, **k)
-
-        monkeypatch.setattr(module, name, counted)
+    calls = count_launches({"direct": (acf_direct_device, "acf_direct_cuda"),
+                            "cross": (acf, "cross_spectra_cuda"),
+                            "rays": (rays_device, "ray_peaks_cuda")})  # fmt: skip
     monkeypatch.setattr(config, "GPU_ACF", "direct")
     engine = XpEngine(np, use_cuda_kernels=True)
     assert engine.acf_kernel == "direct"
-    monkeypatch.setattr(config, "STRIDE_MIN_FRAMES", 16)  # k = 4 from 64 frames (simulator time)
-    left = advected_texture((64, 36, 30), speed_px=0.5, direction_geo=90.0, seed=3)
-    right = advected_texture((64, 36, 30), speed_px=0.9, direction_geo=90.0, seed=4)
-    stack = np.concatenate([left, right], axis=2)
-    x, y = np.array([14.0, 46.0]), np.array([18.0, 18.0])
+    stack, x, y = two_speed_stride(64)  # k = 4 from 64 frames
     params = StivParams(num_pixels=8, phi_origin=90.0, d_phi=3, phi_range=6, stride=True)
     ref = run_stiv(stack, x, y, params, backend="numpy", pixel_gsd=1.0, d_t=1.0)
     got = run_stiv(stack, x, y, params, backend=engine, pixel_gsd=1.0, d_t=1.0)
@@ -146,7 +119,7 @@ def test_an_unknown_acf_setting_is_named(monkeypatch):
     from ivy_gpu.engines.xp_engine import XpEngine
 
     monkeypatch.setattr(config, "GPU_ACF", "radix")
-    with pytest.raises(ValueError, match="IVY_GPU_ACF: 'fft' or 'direct', not 'radix'"):
+    with pytest.raises(ValueError, match="IVY_GPU_ACF: one of fft, direct, shared, not 'radix'"):
         XpEngine(np, use_cuda_kernels=True)
     monkeypatch.setattr(config, "GPU_ACF", "direct")
     assert XpEngine(np, use_cuda_kernels=False).acf_kernel == "fft"  # array code: no kernels
@@ -165,20 +138,15 @@ def test_results_record_the_direct_path(monkeypatch):
 
 # ------------------------------------------------------------------ real GPU only
 @pytest.mark.gpu
-def test_the_direct_kernel_on_the_device_at_the_real_size(monkeypatch):
+def test_the_direct_kernel_on_the_device_at_the_real_size(per_sti_path_on_device, streak_stis):
     """The kernel as NVVM compiles it (shared arrays, 128-thread blocks), 2,000 STIs of
     P = 32, T = 300 against its twin; then the engine's direct path end to end, which must
     launch it (a fallback to the cuFFT path cannot pass)."""
     import cupy
 
-    from ivy_gpu.engines.xp_engine import XpEngine
-    from ivy_gpu.params import StivParams
-    from ivy_gpu.stiv.driver import run_stiv
-    from ivy_gpu.synthetic.scenes import advected_texture
-
     t = 300
     op = AcfPlan.build(32, t, 0.5, 0.5).operator
-    z = _stis(2000, 32, t, pad=0, seed=7)
+    z = streak_stis(2000, 32, t, pad=0, seed=7)
     valid = np.ones(2000, bool)
     valid[5] = False
     ptr, lag, w = (cupy.asarray(a) for a in op.sparse)
@@ -191,18 +159,4 @@ def test_the_direct_kernel_on_the_device_at_the_real_size(monkeypatch):
     np.testing.assert_allclose(got[:100, 1:], want[:, 1:], rtol=1e-5, atol=1e-6)
     assert np.isfinite(got[:, 1]).sum() == 1999 and (got[:, 0] >= 0).all()
 
-    launches = []
-    real = acf_direct_device.acf_direct_cuda
-    monkeypatch.setattr(acf_direct_device, "acf_direct_cuda",
-                        lambda *a, **k: launches.append(1) or real(*a, **k))  # fmt: skip
-    engine = XpEngine(cupy, use_cuda_kernels=True)
-    engine.acf_kernel = "direct"
-    stack = advected_texture((300, 120, 160), speed_px=1.3, direction_geo=75.0, seed=6)
-    params = StivParams(num_pixels=32, phi_origin=75.0, d_phi=1, phi_range=10, refine=True)
-    x, y = np.linspace(40, 120, 5), np.full(5, 60.0)
-    kw = dict(pixel_gsd=1.0, d_t=1.0)
-    ref = run_stiv(stack, x, y, params, backend="numba", **kw)
-    got = run_stiv(cupy.asarray(stack), x, y, params, backend=engine, **kw)
-    assert launches  # the direct path ran
-    np.testing.assert_array_equal(got.best_phi_ari, ref.best_phi_ari)
-    np.testing.assert_allclose(got.magnitude, ref.magnitude, rtol=1e-5)
+    per_sti_path_on_device("direct", acf_direct_device, "acf_direct_cuda")

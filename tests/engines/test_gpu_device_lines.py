@@ -54,22 +54,14 @@ def test_geometry_gives_the_host_taps_bit_for_bit(interpolation, own_angles):
         pair_lines(compat, params)
 
 
-def _spy(monkeypatch) -> dict[str, int]:
+@pytest.fixture
+def spy(count_launches) -> dict[str, int]:
     """Count the fused kernel's launches, the engine's host-taps gathers, the ray and tensor
     kernels' launches."""
-    calls = {"fused": 0, "gather": 0, "rays": 0, "tensor": 0}
-    watched = [("fused", sti_device, "gather_zscore_cuda"), ("gather", XpEngine, "_gather_device"),
-               ("rays", rays_device, "ray_peaks_cuda"),
-               ("tensor", structure_tensor_device, "orientation_cuda")]  # fmt: skip
-    for key, module, name in watched:
-        real = getattr(module, name)
-
-        def counted(*a, _key=key, _real=real, **k):
-            calls[_key] += 1
-            return _real(*a, **k)
-
-        monkeypatch.setattr(module, name, counted)
-    return calls
+    return count_launches({"fused": (sti_device, "gather_zscore_cuda"),
+                           "gather": (XpEngine, "_gather_device"),
+                           "rays": (rays_device, "ray_peaks_cuda"),
+                           "tensor": (structure_tensor_device, "orientation_cuda")})  # fmt: skip
 
 
 def _per_node(ref, got, rtol=1e-4):
@@ -88,14 +80,14 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_the_engine_scores_geometry_with_the_fused_kernel(texture_factory, monkeypatch, case):
+def test_the_engine_scores_geometry_with_the_fused_kernel(texture_factory, monkeypatch, case, spy):
     _cuda()
     stack = texture_factory((16, 40, 44), 1.1, 70.0, seed=6)
     x, y = np.array([14.0, 22.0, 30.0, 41.0]), np.array([20.0, 18.0, 22.0, 20.0])
     params = StivParams(num_pixels=8, phi_origin=70.0, d_phi=4, phi_range=8, **case)
     kw = dict(pixel_gsd=0.1, d_t=0.1)
     ref = run_stiv(stack, x, y, params, backend="numpy", return_sti=True, **kw)
-    calls = _spy(monkeypatch)
+    calls = spy
     engine = XpEngine(np, use_cuda_kernels=True)
     assert engine.device_lines
     got = run_stiv(stack, x, y, params, backend=engine, return_sti=True, **kw)
@@ -108,20 +100,20 @@ def test_the_engine_scores_geometry_with_the_fused_kernel(texture_factory, monke
     assert np.allclose(got.sti, ref.sti, atol=1e-4, equal_nan=True)
 
 
-def test_compat_lines_keep_the_host_taps(texture_factory, monkeypatch):
+def test_compat_lines_keep_the_host_taps(texture_factory, monkeypatch, spy):
     _cuda()
     stack = texture_factory((16, 40, 44), 1.1, 70.0, seed=6)
     x, y = np.array([14.0, 22.0]), np.array([20.0, 18.0])
     params = StivParams(num_pixels=8, phi_origin=70.0, d_phi=4, phi_range=8,
                         search_line="ivytools", interpolation="nearest")  # fmt: skip
     ref = run_stiv(stack, x, y, params, backend="numpy", pixel_gsd=0.1, d_t=0.1)
-    calls = _spy(monkeypatch)
+    calls = spy
     got = run_stiv(stack, x, y, params, backend=XpEngine(np, True), pixel_gsd=0.1, d_t=0.1)
     assert calls == {"fused": 0, "gather": 1, "rays": 1, "tensor": 0}
     _per_node(ref, got)
 
 
-def test_stride_and_windows_read_the_time_last_crop(monkeypatch):
+def test_stride_and_windows_read_the_time_last_crop(monkeypatch, spy):
     """A temporal stride (lags k frames apart) and time windows (views of the crop in time)."""
     from ivy_gpu.synthetic.scenes import advected_texture
 
@@ -129,7 +121,7 @@ def test_stride_and_windows_read_the_time_last_crop(monkeypatch):
     stack = advected_texture((48, 36, 36), speed_px=0.5, direction_geo=80.0, seed=3)
     x, y = np.array([16.0, 20.0]), np.array([18.0, 21.0])
     params = StivParams(num_pixels=8, phi_origin=80.0, d_phi=3, phi_range=6, stride=False)
-    calls = _spy(monkeypatch)
+    calls = spy
     engine = XpEngine(np, use_cuda_kernels=True)
     kw = dict(pixel_gsd=1.0, d_t=2.0, lag_step=2)
     _per_node(run_stiv(stack, x, y, params, backend="numpy", **kw),
@@ -159,7 +151,7 @@ def test_lines_in_time_windows_have_no_host_taps():
         win.taps()
 
 
-def test_the_strides_steps_are_scored_in_one_call(monkeypatch):
+def test_the_strides_steps_are_scored_in_one_call(monkeypatch, spy):
     """Slow nodes needing two different steps k: one crop, one fused gather and one ray launch
     per step, against the numpy engine's call per step."""
     from ivy_gpu.synthetic.scenes import advected_texture
@@ -173,7 +165,7 @@ def test_the_strides_steps_are_scored_in_one_call(monkeypatch):
     kw = dict(pixel_gsd=1.0, d_t=1.0)
     ref = run_stiv(stack, x, y, params, backend="numpy", **kw)
     assert ref.stride[0] > ref.stride[1] > 1  # two steps (k = 4 and 3 on these short lines)
-    calls = _spy(monkeypatch)
+    calls = spy
     prepares = []
     real_prepare = XpEngine.prepare
 

@@ -27,6 +27,7 @@ from ivy_gpu.engines.xp_engine import GpuProbe, XpEngine
 from ivy_gpu.kernels import (
     acf,
     acf_direct_device,
+    acf_shared_device,
     rays_device,
     sti,
     sti_device,
@@ -85,7 +86,7 @@ NO_CUFFT = ImportError("libcufft.so.12: cannot open shared object file: No such 
 def test_the_probe_runs_every_kernel_in_the_simulator(fresh):
     kernels = (
         "fused gather + z-score, z-score, cross-spectra, ray peaks, direct ACF window, "
-        "structure tensor kernels"
+        "shared-memory FFT ACF, structure tensor kernels"
     )
     assert xp_engine.probe(np) == GpuProbe(True, "kernels", f"{kernels}, scipy.fft and BLAS ran")
 
@@ -103,6 +104,7 @@ KERNELS = [(sti, "standardize_cuda", "z-score", "sti"),
            (acf, "cross_spectra_cuda", "cross-spectra", "out"),
            (rays_device, "ray_peaks_cuda", "ray sums + peaks", "out"),
            (acf_direct_device, "acf_direct_cuda", "direct ACF window", "out"),
+           (acf_shared_device, "acf_shared_cuda", "shared-memory FFT ACF", "out"),
            (structure_tensor_device, "orientation_cuda", "structure tensor", "out")]  # fmt: skip
 
 

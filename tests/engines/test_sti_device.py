@@ -142,8 +142,11 @@ def test_gpu_check_times_every_stage_of_the_kernel_path():
     r = stage_rows(True, s, gpu_check._stack(True), gpu_check._layout("grid", True))
     assert r["pairs"] == 4 and r["same_rays"]
     assert r["direct_fits"] and r["direct_same_rays"]  # the direct path: the same rays
-    stages = [k for k in r if k not in ("pairs", "same_rays", "direct_fits", "direct_same_rays")]
-    assert len(stages) == 9 and all(r[k] > 0 for k in stages)
+    assert r["shared_fits"] and r["shared_same_rays"]  # the shared-memory FFT path: the same
+    flags = ("pairs", "same_rays", "direct_fits", "direct_same_rays", "shared_fits",
+             "shared_same_rays")  # fmt: skip
+    stages = [k for k in r if k not in flags]
+    assert len(stages) == 10 and all(r[k] > 0 for k in stages)
     text = "\n".join(stage_markdown(r))
     assert "- ray sums + peaks kernel:" in text and "sum of the kernel path" in text
-    assert "sum of the direct path" in text
+    assert "sum of the direct path" in text and "sum of the shared-memory FFT path" in text
