@@ -62,6 +62,12 @@ RECTIFIER_CACHE_SIZE: int = 8
 #: since the last sample redone (frames/stack.py, _Tracker). 1 estimates every frame.
 MOTION_SAMPLE_STEP: int = 8
 
+#: Who tracks the stable region's corners for the camera-motion estimate: "opencv" (OpenCV's
+#: pyramidal Lucas-Kanade on the CPU, the default) or "array" (the same algorithm as array
+#: code on the engine's namespace: on the GPU engine, CuPy on the device;
+#: :mod:`ivy_gpu.frames.track_xp`). Environment: ``IVY_GPU_MOTION`` (:func:`motion_tracker`).
+MOTION_TRACKERS = ("opencv", "array")
+
 #: Videos decoded ahead of the one being analysed in a local batch, each on its own thread: 2
 #: or more run several decoders at once (a GPU box where one decoder cannot keep the engine
 #: busy; each holds a stack in memory). Environment: ``IVY_GPU_PREFETCH``
@@ -122,6 +128,20 @@ def prefetch_videos() -> int:
     if not text.strip().isdigit():
         raise ValueError(f"IVY_GPU_PREFETCH: a whole number of videos (0 or more), not {text!r}")
     return int(text)
+
+
+def motion_tracker() -> str:
+    """Who tracks camera motion: ``IVY_GPU_MOTION`` if set, else ``"opencv"``.
+
+    Raises
+    ------
+    ValueError
+        ``IVY_GPU_MOTION`` is not one of :data:`MOTION_TRACKERS`.
+    """
+    text = os.environ.get("IVY_GPU_MOTION", MOTION_TRACKERS[0])
+    if text not in MOTION_TRACKERS:
+        raise ValueError(f"IVY_GPU_MOTION: one of {', '.join(MOTION_TRACKERS)}, not {text!r}")
+    return text
 
 
 def gpu_chunk_bytes() -> int:

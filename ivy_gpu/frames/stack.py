@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from ivy_gpu.frames.stabilize import (
     stable_mask,
     summarize,
 )
+from ivy_gpu.frames.track_xp import ArrayTracker
 from ivy_gpu.frames.video import FrameReader, frame_interval
 from ivy_gpu.hydraulics.grid import place_nodes
 from ivy_gpu.params import MIN_FRAMES, StivParams
@@ -200,7 +202,12 @@ def load_stack(
     rows, cols = tables.output_shape
     expected = reader.expected_frames()
     first = None
-    tracker = _Tracker(scaffold, rect, stabilize) if stabilize is not None else None
+    tracker = None
+    if stabilize is not None:
+        try:
+            tracker = _Tracker(scaffold, rect, stabilize, getattr(engine, "xp", np))
+        except ValueError as exc:  # IVY_GPU_MOTION
+            raise StageError("read", str(exc)) from None
     stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
     times = []
     try:
@@ -271,9 +278,12 @@ class _Tracker:
     steps is corrected frame by frame exactly as when every frame is estimated.
     """
 
-    def __init__(self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str) -> None:
+    def __init__(
+        self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str, xp: ModuleType = np
+    ) -> None:
         self.scaffold, self.rect, self.mode = scaffold, rect, mode
-        self.estimator: MotionEstimator | None = None
+        self.xp, self.how = xp, config.motion_tracker()
+        self.estimator: MotionEstimator | ArrayTracker | None = None
         self.shifts: list[float] = []
         self.rotations: list[float] = []
         self.inliers: list[float] = []
@@ -297,7 +307,11 @@ class _Tracker:
     def tables(self, luma: np.ndarray, tables: Rectifier, index: int = 0) -> Rectifier:
         """The tables for frame ``index`` (the reference's, or composed with its motion)."""
         if self.estimator is None:
-            self.estimator = MotionEstimator(luma, self._stable(luma.shape))
+            stable = self._stable(luma.shape)
+            if self.how == "array":  # on the engine's namespace: the device for the GPU engine
+                self.estimator = ArrayTracker(luma, stable, self.xp)
+            else:
+                self.estimator = MotionEstimator(luma, stable)
             return tables
         if self.every > 1:  # auto, still sampling
             self.seen += 1

@@ -97,6 +97,7 @@ class LocalExecutor:
         self.prefetch = prefetch
         #: Videos decoded ahead at once (read here: a bad setting fails before any output).
         self.depth = config.prefetch_videos() if prefetch else 0
+        config.motion_tracker()  # a bad IVY_GPU_MOTION is named before any video runs
         self.stage_progress = stage_progress
         self.defer_figures = defer_figures
         self._stopped = False

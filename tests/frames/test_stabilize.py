@@ -32,6 +32,19 @@ def jitter(n: int, seed: int = 3) -> list[np.ndarray]:
     return out
 
 
+def _shaken(frames: list[np.ndarray], moves: list[np.ndarray]):
+    """Each frame moved by its similarity: ``(moved frame, the similarity)``."""
+    for f, a in zip(frames, moves, strict=True):
+        yield cv2.warpAffine(f, a, (1280, 720), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT), a  # fmt: skip
+
+
+def _squared_residual(p: np.ndarray, a: np.ndarray, a_true: np.ndarray) -> float:
+    """Mean squared distance (px^2) between the points moved by ``a`` and by the truth."""
+    diff = (p @ a[:, :2].T + a[:, 2]) - (p @ a_true[:, :2].T + a_true[:, 2])
+    return float(np.mean(np.sum(diff**2, axis=1)))
+
+
 @pytest.fixture(scope="module")
 def shaky_site(tmp_path_factory):
     d = tmp_path_factory.mktemp("shaky")
@@ -57,14 +70,10 @@ def test_motion_estimate_matches_the_jitter_on_stable_ground(shaky_site, scale):
     assert est.scale == (scale or 1.0) and len(est.points) > 100
     p = est.points.reshape(-1, 2).astype(float)
     errors = []
-    for f, a_true in zip(frames[1:], moves[1:20], strict=True):
-        moved = cv2.warpAffine(
-            f, a_true, (1280, 720), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        )
+    for moved, a_true in _shaken(frames[1:], moves[1:20]):
         a, inliers = est.estimate(moved)
         assert inliers > 0.8
-        diff = (p @ a[:, :2].T + a[:, 2]) - (p @ a_true[:, :2].T + a_true[:, 2])
-        errors.append(np.mean(np.sum(diff**2, axis=1)))
+        errors.append(_squared_residual(p, a, a_true))
     assert math.sqrt(np.mean(errors)) <= 0.1  # residual motion after correction, px RMS
 
 
@@ -156,3 +165,63 @@ def test_sampling_corrects_every_frame_that_tracking_all_would(shaky_site, bumpe
     assert abs(sampled.total_discharge / truth["discharge_m3s"] - 1) <= 0.01
     if clip == "bumped.mp4":  # 3 still samples (frames 8, 16, 24), then frames 25..119
         assert sampled.motion["frames"] == 3 + (119 - 24)
+
+
+# ------------------------------------------------- the same tracking as array code (GPU path)
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_the_array_tracker_follows_the_jitter_as_opencv_does(shaky_site, scale):
+    """ArrayTracker (issue 25 item 4: the estimate on the device) on NumPy: the same corners,
+    each tracked to within 0.05 px of OpenCV's Lucas-Kanade (median), every corner held, and
+    the same residual bound after correction as the default estimator."""
+    from ivy_gpu.frames.track_xp import ArrayTracker
+
+    d, truth, moves = shaky_site
+    scaffold = load_scaffold(d / "site.ivy")
+    stable = stable_mask(rectifier_for(scaffold, truth["wse_m"]), scaffold.cross_section_line)
+    frames = list(Site(SPEC).render(n_frames=12))
+    cv_est = MotionEstimator(frames[0], stable, scale)
+    est = ArrayTracker(frames[0], stable, np, scale)
+    assert np.array_equal(est.points, cv_est.points) and est.scale == cv_est.scale
+    p = est.points.reshape(-1, 2).astype(float)
+    errors = []
+    for moved, a_true in _shaken(frames[1:], moves[1:12]):
+        pts, held = est.track(moved)
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(
+            cv_est._ref, cv_est._scaled(moved), cv_est._pts, None,
+            winSize=(cv_est.window, cv_est.window), maxLevel=cv_est.levels,
+        )  # fmt: skip
+        both = held & (status.ravel() == 1)
+        assert held.mean() >= 0.99 and both.mean() >= 0.98
+        gap = np.hypot(*(pts[both] - cv_est._from_scaled(nxt).reshape(-1, 2)[both]).T)
+        assert np.median(gap) < 0.05  # per corner, not on average alone:
+        assert np.mean(gap < 0.5) >= 0.98  # nearly every corner where OpenCV put it
+        a, inliers = est.estimate(moved)
+        assert inliers > 0.8
+        errors.append(_squared_residual(p, a, a_true))
+    assert math.sqrt(np.mean(errors)) <= 0.1  # residual motion after correction, px RMS
+
+
+def test_the_array_tracker_stabilizes_a_shaky_video_to_the_truth(shaky_site, monkeypatch):
+    """``IVY_GPU_MOTION=array`` end to end: Q within 0.5 % of the truth (issue 25), the same
+    frames corrected as with OpenCV's tracker, and the tracker ran on the engine's namespace."""
+    from ivy_gpu.frames import stack as stack_mod
+    from ivy_gpu.frames.track_xp import ArrayTracker
+
+    d, truth, _ = shaky_site
+    kw = dict(backend="numba", figures=False)
+    opencv = process_video(d / "site.ivy", d / "shaky.mp4", truth["wse_m"], **kw)
+    made = []
+    real = ArrayTracker.__init__
+
+    def spy(self, *a, **k):
+        made.append(a[2] if len(a) > 2 else k.get("xp"))
+        real(self, *a, **k)
+
+    monkeypatch.setattr(ArrayTracker, "__init__", spy)
+    monkeypatch.setenv("IVY_GPU_MOTION", "array")
+    array = process_video(d / "site.ivy", d / "shaky.mp4", truth["wse_m"], **kw)
+    assert made == [np] and stack_mod.config.motion_tracker() == "array"
+    assert abs(array.total_discharge / truth["discharge_m3s"] - 1) <= 0.005
+    assert array.motion["corrected_frames"] == opencv.motion["corrected_frames"] >= 100
+    assert abs(array.motion["rms_px"] - opencv.motion["rms_px"]) < 0.01
+    np.testing.assert_allclose(array.stiv_magnitudes, opencv.stiv_magnitudes, rtol=0.01)

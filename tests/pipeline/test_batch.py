@@ -305,20 +305,32 @@ def test_several_decoders_at_once_give_what_one_gives(batch_dir, monkeypatch):
             ).read_bytes()
 
 
-def test_a_bad_prefetch_setting_is_named_before_anything_is_written(batch_dir, monkeypatch):
+# (variable, bad value, its message, a good value, the reader, what the good value reads as)
+SETTINGS = [
+    ("IVY_GPU_PREFETCH", "two", "IVY_GPU_PREFETCH: a whole number of videos", "0",
+     "prefetch_videos", 0),
+    ("IVY_GPU_MOTION", "cupy", "IVY_GPU_MOTION: one of opencv, array, not 'cupy'", "array",
+     "motion_tracker", "array"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("var", "bad", "message", "good", "reader", "value"), SETTINGS)
+def test_a_bad_setting_is_named_before_anything_is_written(
+    batch_dir, monkeypatch, var, bad, message, good, reader, value
+):
     from ivy_gpu import config
 
     folder, scaffold, _ = batch_dir
-    monkeypatch.setenv("IVY_GPU_PREFETCH", "two")
-    with pytest.raises(ValueError, match="IVY_GPU_PREFETCH: a whole number of videos"):
-        config.prefetch_videos()
+    monkeypatch.setenv(var, bad)
+    with pytest.raises(ValueError, match=message):
+        getattr(config, reader)()
     args = ["batch", str(scaffold), str(folder / "batch.csv"), "-o", str(folder / "out"),
             "--backend", "numba"]  # fmt: skip
     res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2 and "IVY_GPU_PREFETCH" in res.output
+    assert res.exit_code == 2 and var in res.output
     assert not (folder / "out").exists()
-    monkeypatch.setenv("IVY_GPU_PREFETCH", "0")
-    assert config.prefetch_videos() == 0
+    monkeypatch.setenv(var, good)
+    assert getattr(config, reader)() == value
 
 
 def test_infinite_integers_in_a_batch_csv_fail_their_row_only(tmp_path):
