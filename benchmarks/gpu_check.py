@@ -382,8 +382,9 @@ def motion_rows(sim: bool) -> dict:
     """The camera-motion estimate of one moved frame: OpenCV (CPU) and the array tracker.
 
     The array tracker (``IVY_GPU_MOTION=array``) on the GPU engine's namespace (NumPy under
-    the simulator), 400 corners of a 1080p frame (half resolution, as a batch tracks a
-    moving camera): ms per frame and the largest error of the transform over the corners.
+    the simulator), as array code and with its kernel per pyramid level (what the GPU engine
+    runs), 400 corners of a 1080p frame (half resolution, as a batch tracks a moving camera):
+    ms per frame and the largest error of the transform over the corners.
     """
     import cv2
 
@@ -399,6 +400,13 @@ def motion_rows(sim: bool) -> dict:
     out = {}
     trackers = {"opencv (CPU)": MotionEstimator(ref),
                 f"array tracker ({xp.__name__})": ArrayTracker(ref, None, xp)}  # fmt: skip
+    if not sim:  # the kernel per level (the simulator would take minutes on 400 corners)
+        from ivy_gpu.engines import backends
+
+        if getattr(backends.get_engine("cupy"), "use_cuda_kernels", False):
+            trackers["array tracker (cupy, a kernel per level)"] = ArrayTracker(
+                ref, None, xp, kernels=True
+            )
     for label, est in trackers.items():
         est.estimate(moved)  # warm-up (kernels compiled, plans made)
         n = 3 if sim else 20

@@ -146,6 +146,8 @@ def _probe_kernels(xp: ModuleType) -> None:
             got[:, 1:], want_direct[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True
         ):
             raise RuntimeError("shared-memory FFT ACF kernel gave wrong values")
+        step = "Lucas-Kanade tracking"
+        _probe_tracking(xp, stream)
         step = "structure tensor"
         raw = np.cumsum(rng.standard_normal((2, 18, 12)), axis=1).astype(np.float32)
         slope, coherence = structure_tensor.orientation_numba(raw)
@@ -160,6 +162,26 @@ def _probe_kernels(xp: ModuleType) -> None:
         _same("structure tensor kernel", got, np.stack([slope, coherence], axis=1), atol=1e-5)
     except Exception as exc:
         raise RuntimeError(f"Numba-CUDA {step} kernel failed ({_why(exc)})") from exc
+
+
+def _probe_tracking(xp: ModuleType, stream: Any) -> None:
+    """One pyramid level of corner tracking: the kernel against its array twin."""
+    from ivy_gpu.kernels import track_device
+
+    rng = np.random.default_rng(2)
+    img = (rng.random((12, 14)) * 255).astype(np.float32)
+    pos = np.array([[5.0, 5.0], [7.5, 6.0], [8.0, 4.5]])
+    win = rng.random((3, 5, 5)) * 255  # the reference windows, gradients and matrices
+    ix, iy = rng.standard_normal((2, 3, 5, 5))
+    inv = np.array([[1e-3, 0.0, 1e-3], [2e-3, 1e-4, 1e-3], [1e-3, 0.0, 1e-3]])
+    good = np.array([1, 1, 0], np.uint8)
+    want = track_device.track_level_xp(img, win, ix, iy, inv, good, pos, np.zeros((3, 2)), 2)
+    d = xp.zeros((3, 2), dtype=xp.float64)
+    track_device.track_level_cuda(
+        xp.asarray(img), *(xp.asarray(a) for a in (win, ix, iy, inv, good, pos)), d, 2, stream,
+        sti_device.launch_block(track_device.TRACK_BLOCK),
+    )  # fmt: skip
+    _same("Lucas-Kanade tracking kernel", d, want, atol=1e-6)
 
 
 @functools.lru_cache(maxsize=4)
@@ -203,7 +225,7 @@ def probe(xp: ModuleType) -> GpuProbe:
         return GpuProbe(False, "unusable", detail)
     kernels = (
         "fused gather + z-score, z-score, cross-spectra, ray peaks, direct ACF window, "
-        "shared-memory FFT ACF, structure tensor kernels"
+        "shared-memory FFT ACF, structure tensor, Lucas-Kanade tracking kernels"
     )
     return GpuProbe(True, "kernels", f"{kernels}, {libs}")
 

@@ -205,7 +205,8 @@ def load_stack(
     tracker = None
     if stabilize is not None:
         try:
-            tracker = _Tracker(scaffold, rect, stabilize, getattr(engine, "xp", np))
+            kernels = bool(getattr(engine, "use_cuda_kernels", False))
+            tracker = _Tracker(scaffold, rect, stabilize, getattr(engine, "xp", np), kernels)
         except ValueError as exc:  # IVY_GPU_MOTION
             raise StageError("read", str(exc)) from None
     stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
@@ -279,10 +280,15 @@ class _Tracker:
     """
 
     def __init__(
-        self, scaffold: ScaffoldConfig, rect: Rectifier, mode: str, xp: ModuleType = np
+        self,
+        scaffold: ScaffoldConfig,
+        rect: Rectifier,
+        mode: str,
+        xp: ModuleType = np,
+        kernels: bool = False,
     ) -> None:
         self.scaffold, self.rect, self.mode = scaffold, rect, mode
-        self.xp, self.how = xp, config.motion_tracker()
+        self.xp, self.kernels, self.how = xp, kernels, config.motion_tracker()
         self.estimator: MotionEstimator | ArrayTracker | None = None
         self.shifts: list[float] = []
         self.rotations: list[float] = []
@@ -309,7 +315,7 @@ class _Tracker:
         if self.estimator is None:
             stable = self._stable(luma.shape)
             if self.how == "array":  # on the engine's namespace: the device for the GPU engine
-                self.estimator = ArrayTracker(luma, stable, self.xp)
+                self.estimator = ArrayTracker(luma, stable, self.xp, kernels=self.kernels)
             else:
                 self.estimator = MotionEstimator(luma, stable)
             return tables

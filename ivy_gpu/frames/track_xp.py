@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 
 from ivy_gpu.frames.stabilize import MotionEstimator
+from ivy_gpu.kernels import track_device
+from ivy_gpu.kernels.track_device import bilinear_xp
 
 #: Gauss-Newton steps per pyramid level.
 ITERATIONS = 10
@@ -53,21 +55,6 @@ def _pyramid(frame: np.ndarray, scale: float, levels: int) -> list[np.ndarray]:
     for _ in range(levels):
         out.append(cv2.pyrDown(out[-1]))
     return [np.asarray(level, np.float32) for level in out]
-
-
-def _bilinear(img: Any, x: Any, y: Any, xp: ModuleType) -> Any:
-    """``img`` (H, W) at float positions ``x``, ``y`` (any shape), clamped at the border."""
-    h, w = img.shape
-    x = xp.clip(x, 0, w - 1.001)
-    y = xp.clip(y, 0, h - 1.001)
-    x0 = xp.floor(x).astype(xp.int64)
-    y0 = xp.floor(y).astype(xp.int64)
-    fx, fy = x - x0, y - y0
-    flat = img.reshape(-1)
-    i = y0 * w + x0
-    top = flat[i] * (1 - fx) + flat[i + 1] * fx
-    bottom = flat[i + w] * (1 - fx) + flat[i + w + 1] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 class ArrayTracker:
@@ -94,9 +81,13 @@ class ArrayTracker:
         stable: np.ndarray | None = None,
         xp: ModuleType = np,
         scale: float | None = None,
+        kernels: bool = False,
     ) -> None:
         base = MotionEstimator(reference, stable, scale)  # the corners and the settings
         self.points, self.scale, self.xp = base.points, base.scale, xp
+        #: One CUDA kernel per pyramid level (:mod:`ivy_gpu.kernels.track_device`) instead of
+        #: the array code's small launches (the GPU engine with its kernels).
+        self.kernels = kernels
         self.window, self.levels = base.window, base.levels
         r = self.window // 2
         grid = np.arange(-r, r + 1, dtype=np.float32)
@@ -111,7 +102,7 @@ class ArrayTracker:
             gx[:, 1:-1] = 0.5 * (dev[:, 2:] - dev[:, :-2])
             gy[1:-1, :] = 0.5 * (dev[2:, :] - dev[:-2, :])
             x, y = self._window_at(self._level_positions(level), xp)
-            t, ix, iy = (_bilinear(a, x, y, xp) for a in (dev, gx, gy))
+            t, ix, iy = (bilinear_xp(a, x, y, xp) for a in (dev, gx, gy))
             gxx, gxy, gyy = ((ix * ix).sum(axis=(1, 2)), (ix * iy).sum(axis=(1, 2)),
                              (iy * iy).sum(axis=(1, 2)))  # fmt: skip
             det = gxx * gyy - gxy * gxy
@@ -119,7 +110,7 @@ class ArrayTracker:
             min_eig = 0.5 * (tr - xp.sqrt(xp.maximum(tr * tr - 4 * det, 0)))
             ok = min_eig / self.window**2 > MIN_EIG
             det = xp.where(ok, det, 1.0)
-            inv = (gyy / det, -gxy / det, gxx / det)
+            inv = xp.stack([gyy / det, -gxy / det, gxx / det], axis=1)
             self._ref.append((t, ix, iy, inv, ok))
 
     def _level_positions(self, level: int) -> Any:
@@ -140,14 +131,18 @@ class ArrayTracker:
         d = xp.zeros((len(self._p0), 2), dtype=xp.float64)
         for level in range(self.levels, -1, -1):
             img = xp.asarray(levels[level])
-            t, ix, iy, (a, b, c), good = self._ref[level]
+            t, ix, iy, inv, good = self._ref[level]
             pos = self._level_positions(level)
-            for _ in range(ITERATIONS):
-                x, y = self._window_at(pos + d, xp)
-                e = _bilinear(img, x, y, xp) - t
-                bx, by = (e * ix).sum(axis=(1, 2)), (e * iy).sum(axis=(1, 2))
-                delta = xp.stack([a * bx + b * by, b * bx + c * by], axis=1)
-                d = d - xp.where(good[:, None], delta, 0.0)  # no corner here: no step
+            if self.kernels:
+                from ivy_gpu.engines.xp_probe import current_stream
+                from ivy_gpu.kernels import sti_device
+
+                track_device.track_level_cuda(
+                    img, t, ix, iy, inv, good.astype(xp.uint8), pos, d, ITERATIONS,
+                    current_stream(xp), sti_device.launch_block(track_device.TRACK_BLOCK),
+                )  # fmt: skip
+            else:
+                d = track_device.track_level_xp(img, t, ix, iy, inv, good, pos, d, ITERATIONS, xp)
             if level:
                 d = 2 * d
         h, w = levels[0].shape

@@ -32,6 +32,7 @@ from ivy_gpu.kernels import (
     sti,
     sti_device,
     structure_tensor_device,
+    track_device,
 )
 from ivy_gpu.log import IvyGpuWarning
 
@@ -86,7 +87,7 @@ NO_CUFFT = ImportError("libcufft.so.12: cannot open shared object file: No such 
 def test_the_probe_runs_every_kernel_in_the_simulator(fresh):
     kernels = (
         "fused gather + z-score, z-score, cross-spectra, ray peaks, direct ACF window, "
-        "shared-memory FFT ACF, structure tensor kernels"
+        "shared-memory FFT ACF, structure tensor, Lucas-Kanade tracking kernels"
     )
     assert xp_engine.probe(np) == GpuProbe(True, "kernels", f"{kernels}, scipy.fft and BLAS ran")
 
@@ -105,7 +106,8 @@ KERNELS = [(sti, "standardize_cuda", "z-score", "sti"),
            (rays_device, "ray_peaks_cuda", "ray sums + peaks", "out"),
            (acf_direct_device, "acf_direct_cuda", "direct ACF window", "out"),
            (acf_shared_device, "acf_shared_cuda", "shared-memory FFT ACF", "out"),
-           (structure_tensor_device, "orientation_cuda", "structure tensor", "out")]  # fmt: skip
+           (structure_tensor_device, "orientation_cuda", "structure tensor", "out"),
+           (track_device, "track_level_cuda", "Lucas-Kanade tracking", "d")]  # fmt: skip
 
 
 @pytest.mark.parametrize("module, attr, step, out_name", KERNELS)

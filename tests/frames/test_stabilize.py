@@ -225,3 +225,24 @@ def test_the_array_tracker_stabilizes_a_shaky_video_to_the_truth(shaky_site, mon
     assert array.motion["corrected_frames"] == opencv.motion["corrected_frames"] >= 100
     assert abs(array.motion["rms_px"] - opencv.motion["rms_px"]) < 0.01
     np.testing.assert_allclose(array.stiv_magnitudes, opencv.stiv_magnitudes, rtol=0.01)
+
+
+def test_the_gpu_engine_tracks_with_its_kernel(shaky_site, monkeypatch):
+    """With ``IVY_GPU_MOTION=array`` the loader hands the tracker the engine's namespace and,
+    for an engine with CUDA kernels, the kernel per pyramid level; OpenCV's otherwise."""
+    from ivy_gpu.frames.stack import _Tracker
+    from ivy_gpu.frames.track_xp import ArrayTracker
+
+    d, truth, _ = shaky_site
+    scaffold = load_scaffold(d / "site.ivy")
+    rect = rectifier_for(scaffold, truth["wse_m"])
+    first = next(iter(Site(SPEC).render(n_frames=1)))
+    monkeypatch.setenv("IVY_GPU_MOTION", "array")
+    tracker = _Tracker(scaffold, rect, "on", np, kernels=True)
+    assert tracker.tables(first, rect) is rect  # the reference frame: nothing to undo
+    assert isinstance(tracker.estimator, ArrayTracker) and tracker.estimator.kernels
+    assert tracker.estimator.xp is np
+    monkeypatch.setenv("IVY_GPU_MOTION", "opencv")
+    tracker = _Tracker(scaffold, rect, "on", np, kernels=True)
+    tracker.tables(first, rect)
+    assert isinstance(tracker.estimator, MotionEstimator)
