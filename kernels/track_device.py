@@ -7,9 +7,9 @@ steps of a level: per step each thread samples its share of the corner's window 
 (bilinear, clamped at the border, as the array code), takes the difference to the reference
 window and its products with the reference's gradients, two float64 block sums give the
 right-hand side, and thread 0 applies the corner's inverse structure matrix to the estimate
-kept in shared memory. Three launches per frame (one per level), nothing downloaded between
-them. A corner that is not one at this level (``good`` 0) takes no step, as in the array
-code.
+kept in shared memory. One launch per level (three per frame at half resolution), nothing
+downloaded between them. A corner that is not one at this level (``good`` 0) takes no step,
+as in the array code.
 
 Twin: :func:`track_level_xp`, the array code :class:`~ivy_gpu.frames.track_xp.ArrayTracker`
 runs without the kernels (the same arithmetic in float64, the sums in another order).

@@ -8,10 +8,11 @@ camera's estimate leaves the CPU. ``IVY_GPU_MOTION=array`` selects it for the GP
 
 - **Reference** (once per video): the corners of
   :class:`~ivy_gpu.frames.stabilize.MotionEstimator` (400, the stable region), the same
-  tracking scale, window and pyramid (half resolution with an 11-pixel window and 2 levels
-  from :data:`~ivy_gpu.frames.stabilize.HALF_RES_WIDTH` pixels wide, else full resolution,
-  21 pixels and 3 levels); per level each corner's window of the reference, its gradients
-  (central differences) and their 2 x 2 structure matrix, kept on the device.
+  tracking scale, window and pyramid (half resolution with an 11-pixel window and OpenCV's
+  ``maxLevel`` 2, three levels, from :data:`~ivy_gpu.frames.stabilize.HALF_RES_WIDTH` pixels
+  wide, else full resolution, 21 pixels and four levels); per level each corner's window of
+  the reference, its gradients (central differences) and their 2 x 2 structure matrix, kept
+  on the device.
 - **Per frame**: the frame's pyramid (host ``pyrDown``, uploaded level by level); from the
   coarsest level down, :data:`ITERATIONS` Gauss-Newton steps per level for every corner at
   once: the frame sampled bilinearly at the window moved by the current estimate, the
@@ -19,11 +20,14 @@ camera's estimate leaves the CPU. ``IVY_GPU_MOTION=array`` selects it for the GP
   gradients: one inverse per corner and level). As in OpenCV, a corner whose matrix is
   ill-conditioned takes no step at that level, and is lost only when that happens at full
   detail or when it is tracked out of the frame (windows at the border read the border).
+  With ``kernels`` (the GPU engine with its CUDA kernels) each level is one kernel
+  (:mod:`ivy_gpu.kernels.track_device`) instead of some 400 small array launches.
   One download: the tracked positions and their status.
 - **Fit**: a similarity by RANSAC (1 px), as the default estimator.
 
-Accuracy on the synthetic site's jitter (``tests/frames/test_track_xp.py``): the same
-residual bound as the default estimator (0.1 px RMS on the stable region after correction).
+Accuracy on the synthetic site's jitter (``tests/frames/test_stabilize.py``): each corner
+within 0.05 px of OpenCV's track (median) and the same residual bound as the default
+estimator (0.1 px RMS on the stable region after correction); measured 0.0027 px.
 """
 
 from __future__ import annotations
