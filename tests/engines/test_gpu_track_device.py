@@ -25,9 +25,9 @@ def _moved_pair(w: int, h: int, seed: int = 4):
 
 
 def test_the_kernel_tracks_every_corner_as_the_array_code(monkeypatch):
-    """Half resolution (11-pixel windows, 3 levels), 3 steps per level (simulator time): the
+    """Half resolution (11-pixel windows, 3 levels), 2 steps per level (simulator time): the
     same positions per corner to 1e-5 px, the same corners held."""
-    monkeypatch.setattr(track_xp, "ITERATIONS", 3)
+    monkeypatch.setattr(track_xp, "ITERATIONS", 2)
     ref, moved, _ = _moved_pair(64, 48)
     launches = []
     real = track_device.track_level_cuda

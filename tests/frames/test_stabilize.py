@@ -227,7 +227,7 @@ def test_the_array_tracker_stabilizes_a_shaky_video_to_the_truth(shaky_site, mon
     np.testing.assert_allclose(array.stiv_magnitudes, opencv.stiv_magnitudes, rtol=0.01)
 
 
-def test_the_gpu_engine_tracks_with_its_kernel(shaky_site, monkeypatch):
+def test_an_engine_with_kernels_tracks_with_its_level_kernel(shaky_site, monkeypatch):
     """With ``IVY_GPU_MOTION=array`` the loader hands the tracker the engine's namespace and,
     for an engine with CUDA kernels, the kernel per pyramid level; OpenCV's otherwise."""
     from ivy_gpu.frames.stack import _Tracker
