@@ -36,7 +36,10 @@ def _kernel(sti: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 # one pyramid level; three (40 -> 19 -> 9) with fast streaks, where the coarse levels decide
 # where the fine iterations converge (a wrong pyramid moves the slopes by 1e-4 there)
-CASES = [(12, 24, [0.3, 1.1, -0.8]), (40, 32, [2.6, -3.1, 1.7])]
+CASES = [
+    (12, 24, [0.3, 1.1, -0.8]),
+    pytest.param(40, 32, [2.6, -3.1, 1.7], marks=pytest.mark.slow),
+]  # 30 s simulated
 
 
 @pytest.mark.parametrize("p, t, speeds", CASES)
