@@ -125,9 +125,7 @@ def stage_rows(sim: bool, sizes: dict[str, int], stack: np.ndarray, xy: np.ndarr
 
 def stage_markdown(stages: dict) -> list[str]:
     """One line per stage (ms) and the sum of the kernel path's stages."""
-    flags = ("pairs", "same_rays", "direct_fits", "direct_same_rays", "shared_fits",
-             "shared_same_rays")  # fmt: skip
-    keys = [k for k in stages if k not in flags]
+    keys = [k for k, v in stages.items() if isinstance(v, float)]  # seconds, not the flags
     path = [k for k in keys if not k.startswith("(")]
     total = sum(stages[k] for k in path)
     direct = [k for k in keys if k.startswith("(direct path")]

@@ -54,8 +54,7 @@ DIRECT_BLOCK = 128
 
 def fits(operator: RayOperator) -> bool:
     """Whether the operator's window and fan fit this kernel (else the cuFFT path)."""
-    n_win = (operator.lx_max + 1) * operator.n_lt
-    return n_win <= WIN and operator.weights.shape[1] <= THETA_MAX
+    return rays_device.fits(operator, WIN)
 
 
 def acf_window_direct_xp(z: Any, t_len: int, operator: RayOperator, xp: ModuleType = np) -> Any:

@@ -74,10 +74,8 @@ def fft_size(operator: RayOperator, t_len: int) -> int:
 
 def fits(operator: RayOperator, t_len: int) -> bool:
     """Whether the operator's window, fan, pixel lags and FFT fit this kernel."""
-    n_win = (operator.lx_max + 1) * operator.n_lt
     return (
-        n_win <= WIN
-        and operator.weights.shape[1] <= THETA_MAX
+        rays_device.fits(operator, WIN)
         and operator.lx_max + 1 <= LX_CAP
         and fft_size(operator, t_len) <= N_MAX
     )
@@ -88,11 +86,6 @@ def twiddles(n: int) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(n // 2, dtype=np.float64)
     return (np.cos(2 * np.pi * k / n).astype(np.float32),
             (-np.sin(2 * np.pi * k / n)).astype(np.float32))  # fmt: skip
-
-
-def _window_lags(operator: RayOperator, t_len: int) -> np.ndarray:
-    """The frame lags the window's columns read (``k (lt_lo + m)``)."""
-    return operator.lag_step * (operator.lt_lo + np.arange(operator.n_lt))
 
 
 def acf_window_shared_xp(z: Any, t_len: int, operator: RayOperator, xp: ModuleType = np) -> Any:
@@ -119,9 +112,10 @@ def acf_window_shared_xp(z: Any, t_len: int, operator: RayOperator, xp: ModuleTy
         c[:, lx] = xp.sum(xp.conj(spectra[:, : p - lx]) * spectra[:, lx:], axis=1)
     y = xp.fft.ifft(c[:, 0::2] + 1j * c[:, 1::2], axis=-1).astype(xp.complex64)
     r = xp.stack([y.real, y.imag], axis=2).reshape(n, -1, n_fft)[:, :n_lag]
-    lags = _window_lags(operator, t_len)
-    keep = xp.asarray(np.abs(lags) < t_len)
-    win = xp.where(keep, r[..., xp.asarray(lags % n_fft)], 0).astype(xp.float64)
+    lags = operator.lag_step * np.arange(operator.lt_lo, operator.lt_hi + 1)
+    keep = xp.asarray(np.abs(lags) < t_len)  # longer lags overlap nothing: zero, not read
+    cols = xp.asarray(rays_device.window_lags(operator, n_fft).astype(np.int64))
+    win = xp.where(keep, r[..., cols], 0).astype(xp.float64)
     zero = xp.sum(z.astype(xp.float64) ** 2, axis=(1, 2))
     zero = xp.where(zero > 0, zero, 1.0)
     return (win / zero[:, None, None]).astype(xp.float32)

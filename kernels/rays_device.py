@@ -45,10 +45,14 @@ THETA_MAX = 1024
 RAY_BLOCK = 128
 
 
-def fits(operator: RayOperator) -> bool:
-    """Whether the operator's window and fan fit the kernel's shared arrays."""
+def fits(operator: RayOperator, window: int = WIN_MAX) -> bool:
+    """Whether the operator's window and fan fit shared arrays of ``window`` and THETA_MAX.
+
+    ``window``: this kernel's largest variant by default; the per-STI ACF kernels keep the
+    small one.
+    """
     n_win = (operator.lx_max + 1) * operator.n_lt
-    return n_win <= WIN_MAX and operator.weights.shape[1] <= THETA_MAX
+    return n_win <= window and operator.weights.shape[1] <= THETA_MAX
 
 
 def window_lags(operator: RayOperator, n_fft: int) -> np.ndarray:

@@ -62,6 +62,15 @@ def _same(name: str, got: Any, want: np.ndarray, atol: float = 1e-4) -> None:
         raise RuntimeError(f"{name} gave wrong values")
 
 
+def _same_peaks(name: str, got: Any, want: np.ndarray) -> None:
+    """Peak rows ``(idx, peak, before, after)``: the same rays, values to float32 rounding."""
+    got = host_array(got)
+    if not np.array_equal(got[:, 0], want[:, 0]):
+        raise RuntimeError(f"{name} gave wrong values (the rays chosen)")
+    if not np.allclose(got[:, 1:], want[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True):
+        raise RuntimeError(f"{name} gave wrong values")
+
+
 def _probe_kernels(xp: ModuleType) -> None:
     """Compile and launch every Numba-CUDA kernel on a tiny input against its NumPy twin."""
     rng = np.random.default_rng(0)
@@ -112,12 +121,7 @@ def _probe_kernels(xp: ModuleType) -> None:
                 xp.asarray(r), *(xp.asarray(a) for a in arrays), xp.asarray(ok.astype(np.uint8)),
                 got, stream, sti_device.launch_block(rays_device.RAY_BLOCK), window,
             )  # fmt: skip
-            got = host_array(got)
-            if not np.array_equal(got[:, 0], want_peaks[:, 0]):
-                raise RuntimeError("ray sums + peaks kernel gave wrong values (the rays chosen)")
-            if not np.allclose(got[:, 1:], want_peaks[:, 1:], rtol=1e-4, atol=1e-5,
-                               equal_nan=True):  # fmt: skip
-                raise RuntimeError("ray sums + peaks kernel gave wrong values")
+            _same_peaks("ray sums + peaks kernel", got, want_peaks)
         step = "direct ACF window"
         v = np.array([0.5, 1.0, 1.5])[:, None, None]  # streaks: one clear ray each
         z = np.sin(0.7 * (np.arange(6)[None, :, None] - v * np.arange(8))).astype(np.float32)
@@ -129,11 +133,7 @@ def _probe_kernels(xp: ModuleType) -> None:
             xp.asarray(ok.astype(np.uint8)), got, stream,
             sti_device.launch_block(acf_direct_device.DIRECT_BLOCK),
         )  # fmt: skip
-        got = host_array(got)
-        if not np.array_equal(got[:, 0], want_direct[:, 0]) or not np.allclose(
-            got[:, 1:], want_direct[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True
-        ):
-            raise RuntimeError("direct ACF window kernel gave wrong values")
+        _same_peaks("direct ACF window kernel", got, want_direct)
         step = "shared-memory FFT ACF"
         got = xp.empty((3, 4), dtype=xp.float64)
         tw = acf_shared_device.twiddles(acf_shared_device.fft_size(op, 8))
@@ -141,11 +141,7 @@ def _probe_kernels(xp: ModuleType) -> None:
             xp.asarray(z), 8, op, *(xp.asarray(a) for a in (*tw, *op.sparse)),
             xp.asarray(ok.astype(np.uint8)), got, stream,
         )  # fmt: skip
-        got = host_array(got)
-        if not np.array_equal(got[:, 0], want_direct[:, 0]) or not np.allclose(
-            got[:, 1:], want_direct[:, 1:], rtol=1e-4, atol=1e-5, equal_nan=True
-        ):
-            raise RuntimeError("shared-memory FFT ACF kernel gave wrong values")
+        _same_peaks("shared-memory FFT ACF kernel", got, want_direct)
         step = "Lucas-Kanade tracking"
         _probe_tracking(xp, stream)
         step = "structure tensor"

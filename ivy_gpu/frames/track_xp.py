@@ -38,8 +38,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ivy_gpu.engines.xp_probe import current_stream
 from ivy_gpu.frames.stabilize import MotionEstimator
-from ivy_gpu.kernels import track_device
+from ivy_gpu.kernels import sti_device, track_device
 from ivy_gpu.kernels.track_device import bilinear_xp
 
 #: Gauss-Newton steps per pyramid level.
@@ -97,7 +98,10 @@ class ArrayTracker:
         grid = np.arange(-r, r + 1, dtype=np.float32)
         self._dy, self._dx = (xp.asarray(a) for a in np.meshgrid(grid, grid, indexing="ij"))
         p = self.points.reshape(-1, 2).astype(np.float64)
-        self._p0 = (p + 0.5) * self.scale - 0.5  # tracking-scale positions (pixel centres)
+        p0 = (p + 0.5) * self.scale - 0.5  # tracking-scale positions (pixel centres)
+        # per level, on the device once: pyrDown keeps the even pixels, so level L's pixel i
+        # is level 0's 2^L i
+        self._pos = [xp.asarray(p0 * 0.5**level) for level in range(self.levels + 1)]
         self._ref = []  # per level: window, gradients, inverse structure matrix, its validity
         for level, img in enumerate(_pyramid(reference, self.scale, self.levels)):
             dev = xp.asarray(img)
@@ -105,7 +109,7 @@ class ArrayTracker:
             gy = xp.zeros_like(dev)
             gx[:, 1:-1] = 0.5 * (dev[:, 2:] - dev[:, :-2])
             gy[1:-1, :] = 0.5 * (dev[2:, :] - dev[:-2, :])
-            x, y = self._window_at(self._level_positions(level), xp)
+            x, y = self._window_at(self._pos[level], xp)
             t, ix, iy = (bilinear_xp(a, x, y, xp) for a in (dev, gx, gy))
             gxx, gxy, gyy = ((ix * ix).sum(axis=(1, 2)), (ix * iy).sum(axis=(1, 2)),
                              (iy * iy).sum(axis=(1, 2)))  # fmt: skip
@@ -115,14 +119,7 @@ class ArrayTracker:
             ok = min_eig / self.window**2 > MIN_EIG
             det = xp.where(ok, det, 1.0)
             inv = xp.stack([gyy / det, -gxy / det, gxx / det], axis=1)
-            self._ref.append((t, ix, iy, inv, ok))
-
-    def _level_positions(self, level: int) -> Any:
-        """Corner positions (N, 2) at pyramid ``level``, on ``xp``.
-
-        ``pyrDown`` keeps the even pixels: level ``L``'s pixel ``i`` is level 0's ``2^L i``.
-        """
-        return self.xp.asarray(self._p0 * 0.5**level)
+            self._ref.append((t, ix, iy, inv, ok.astype(xp.uint8)))  # uint8: the kernel's
 
     def _window_at(self, pos: Any, xp: ModuleType) -> tuple[Any, Any]:
         """Sample positions (N, w, w) of each corner's window around ``pos`` (N, 2)."""
@@ -132,29 +129,26 @@ class ArrayTracker:
         """Each corner's position in ``frame`` (full-resolution pixels) and whether it held."""
         xp = self.xp
         levels = _pyramid(frame, self.scale, self.levels)
-        d = xp.zeros((len(self._p0), 2), dtype=xp.float64)
+        d = xp.zeros((len(self.points), 2), dtype=xp.float64)
         for level in range(self.levels, -1, -1):
             img = xp.asarray(levels[level])
             t, ix, iy, inv, good = self._ref[level]
-            pos = self._level_positions(level)
+            pos = self._pos[level]
             if self.kernels:
-                from ivy_gpu.engines.xp_probe import current_stream
-                from ivy_gpu.kernels import sti_device
-
                 track_device.track_level_cuda(
-                    img, t, ix, iy, inv, good.astype(xp.uint8), pos, d, ITERATIONS,
-                    current_stream(xp), sti_device.launch_block(track_device.TRACK_BLOCK),
+                    img, t, ix, iy, inv, good, pos, d, ITERATIONS, current_stream(xp),
+                    sti_device.launch_block(track_device.TRACK_BLOCK),
                 )  # fmt: skip
             else:
                 d = track_device.track_level_xp(img, t, ix, iy, inv, good, pos, d, ITERATIONS, xp)
             if level:
                 d = 2 * d
         h, w = levels[0].shape
-        moved = self._level_positions(0) + d
+        moved = self._pos[0] + d
         # as OpenCV: lost when not a corner at full detail, or tracked out of the frame
-        ok = (good & xp.isfinite(d).all(axis=1) & (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1)
-              & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1))  # fmt: skip
-        out = xp.concatenate([self._level_positions(0) + d, ok[:, None].astype(xp.float64)], axis=1)
+        ok = ((good > 0) & xp.isfinite(d).all(axis=1) & (moved[:, 0] >= 0)
+              & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1))  # fmt: skip
+        out = xp.concatenate([moved, ok[:, None].astype(xp.float64)], axis=1)
         host = np.asarray(out.get() if hasattr(out, "get") else out)
         pts = (host[:, :2] + 0.5) / self.scale - 0.5
         return pts, host[:, 2] > 0
