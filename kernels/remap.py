@@ -18,11 +18,25 @@ INTERPOLATIONS = {"bilinear": (cv2.INTER_LINEAR, 1), "nearest": (cv2.INTER_NEARE
 
 
 def remap_cv2(
-    frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: str = "bilinear"
+    frame: np.ndarray,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    interpolation: str = "bilinear",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rectify one frame (gray or colour) with float32 tables of source (column, row)."""
+    """Rectify one frame (gray or colour) with float32 tables of source (column, row).
+
+    ``out`` (the tables' shape, the frame's dtype), e.g. a frame of the stack, receives
+    the result directly instead of through a new array and a copy.
+    """
     flag, _ = INTERPOLATIONS[interpolation]
-    return cv2.remap(frame, map_x, map_y, flag, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    kw = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if out is None:
+        return cv2.remap(frame, map_x, map_y, flag, **kw)
+    got = cv2.remap(frame, map_x, map_y, flag, dst=out, **kw)
+    if not np.may_share_memory(got, out):  # OpenCV allocated its own (another shape/dtype)
+        out[...] = got
+    return out
 
 
 def remap_xp(

@@ -136,11 +136,47 @@ class PackedStack(NamedTuple):
     index: np.ndarray
 
 
-def time_last(stack: np.ndarray) -> PackedStack:
-    """Pack every pixel of a ``(T, H, W)`` stack (or crop) time-last, for :func:`gather_numba`."""
+def time_last(stack: np.ndarray, window: tuple[int, int, int, int] | None = None) -> PackedStack:
+    """Pack every pixel of a ``(T, H, W)`` stack time-last, for :func:`gather_numba`.
+
+    ``window`` (``y_lo, y_hi, x_lo, x_hi``, inclusive) packs only that box, read straight
+    from the stack (no crop copied first). The copy runs in tiles on every core
+    (:func:`_transpose_tiles`): measured 3-7x faster than NumPy's single-threaded
+    ``moveaxis`` copy of a 1080p band on 2 cores, and the same bytes.
+    """
     t, h, w = stack.shape
-    rows = np.ascontiguousarray(np.moveaxis(stack, 0, -1)).reshape(h * w, t)
+    y0 = x0 = 0
+    if window is not None:
+        y0, y1, x0, x1 = (int(v) for v in window)
+        if min(y0, x0) < 0:
+            raise ValueError(f"time_last: window {window} starts outside the stack")
+        h, w = min(y1 + 1, h) - y0, min(x1 + 1, w) - x0  # clipped as a slice would be
+    rows = np.empty((h * w, t), dtype=stack.dtype)
+    _transpose_tiles(stack, y0, x0, h, w, rows)
     return PackedStack(rows, np.arange(h * w, dtype=np.int32).reshape(h, w))
+
+
+#: Frames and columns per tile of :func:`_transpose_tiles` (16-128 measured within 10 %).
+TRANSPOSE_TILE = 32
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _transpose_tiles(stack, y0, x0, h, w, rows):  # pragma: no cover - compiled
+    """``rows[y * w + x, t] = stack[t, y0 + y, x0 + x]``, one image row per task, in tiles.
+
+    A tile of ``TRANSPOSE_TILE`` frames by as many columns keeps both its reads (along a
+    frame row) and its writes (along a pixel's time run) within a few cache lines.
+    """
+    n_t = stack.shape[0]
+    tile = TRANSPOSE_TILE
+    for y in prange(h):
+        for t0 in range(0, n_t, tile):
+            t1 = min(t0 + tile, n_t)
+            for c0 in range(0, w, tile):
+                for x in range(c0, min(c0 + tile, w)):
+                    base = y * w + x
+                    for t in range(t0, t1):
+                        rows[base, t] = stack[t, y0 + y, x0 + x]
 
 
 def pack_pixels(

@@ -249,8 +249,8 @@ class HostMemory:
         return np.empty(shape, dtype=dtype)
 
     def remap(self, frame: np.ndarray, tables: Rectifier, out: np.ndarray) -> None:
-        """Rectify with OpenCV's multi-threaded ``remap``."""
-        out[...] = tables.rectify(frame)
+        """Rectify with OpenCV's multi-threaded ``remap``, straight into ``out``."""
+        tables.rectify(frame, out)
 
     def synchronize(self) -> None:
         """Nothing to wait for on the CPU."""

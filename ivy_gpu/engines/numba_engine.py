@@ -84,7 +84,9 @@ class NumbaEngine(HostMemory):
             if sigma > 0:
                 return sti.pack_pixels(self.crop(stack, window, sigma), 0, 0, h, w, cells)
             return sti.pack_pixels(self.to_host(stack), y_lo, x_lo, h, w, cells)
-        return sti.time_last(self.crop(stack, window, sigma))
+        if sigma > 0:
+            return sti.time_last(self.crop(stack, window, sigma))
+        return sti.time_last(self.to_host(stack), window)
 
     def time_slice(self, handle: sti.PackedStack, start: int, stop: int) -> sti.PackedStack:
         """Frames ``start:stop`` of the packed rows (each tap stays one contiguous run)."""

@@ -86,6 +86,8 @@ def _luma(frame) -> np.ndarray:
 class FrameReader:
     """Iterate ``(index, time_s, luma)`` over selected frames, decoding ahead on a thread.
 
+    Each ``luma`` is a new array, never reused by the reader: the caller may keep it.
+
     Parameters
     ----------
     path : path

@@ -221,10 +221,10 @@ class Rectifier:
         h, w = frame.shape[:2]
         check_frame_size((w, h), self.frame_size, source)
 
-    def rectify(self, frame: np.ndarray) -> np.ndarray:
-        """Rectify one frame (gray or colour, any dtype OpenCV accepts)."""
+    def rectify(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rectify one frame (gray or colour, any dtype OpenCV accepts), into ``out`` if given."""
         self.check_frame(frame)
-        return remap_cv2(frame, self.map_x, self.map_y, self.interpolation)
+        return remap_cv2(frame, self.map_x, self.map_y, self.interpolation, out)
 
     @property
     def has_world_grid(self) -> bool:

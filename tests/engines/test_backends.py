@@ -148,6 +148,33 @@ def test_auto_picks_numba_without_gpu(monkeypatch):
     assert backends.resolve_backend("auto") == "cupy"
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize(
+    "shape, window",
+    [
+        ((9, 11, 13), None),
+        ((70, 40, 75), (3, 38, 5, 70)),  # frames and columns straddle the 32-wide tiles
+        ((33, 5, 64), (0, 4, 31, 63)),
+        ((5, 6, 7), (2, 9, 3, 12)),  # past the edge: clipped as a slice is
+    ],
+)
+def test_time_last_is_the_moveaxis_copy_of_its_window(shape, window, dtype):
+    rng = np.random.default_rng(3)
+    stack = (rng.random(shape) * 255).astype(dtype)
+    y0, y1, x0, x1 = window or (0, shape[1] - 1, 0, shape[2] - 1)
+    crop = stack[:, y0 : y1 + 1, x0 : x1 + 1]
+    packed = sti.time_last(stack, window)
+    h, w = crop.shape[1:]
+    assert packed.rows.dtype == dtype and packed.index.shape == (h, w)
+    assert np.array_equal(packed.rows, np.moveaxis(crop, 0, -1).reshape(h * w, shape[0]))
+    assert np.array_equal(packed.index.ravel(), np.arange(h * w))
+
+
+def test_time_last_refuses_a_window_before_the_stack():
+    with pytest.raises(ValueError, match="outside the stack"):
+        sti.time_last(np.zeros((3, 4, 4), np.uint8), (-1, 2, 0, 2))
+
+
 def test_fused_time_last_gather_matches_the_reference():
     rng = np.random.default_rng(12)
     stack = rng.integers(0, 255, (9, 11, 13), dtype=np.uint8)

@@ -113,6 +113,13 @@ def test_stack_starts_small_and_grows(video_site, monkeypatch):
     # grown to 16 frames for 11: the stack is its own 11-frame array, not a view that keeps
     # the larger buffer alive
     assert small.stack.base is None and small.stack.flags.owndata
+    # two frames over the container's estimate (92 for 90): a view of the buffer, not a
+    # third copy of the stack
+    monkeypatch.setattr(config, "STACK_INITIAL_FRAMES", 512)
+    whole = load_stack(scaffold, VideoConfig(d / truth["video"], truth["wse_m"]), engine)
+    assert whole.stack.shape[0] == truth["num_frames"] == 90
+    assert whole.stack.base is not None and whole.stack.base.shape[0] == 92
+    assert whole.stack.flags.c_contiguous and np.array_equal(whole.stack[:11], big.stack)
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.7, 1.0, 2.5])

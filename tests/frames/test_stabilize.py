@@ -131,6 +131,26 @@ def test_a_still_camera_is_only_sampled(video_site):
     assert auto.motion["corrected_frames"] == 0
 
 
+def test_a_batch_builds_the_stable_region_once(video_site, monkeypatch):
+    """Videos of one site and WSE share the rectifier, so the stable mask is built once."""
+    from ivy_gpu.frames import stack
+
+    d, truth = video_site
+    calls = []
+    real = stack.stable_mask
+    monkeypatch.setattr(stack, "stable_mask", lambda *a: calls.append(a) or real(*a))
+    sc = load_scaffold(d / "site.ivy")
+    kw = dict(backend="numba", max_frames=24, figures=False)
+    runs = [process_video(sc, d / truth["video"], truth["wse_m"], **kw) for _ in range(2)]
+    assert len(calls) == 1
+    assert runs[0].motion == runs[1].motion and runs[0].motion["frames"] == 2
+    masks = stack._STABLE_MASKS[rectifier_for(sc, truth["wse_m"])]
+    (mask,) = masks.values()
+    assert not mask.flags.writeable and np.array_equal(mask, real(*calls[0]))
+    process_video(sc, d / truth["video"], truth["wse_m"] + 0.05, **kw)  # other tables
+    assert len(calls) == 2
+
+
 @pytest.fixture(scope="module")
 def bumped_site(shaky_site):
     """The shaky site's camera still for 30 frames, then shaking (the jitter from frame 30)."""

@@ -145,6 +145,21 @@ def test_gpu_remap_path_matches_opencv(camera_site):
     assert np.all(b[~inner & ((rect.map_x < -1) | (rect.map_y < -1))] == 0)
 
 
+def test_remap_writes_into_the_stack_frame_it_is_given():
+    rng = np.random.default_rng(8)
+    frame = rng.integers(0, 255, (60, 80), np.uint8)
+    map_x = (rng.random((30, 40)) * 90 - 5).astype(np.float32)  # some samples off the frame
+    map_y = (rng.random((30, 40)) * 70 - 5).astype(np.float32)
+    want = remap_cv2(frame, map_x, map_y)
+    stack = np.full((3, 30, 40), 7, np.uint8)
+    got = remap_cv2(frame, map_x, map_y, out=stack[1])
+    assert np.shares_memory(got, stack) and np.array_equal(stack[1], want)
+    assert np.all(stack[[0, 2]] == 7)  # its neighbours untouched
+    wide = np.zeros((30, 41), np.float32)[:, :40]  # another dtype, not contiguous
+    remap_cv2(frame, map_x, map_y, out=wide)
+    assert np.array_equal(wide, want)
+
+
 def test_homography_and_scale_methods():
     world = np.array([[0, 0, 0], [4, 0, 0], [4, 3, 0], [0, 3, 0.0]])
     h = np.array([[2.0, 0.1, 5.0], [0.0, 2.0, 7.0], [0.0, 0.0, 1.0]])
