@@ -53,17 +53,21 @@ else
 endif
 
 # Wheels a GPU machine without a registry needs on top of its python3 (cp312, x86-64): ivy_gpu,
-# PyAV, Rocket-FFT, h5netcdf (the NetCDF outputs; its image has xarray and h5py), and the GPU
-# extras' pins the machine may lack (NumPy < 2.5, numba-cuda).
-# About 55 MB: carry `.whl` (git-ignored) with the run.
-wheels:
+# PyAV, Rocket-FFT, h5netcdf (the NetCDF outputs; its image has xarray and h5py), the GPU
+# extras' pins the machine may lack (NumPy < 2.5, numba-cuda), and PyNvVideoCodec for
+# gpu-check's NVDEC probe, slimmed from 27 to 5 MB (benchmarks/slim_wheel.py).
+# About 60 MB (the device tool carries 64 MiB): carry `.whl` (git-ignored) with the run.
+WHEEL_PLATFORMS = --only-binary=:all: --python-version 3.12 --implementation cp \
+	--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	--platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+	--platform manylinux2014_x86_64
+wheels: $(VENV)/.base
 	rm -rf .whl && mkdir -p .whl
 	$(PYTHON) -m pip wheel -q --no-deps . -w .whl
-	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-		--platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
-		--platform manylinux2014_x86_64 -d .whl av rocket-fft "numpy>=2.0,<2.5" \
-		"numba-cuda>=0.20,<0.31" "h5netcdf>=1.3"
+	$(PYTHON) -m pip download -q --no-deps $(WHEEL_PLATFORMS) -d .whl av rocket-fft \
+		"numpy>=2.0,<2.5" "numba-cuda>=0.20,<0.31" "h5netcdf>=1.3" "pynvvideocodec==2.2.4"
+	$(PY) -m ivy_gpu.benchmarks.slim_wheel .whl/pynvvideocodec-*.whl
+	du -ch .whl/*.whl | tail -1
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

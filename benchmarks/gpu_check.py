@@ -10,7 +10,7 @@ rest), results gathered into ``gpu_check.json`` and one Markdown table
 4. ``stiv``: STIV timings per layout (``grid``, ``scattered``, ``row``) for the GPU
    engine with and without its CUDA kernels, and the numba engine on this machine's
    CPU for comparison.
-5. ``rectify``: one 1080p frame uploaded and rectified into the uint8 stack.
+5. ``rectify``: a 1080p frame into the uint8 stack; camera motion; NVDEC (``nvdec_probe``).
 6. ``batch``: the steady-state batch (issue 25): four generated 1080p 10 s clips after a
    first one through the real batch path, GPU backend and numba, ``grid`` and ``section``
    layouts without figures and ``section`` with them: clips per hour, x decoding alone, CPU and
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ivy_gpu.benchmarks import nvdec_probe
 from ivy_gpu.benchmarks.gpu_variants import (  # noqa: F401 - the check's names, used by tests
     DIRECT,
     DIRECT_SIM,
@@ -378,6 +379,7 @@ def step_rectify(sim: bool) -> dict:
             "mean_diff_vs_opencv": float(diff.mean()),
         }
     out["motion"] = motion_rows(sim)
+    out["nvdec"] = nvdec_probe.rows(sim)  # PyNvVideoCodec beside PyAV, in its own process
     return out
 
 
