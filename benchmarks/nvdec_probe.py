@@ -104,6 +104,7 @@ def _describe(nvc: Any, clip: Path, out: dict) -> None:
     first = dec[0]
     out["frame_type"] = type(first).__name__
     out["frame_attrs"] = _public(first)
+    out["dlpack"] = hasattr(first, "__dlpack__")
     cai = getattr(first, "__cuda_array_interface__", None)
     out["cuda_array_interface"] = None if cai is None else {
         k: cai.get(k) for k in ("shape", "strides", "typestr", "version")
