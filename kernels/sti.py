@@ -150,7 +150,7 @@ def time_last(stack: np.ndarray, window: tuple[int, int, int, int] | None = None
         y0, y1, x0, x1 = (int(v) for v in window)
         if min(y0, x0) < 0:
             raise ValueError(f"time_last: window {window} starts outside the stack")
-        h, w = min(y1 + 1, h) - y0, min(x1 + 1, w) - x0  # clipped as a slice would be
+        h, w = max(0, min(y1 + 1, h) - y0), max(0, min(x1 + 1, w) - x0)  # as a slice clips
     rows = np.empty((h * w, t), dtype=stack.dtype)
     _transpose_tiles(stack, y0, x0, h, w, rows)
     return PackedStack(rows, np.arange(h * w, dtype=np.int32).reshape(h, w))

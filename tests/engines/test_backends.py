@@ -156,6 +156,7 @@ def test_auto_picks_numba_without_gpu(monkeypatch):
         ((70, 40, 75), (3, 38, 5, 70)),  # frames and columns straddle the 32-wide tiles
         ((33, 5, 64), (0, 4, 31, 63)),
         ((5, 6, 7), (2, 9, 3, 12)),  # past the edge: clipped as a slice is
+        ((5, 6, 7), (7, 9, 1, 3)),  # wholly past it: empty
     ],
 )
 def test_time_last_is_the_moveaxis_copy_of_its_window(shape, window, dtype):
