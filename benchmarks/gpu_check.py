@@ -379,7 +379,7 @@ def step_rectify(sim: bool) -> dict:
             "mean_diff_vs_opencv": float(diff.mean()),
         }
     out["motion"] = motion_rows(sim)
-    out["nvdec"] = nvdec_probe.rows(sim)  # PyNvVideoCodec beside PyAV, in its own process
+    out["nvdec"] = nvdec_probe.rows(sim, within=LIMITS["rectify"])  # in its own process
     return out
 
 

@@ -32,6 +32,9 @@ import numpy as np
 #: Seconds the child process may take (clip, PyAV, NVDEC) before its row says it timed out.
 TIMEOUT_S = 12.0
 
+#: When this module was imported: in gpu-check, the start of the step's own process.
+_IMPORTED = time.monotonic()
+
 
 def make_clip(path: Path, width: int, height: int, frames: int = 60, fps: int = 30) -> None:
     """An H.264 clip of a smooth texture drifting 1.5 px per frame (PyAV, yuv420p)."""
@@ -176,8 +179,18 @@ def measure(sim: bool) -> dict:
     return out
 
 
-def rows(sim: bool, timeout: float = TIMEOUT_S) -> dict:
-    """:func:`measure` in a child process with ``timeout``; its JSON, or what went wrong."""
+def rows(sim: bool, timeout: float = TIMEOUT_S, within: float | None = None) -> dict:
+    """:func:`measure` in a child process with ``timeout``; its JSON, or what went wrong.
+
+    ``within``: the seconds the calling step has in all, counted from this module's import;
+    the probe takes only what is left of them (less 2 s to report), and is not run with under
+    3 s left, so it never costs the step the rows it measured before.
+    """
+    if within is not None:
+        left = within - (time.monotonic() - _IMPORTED) - 2.0
+        if left < 3.0:
+            return {"available": False, "reason": f"not run: {max(left, 0):.0f} s left"}
+        timeout = min(timeout, left)
     cmd = [sys.executable, "-m", "ivy_gpu.benchmarks.nvdec_probe", *(["--sim"] if sim else [])]
     try:
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)

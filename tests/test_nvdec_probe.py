@@ -43,6 +43,18 @@ def test_without_a_driver_the_probe_says_why_and_still_times_pyav():
     assert got["frames"] == 60 and got["size"] == [320, 180] and got["pyav_ms_per_frame"] > 0
 
 
+def test_the_probe_takes_only_the_time_its_step_has_left(monkeypatch):
+    monkeypatch.setattr(nvdec_probe, "_IMPORTED", nvdec_probe.time.monotonic() - 18.5)
+    got = nvdec_probe.rows(sim=True, within=20)  # 1.5 s left, less 2 to report: not run
+    assert got == {"available": False, "reason": "not run: 0 s left"}
+    calls = []
+    monkeypatch.setattr(nvdec_probe.subprocess, "run", lambda *a, **k: calls.append(k) or 1 / 0)
+    monkeypatch.setattr(nvdec_probe, "_IMPORTED", nvdec_probe.time.monotonic() - 10)
+    with pytest.raises(ZeroDivisionError):
+        nvdec_probe.rows(sim=True, within=20)
+    assert 7.5 < calls[0]["timeout"] <= 8.0  # 20 - 10 - 2
+
+
 def _wheel(path, files: dict[str, bytes]) -> None:
     record = "tiny-1.0.dist-info/RECORD"
     with zipfile.ZipFile(path, "w") as z:
