@@ -61,6 +61,34 @@ def per_sti_path_on_device(count_launches):
 
 
 @pytest.fixture
+def per_sti_kernel_on_device(streak_stis):
+    """``check(launch)``: a per-STI ACF kernel on the real GPU at the real size (2,000 STIs of
+    P = 32, T = 300, the sixth one invalid) against the direct sums' twin on the first 100;
+    ``launch(z, t, op, valid, out)`` runs it on device arrays (real GPU only)."""
+
+    def check(launch) -> None:
+        import cupy
+
+        from ivy_gpu.kernels import acf_direct_device
+        from ivy_gpu.kernels.rays import AcfPlan
+
+        t = 300
+        op = AcfPlan.build(32, t, 0.5, 0.5).operator
+        z = streak_stis(2000, 32, t, seed=7)
+        valid = np.ones(2000, bool)
+        valid[5] = False
+        out = cupy.full((2000, 4), -7.0)
+        launch(cupy.asarray(z), t, op, cupy.asarray(valid.astype(np.uint8)), out)
+        got = out.get()
+        want = acf_direct_device.ray_peaks_direct_xp(z[:100], t, op, valid[:100], op.weights)
+        assert np.array_equal(got[:100, 0], want[:, 0])
+        np.testing.assert_allclose(got[:100, 1:], want[:, 1:], rtol=1e-5, atol=1e-6)
+        assert np.isfinite(got[:, 1]).sum() == 1999 and (got[:, 0] >= 0).all()
+
+    return check
+
+
+@pytest.fixture
 def streak_stis():
     """``make(n, p, t, seed, pad=0)``: row-z-scored STIs of streaks (a smooth random texture
     moving 0.4 to 1.6 px per frame, one speed per STI, plus noise) float32, zero-padded by

@@ -138,25 +138,17 @@ def test_results_record_the_direct_path(monkeypatch):
 
 # ------------------------------------------------------------------ real GPU only
 @pytest.mark.gpu
-def test_the_direct_kernel_on_the_device_at_the_real_size(per_sti_path_on_device, streak_stis):
+def test_the_direct_kernel_on_the_device_at_the_real_size(
+    per_sti_kernel_on_device, per_sti_path_on_device
+):
     """The kernel as NVVM compiles it (shared arrays, 128-thread blocks), 2,000 STIs of
     P = 32, T = 300 against its twin; then the engine's direct path end to end, which must
     launch it (a fallback to the cuFFT path cannot pass)."""
     import cupy
 
-    t = 300
-    op = AcfPlan.build(32, t, 0.5, 0.5).operator
-    z = streak_stis(2000, 32, t, pad=0, seed=7)
-    valid = np.ones(2000, bool)
-    valid[5] = False
-    ptr, lag, w = (cupy.asarray(a) for a in op.sparse)
-    out = cupy.full((2000, 4), -7.0)
-    acf_direct_device.acf_direct_cuda(cupy.asarray(z), t, op, ptr, lag, w,
-                                      cupy.asarray(valid.astype(np.uint8)), out)  # fmt: skip
-    got = out.get()
-    want = acf_direct_device.ray_peaks_direct_xp(z[:100], t, op, valid[:100], op.weights)
-    assert np.array_equal(got[:100, 0], want[:, 0])
-    np.testing.assert_allclose(got[:100, 1:], want[:, 1:], rtol=1e-5, atol=1e-6)
-    assert np.isfinite(got[:, 1]).sum() == 1999 and (got[:, 0] >= 0).all()
+    def launch(z, t, op, valid, out):
+        sparse = (cupy.asarray(a) for a in op.sparse)
+        acf_direct_device.acf_direct_cuda(z, t, op, *sparse, valid, out)
 
+    per_sti_kernel_on_device(launch)
     per_sti_path_on_device("direct", acf_direct_device, "acf_direct_cuda")
