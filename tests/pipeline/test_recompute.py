@@ -57,6 +57,17 @@ def test_without_overrides_the_measured_result_comes_back(folder):
     assert list(_table(path)["Source"]) == list(r.discharge_dataframe["Source"])
 
 
+def test_a_redraw_from_the_saved_inputs_shows_what_the_first_drawing_showed(folder):
+    """The STIs are saved as the figures drew them, so ``stis.png`` and every node's image
+    in ``review.html`` come back byte for byte (the backdrop alone goes through a JPEG)."""
+    path, _ = folder
+    first = {name: (path / name).read_bytes() for name in ("stis.png", "review.html")}
+    assert first["review.html"].count(b"data:image/jpeg;base64,") > 5
+    recompute(path)
+    for name, data in first.items():
+        assert (path / name).read_bytes() == data, name
+
+
 def test_a_set_node_holds_its_value_in_every_time_window(folder):
     path, r = folder
     src = list(r.discharge_dataframe["Source"])[1:-1]
