@@ -107,12 +107,17 @@ def run(
     figures: tuple[bool, ...] = (True, False),
     work: Path | None = None,
     decoders: tuple[int, ...] = (1,),
+    deadline: float | None = None,
+    skipped: list[str] | None = None,
 ) -> list[dict]:
     """Return one row per (backend, layout, figures, decoders) case.
 
     ``decoders``: videos decoded ahead at once (``IVY_GPU_PREFETCH``, each on its own
-    thread), set for the case and restored after it.
+    thread), set for the case and restored after it. ``deadline`` (``time.monotonic()``):
+    a case that would end after it, judged by the longest case so far, is not started; its
+    name goes into ``skipped``.
     """
+    from ivy_gpu import config
     from ivy_gpu.benchmarks.common import gpu_backends
     from ivy_gpu.pipeline.batch import BatchOrchestrator, BatchRow
     from ivy_gpu.results import VideoConfig
@@ -135,6 +140,7 @@ def run(
         base = load_scaffold(tmp / "site" / "site.ivy")
         names = backend_names or ["numba", *gpu_backends()]
         cores = os.cpu_count() or 1
+        longest = 0.0
         for name in names:
             for layout in layouts:
                 sc = base
@@ -142,22 +148,29 @@ def run(
                     grid = grid_nodes(base.cross_section_line)
                     sc = dataclasses.replace(base, results_grid=grid, num_grid_points=len(grid))
                 for fig, depth in itertools.product(figures, decoders):
+                    case = f"{name} {layout} figures {'on' if fig else 'off'} decoders {depth}"
+                    if deadline is not None and time.monotonic() + longest > deadline:
+                        if skipped is not None:
+                            skipped.append(case)
+                        continue
+                    started = time.monotonic()
                     batch_rows = [
                         BatchRow(k + 2, v, str(truth["wse_m"]), VideoConfig(v, truth["wse_m"]))
                         for k, v in enumerate(videos)
                     ]
                     out = tmp / f"out_{name}_{layout}_{int(fig)}_{depth}"
+                    drawers = config.figure_workers() if fig else 0  # as ivy-gpu batch
                     options = dict(backend=name, figures=fig, report=False)
+                    options.update(figure_workers=drawers or None)
                     t0 = time.perf_counter()  # the fixed costs: a batch of one
                     first = BatchOrchestrator(sc, out / "first", **options).run(batch_rows[:1])
                     first_s = time.perf_counter() - t0
-                    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+                    cpu0 = _cpu_seconds()
                     t0 = time.perf_counter()
                     with GpuSampler() as gpu, _prefetch(depth):
                         b = BatchOrchestrator(sc, out, **options).run(batch_rows[1:])
                     wall = time.perf_counter() - t0
-                    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-                    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+                    cpu = _cpu_seconds() - cpu0
                     steady = wall / n
                     decoding = np.mean(
                         [r.stage_seconds.get("read_rectify", 0.0) for r in b.video_results]
@@ -168,6 +181,7 @@ def run(
                             layout=f"{layout} ({sc.num_grid_points} nodes)",
                             figures=fig,
                             decoders=depth,
+                            figure_workers=drawers,
                             videos=n,
                             ok=b.successful + first.successful,
                             first_s=first_s,
@@ -181,10 +195,23 @@ def run(
                             frames=frames,
                         )
                     )
+                    longest = max(longest, time.monotonic() - started)
     finally:
         if work is None:
             shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its ended children.
+
+    The children are the figure processes, which a batch stops before it returns.
+    """
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
 
 
 @contextlib.contextmanager
@@ -199,6 +226,14 @@ def _prefetch(depth: int):
             del os.environ["IVY_GPU_PREFETCH"]
         else:
             os.environ["IVY_GPU_PREFETCH"] = before
+
+
+def _figures(row: dict) -> str:
+    """``off``, ``on`` (the figure thread) or ``on (N processes)``."""
+    if not row["figures"]:
+        return "off"
+    k = row.get("figure_workers", 1)
+    return "on" if k <= 1 else f"on ({k} processes)"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -219,7 +254,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         gpu = "n/a" if r["gpu_busy"] is None else f"{r['gpu_busy']:.0f} %"
         lines.append(
-            f"| {r['backend']} | {r['layout']} | {'on' if r['figures'] else 'off'} | "
+            f"| {r['backend']} | {r['layout']} | {_figures(r)} | "
             f"{r.get('decoders', 1)} | {r['ok']}/{r['videos'] + 1} | {r['first_s']:.2f} | "
             f"{r['steady_s']:.2f} | "
             f"{r['clips_per_hour']:.0f} | {r['x_decode']:.2f} | {100 * r['cpu_busy']:.0f} % | "

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from ivy_gpu import config
 from ivy_gpu.cli.common import (
     BACKEND,
     COMPAT,
@@ -164,6 +165,11 @@ def batch(
     scheduler: str = typer.Option(
         None, help="Run the videos on the Dask cluster at this scheduler address."
     ),
+    figure_workers: int = typer.Option(
+        0,
+        help="Processes that draw the figures beside the videos computing (0: "
+        "IVY_GPU_FIGURE_WORKERS, else 1 below 8 cores, a quarter of them above, at most 4).",
+    ),
     units: Units = UNITS,
     gauge: Path = GAUGE,
     tz: str = TZ,
@@ -219,6 +225,10 @@ def batch(
         rows = read_batch_csv(csv_file, csv_units.name, lookup)
     except ValueError as exc:
         fail(exc, debug)
+    try:
+        drawers = config.figure_workers(figure_workers)
+    except ValueError as exc:
+        fail(exc, debug)
     compile_notice(backend, quiet)
     client = dask_client(workers, scheduler, debug, backend)
     with progress(quiet) as bar:
@@ -247,6 +257,7 @@ def batch(
                 gauge=gauge,
                 tz=tz,
                 figures=figures,
+                figure_workers=drawers,
             ).run(rows, csv_file)
         except ValueError as exc:
             fail(exc, debug)

@@ -73,6 +73,10 @@ MOTION_TRACKERS = ("opencv", "array")
 #: busy; each holds a stack in memory). Environment: ``IVY_GPU_PREFETCH``
 #: (:func:`prefetch_videos`).
 PREFETCH_VIDEOS: int = 1
+#: Processes that draw a local batch's figures (:mod:`ivy_gpu.pipeline.drawing`); 1 draws them
+#: on the batch's figure thread. By default :func:`figure_workers_for` the machine's cores.
+#: Environment: ``IVY_GPU_FIGURE_WORKERS`` (:func:`figure_workers`); ``ivy-gpu batch
+#: --figure-workers`` and ``process_batch(figure_workers=)`` before it.
 #: Videos whose figures may wait for the figure thread before the batch waits for them (each
 #: holds its figure inputs: a frame and the STIs, ~20 MB at 575 nodes).
 FIGURE_QUEUE: int = 2
@@ -128,6 +132,41 @@ def prefetch_videos() -> int:
     if not text.strip().isdigit():
         raise ValueError(f"IVY_GPU_PREFETCH: a whole number of videos (0 or more), not {text!r}")
     return int(text)
+
+
+def figure_workers(asked: int | None = None) -> int:
+    """Figure drawers of a local batch: ``asked``, ``IVY_GPU_FIGURE_WORKERS``, or automatic.
+
+    ``asked`` when given and not 0 (``--figure-workers``, ``process_batch``), else
+    ``IVY_GPU_FIGURE_WORKERS`` if set, else :func:`figure_workers_for` this machine.
+
+    Raises
+    ------
+    ValueError
+        ``asked`` is negative, or ``IVY_GPU_FIGURE_WORKERS`` is not a whole number of 1 or
+        more.
+    """
+    if asked is not None and asked < 0:
+        raise ValueError(f"--figure-workers: 0 (automatic) or a process count, not {asked}")
+    if asked:
+        return asked
+    text = os.environ.get("IVY_GPU_FIGURE_WORKERS")
+    if text is None:
+        return figure_workers_for(os.cpu_count())
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"IVY_GPU_FIGURE_WORKERS: a whole number of 1 or more, not {text!r}")
+    return int(text)
+
+
+def figure_workers_for(cores: int | None) -> int:
+    """Figure processes for a machine of ``cores`` cores: below 8, 1 (the thread).
+
+    From 8 cores, a quarter of them, at most 4. A 1080p video's three figures and review page
+    take 0.6 s (25 nodes) to 1.1 s (575 nodes) of one core; a GPU box finishes a video every
+    0.4-0.8 s, so one drawer would set the pace.
+    """
+    cores = cores or 1
+    return 1 if cores < 8 else min(4, cores // 4)
 
 
 def motion_tracker() -> str:

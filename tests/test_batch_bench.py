@@ -30,6 +30,30 @@ def test_batch_bench_rows_and_table(tmp_path):
     assert table.count("\n| numba |") == 4 and "clips/hour" in table
 
 
+def test_the_bench_draws_figures_as_the_cli_does(tmp_path, monkeypatch):
+    """``IVY_GPU_FIGURE_WORKERS`` (or the cores, as ``ivy-gpu batch``): the row says how."""
+    monkeypatch.setenv("IVY_GPU_FIGURE_WORKERS", "2")
+    rows = batch_bench.run(1, 320, 180, 1.0, ["numba"], ("section",), (True, False),
+                           work=tmp_path)  # fmt: skip
+    assert [(r["figures"], r["figure_workers"], r["ok"]) for r in rows] == [
+        (True, 2, 2), (False, 0, 2)
+    ]  # fmt: skip
+    assert len(list((tmp_path / "out_numba_section_1_1").glob("*/stis.png"))) == 1
+    table = batch_bench.markdown(rows)
+    assert "| numba | section (25 nodes) | on (2 processes) | 1 |" in table
+    assert "| numba | section (25 nodes) | off | 1 |" in table
+
+
+def test_cases_that_would_end_after_the_deadline_are_named_not_run(tmp_path):
+    import time
+
+    skipped: list[str] = []
+    rows = batch_bench.run(1, 320, 180, 1.0, ["numba"], ("section", "grid"), (False,),
+                           work=tmp_path, deadline=time.monotonic(), skipped=skipped)  # fmt: skip
+    assert rows == []
+    assert skipped == ["numba section figures off decoders 1", "numba grid figures off decoders 1"]
+
+
 def test_grid_nodes_lie_on_lines_parallel_to_the_section():
     line = np.array([[100.0, 200.0], [400.0, 260.0]])
     g = batch_bench.grid_nodes(line)
@@ -41,8 +65,11 @@ def test_grid_nodes_lie_on_lines_parallel_to_the_section():
 
 def test_gpu_check_batch_step_rehearses_in_the_simulator_mode():
     r = gpu_check.step_batch(sim=True)
-    assert [x["backend"] for x in r["rows"]] == ["numba"] * 4
-    assert [x["decoders"] for x in r["rows"]] == [1, 1, 1, 2]  # then two decoders at once
+    assert [x["backend"] for x in r["rows"]] == ["numba"] * 5 and r["skipped"] == []
+    assert [x["decoders"] for x in r["rows"]] == [1, 1, 1, 1, 2]  # then two decoders at once
+    assert [(x["layout"][:4], x["figures"]) for x in r["rows"][:4]] == [
+        ("grid", False), ("grid", True), ("sect", False), ("sect", True)
+    ]  # the 575-node grid with figures: issue 25's figures-on target  # fmt: skip
     text = gpu_check.markdown({"batch": r})
     assert "## batch in steady state" in text and "| numba | grid (575 nodes) | off | 1 |" in text
     assert "| numba | grid (575 nodes) | off | 2 |" in text

@@ -129,6 +129,10 @@ class BatchOrchestrator:
         Draw each video's PNG figures (see :func:`ivy_gpu.process_video`).
     gauge, tz : optional
         A gauge record to compare with in the report, and the zone of measurement times.
+    figure_workers : int, optional
+        Local batch: processes that draw the figures beside the videos computing (1: the
+        figure thread; default :func:`ivy_gpu.config.figure_workers`: 1 below 8 cores, a
+        quarter of them above, at most 4; :mod:`ivy_gpu.pipeline.drawing`).
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class BatchOrchestrator:
         gauge: str | Path | None = None,
         tz: str | None = None,
         figures: bool = True,
+        figure_workers: int | None = None,
     ) -> None:
         self.scaffold = scaffold
         self.out = Path(output_directory)
@@ -170,7 +175,9 @@ class BatchOrchestrator:
         if client is not None:
             self.executor: Executor = DaskExecutor(client)
         else:
-            self.executor = LocalExecutor(prefetch=prefetch, stage_progress=stage_progress)
+            self.executor = LocalExecutor(
+                prefetch=prefetch, stage_progress=stage_progress, figure_workers=figure_workers
+            )
 
     def run(
         self,
@@ -368,11 +375,13 @@ def process_batch(
     min_valid_fraction: float = 0.5,
     stabilize: str | None = None,
     figures: bool = True,
+    figure_workers: int | None = None,
 ) -> BatchResult:
     """Process a list of :class:`VideoConfig` (WSE in metres) with one scaffold.
 
     ``client`` (a ``dask.distributed.Client``) runs the videos on a cluster; ``stiv``
-    overrides the scaffold's STIV settings; ``figures`` False skips each video's PNGs.
+    overrides the scaffold's STIV settings; ``figures`` False skips each video's PNGs;
+    ``figure_workers`` > 1 draws them in that many processes (:class:`BatchOrchestrator`).
     Raises ``ValueError`` for an unreadable scaffold or an unusable backend, before any
     video is read.
     """
@@ -386,6 +395,7 @@ def process_batch(
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
     options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize, figures=figures)
+    options.update(figure_workers=figure_workers)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows)
 
 
@@ -406,6 +416,7 @@ def process_batch_csv(
     gauge: str | Path | None = None,
     tz: str | None = None,
     figures: bool = True,
+    figure_workers: int | None = None,
 ) -> BatchResult:
     """Process every row of a batch CSV.
 
@@ -419,5 +430,5 @@ def process_batch_csv(
     options = dict(backend=backend, stop_on_error=stop_on_error, resume=resume)
     options.update(progress=progress, stiv=stiv, client=client, compat=compat)
     options.update(min_valid_fraction=min_valid_fraction, stabilize=stabilize, figures=figures)
-    options.update(gauge=gauge, tz=tz)
+    options.update(gauge=gauge, tz=tz, figure_workers=figure_workers)
     return BatchOrchestrator(scaffold, output_directory, **options).run(rows, Path(batch_csv_path))

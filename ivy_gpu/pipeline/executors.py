@@ -20,6 +20,7 @@ from ivy_gpu import config
 from ivy_gpu.engines import backends
 from ivy_gpu.frames.stack import LoadedVideo, load_stack
 from ivy_gpu.params import StivParams, VideoConfig
+from ivy_gpu.pipeline.drawing import FigureProcesses
 from ivy_gpu.pipeline.process import run_video
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
@@ -39,12 +40,13 @@ class VideoRunner:
     figures: bool = True
 
     def __call__(
-        self, job: Job, preload=None, stage_progress=None, defer=None
+        self, job: Job, preload=None, stage_progress=None, defer=None, drawer=None
     ) -> ProcessingResult | Future:
         """Process ``job`` (``preload``: the prefetched stack's loader, if any).
 
         ``defer`` (``submit(fn) -> Future``) draws the figures and writes ``results.json``
-        off the critical path; the future of the result comes back then.
+        off the critical path; the future of the result comes back then. ``drawer`` draws
+        deferred figures elsewhere (:class:`~ivy_gpu.pipeline.drawing.FigureProcesses`).
         """
         return run_video(
             self.scaffold,
@@ -59,6 +61,7 @@ class VideoRunner:
             stabilize=self.stabilize,
             figures=self.figures,
             defer=defer,
+            drawer=drawer,
         )
 
 
@@ -92,11 +95,18 @@ class LocalExecutor:
     """
 
     def __init__(
-        self, prefetch: bool = True, stage_progress=None, defer_figures: bool = True
+        self,
+        prefetch: bool = True,
+        stage_progress=None,
+        defer_figures: bool = True,
+        figure_workers: int | None = None,
     ) -> None:
         self.prefetch = prefetch
         #: Videos decoded ahead at once (read here: a bad setting fails before any output).
         self.depth = config.prefetch_videos() if prefetch else 0
+        #: Figure drawers: 1 the figure thread, more that many processes
+        #: (:mod:`ivy_gpu.pipeline.drawing`); None or 0: :func:`ivy_gpu.config.figure_workers`.
+        self.figure_workers = config.figure_workers(figure_workers)
         config.motion_tracker()  # a bad IVY_GPU_MOTION is named before any video runs
         self.stage_progress = stage_progress
         self.defer_figures = defer_figures
@@ -113,7 +123,11 @@ class LocalExecutor:
         # one thread per video decoded ahead: several decoders at once with a depth of 2 or more
         pool = ThreadPoolExecutor(depth, thread_name_prefix="ivy-prefetch") if depth else None
         drawing = runner.figures and self.defer_figures
-        figures = ThreadPoolExecutor(1, thread_name_prefix="ivy-figures") if drawing else None
+        workers = self.figure_workers if drawing else 0
+        figures = ThreadPoolExecutor(workers, thread_name_prefix="ivy-figures") if drawing else None
+        drawer = FigureProcesses(workers) if workers > 1 else None
+        if drawer is not None:
+            drawer.start()  # their start-up overlaps the first video's decoding
         engine = backends.get_engine(runner.backend)
         pending: dict[int, Future] = {}
         order: deque[tuple[int, ProcessingResult | Future]] = deque()
@@ -133,7 +147,7 @@ class LocalExecutor:
                         )
                 preload = _once(pending.pop(job.index)) if job.index in pending else None
                 defer = figures.submit if figures is not None else None
-                order.append((job.index, runner(job, preload, self.stage_progress, defer)))
+                order.append((job.index, runner(job, preload, self.stage_progress, defer, drawer)))
                 preload = None
                 while order and (_done(order[0][1]) or len(order) > config.FIGURE_QUEUE):
                     index, res = order.popleft()
@@ -148,6 +162,8 @@ class LocalExecutor:
                 pool.shutdown(wait=True, cancel_futures=True)
             if figures is not None:
                 figures.shutdown(wait=True)
+            if drawer is not None:
+                drawer.close()
 
 
 def _done(res: ProcessingResult | Future) -> bool:

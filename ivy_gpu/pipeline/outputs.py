@@ -50,6 +50,9 @@ class OutputContext:
     stiv: StivResult
     first_frame: np.ndarray
     figures: bool = True
+    #: Draws the figures (:func:`draw_figures`' arguments); a batch's figure processes
+    #: (:class:`ivy_gpu.pipeline.drawing.FigureProcesses`) or, when None, this thread.
+    drawer: Callable[[Path, ScaffoldConfig, ProcessingResult, FigureInputs], None] | None = None
 
 
 def write_discharge_table(out: Path, table: pd.DataFrame) -> None:
@@ -131,6 +134,20 @@ def sti_levels(sti: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(sti, np.float32)), 0.0, 255.0)
 
 
+def pack_stis(sti: np.ndarray) -> dict[str, np.ndarray]:
+    """The STIs' grey levels as bytes (``sti_u8``), their NaN as a packed mask (``sti_nan``).
+
+    The mask only when there are any. How :data:`FIGURE_DATA` stores them and a figure
+    process gets them (:func:`unpack_stis` reads both).
+    """
+    levels = sti_levels(sti)
+    nan = np.isnan(levels)
+    packed = {"sti_u8": np.where(nan, 0.0, levels).astype(np.uint8)}
+    if nan.any():
+        packed["sti_nan"] = np.packbits(nan, axis=None)
+    return packed
+
+
 def save_figure_inputs(out: Path, data: FigureInputs) -> None:
     """Write :data:`FIGURE_DATA` atomically.
 
@@ -154,19 +171,15 @@ def save_figure_inputs(out: Path, data: FigureInputs) -> None:
         "score": data.score,
     }
     if data.sti is not None:
-        levels = sti_levels(data.sti)
-        nan = np.isnan(levels)
-        arrays["sti_u8"] = np.where(nan, 0.0, levels).astype(np.uint8)
-        if nan.any():
-            arrays["sti_nan"] = np.packbits(nan, axis=None)
+        arrays.update(pack_stis(data.sti))
     if data.stride_limited is not None:
         arrays["stride_limited"] = np.asarray(data.stride_limited, bool)
     with atomic_output(out / FIGURE_DATA) as tmp, tmp.open("wb") as fh:
         np.savez(fh, **arrays)
 
 
-def _stis(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The STIs of a loaded :data:`FIGURE_DATA` (float32), None when it has none.
+def unpack_stis(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The STIs of a loaded :data:`FIGURE_DATA` or :func:`pack_stis` (float32), None if none.
 
     Reads the byte form (``sti_u8``, ``sti_nan``) and the compressed float16 ``sti`` that
     folders written before it hold.
@@ -195,7 +208,7 @@ def load_figure_inputs(out: Path) -> FigureInputs | None:
         with np.load(out / FIGURE_DATA, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         frame = cv2.imdecode(arrays["first_frame_jpeg"], cv2.IMREAD_UNCHANGED)
-        sti = _stis(arrays)
+        sti = unpack_stis(arrays)
         per_node = [arrays[k] for k in ("magnitude", "direction", "theta", "score")]
         n = len(per_node[0]) if per_node[0].ndim == 1 else -1
         limited = arrays.get("stride_limited")
@@ -295,7 +308,7 @@ def write_figures(ctx: OutputContext) -> None:
         None if sr.sti is None else sti_levels(sr.sti), sr.stride_limited,
     )  # fmt: skip
     save_figure_inputs(ctx.out, data)
-    draw_figures(ctx.out, ctx.scaffold, ctx.result, data)
+    (ctx.drawer or draw_figures)(ctx.out, ctx.scaffold, ctx.result, data)
 
 
 def write_interop(ctx: OutputContext) -> None:

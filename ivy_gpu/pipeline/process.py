@@ -71,6 +71,7 @@ def run_video(
     stabilize: str | None = None,
     figures: bool = True,
     defer: Callable[[Callable[[], ProcessingResult]], Future] | None = None,
+    drawer: Callable[..., None] | None = None,
 ) -> ProcessingResult | Future:
     """Process one video; failures are recorded in the result (never raised).
 
@@ -82,6 +83,7 @@ def run_video(
     ``defer`` (a batch's figure worker: ``submit(fn) -> Future``) takes the drawing off the
     critical path: the tables are written here, then ``defer`` gets the rest (the figures,
     then ``results.json`` last) and its future is returned, resolving to the result.
+    ``drawer`` draws those deferred figures elsewhere (:attr:`OutputContext.drawer`).
     """
     t0 = time.perf_counter()
     result = ProcessingResult(
@@ -132,7 +134,8 @@ def run_video(
         if out is not None:
             t = time.perf_counter()
             result.error_stage = "save"
-            ctx = OutputContext(out, scaffold, result, sr, first_frame, figures)
+            elsewhere = drawer if defer is not None else None  # only deferred drawings
+            ctx = OutputContext(out, scaffold, result, sr, first_frame, figures, elsewhere)
             later = ctx if figures and defer is not None else None
             write_outputs(ctx, figures=later is None)
             result.stage_seconds["save"] = time.perf_counter() - t

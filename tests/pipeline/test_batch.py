@@ -311,6 +311,8 @@ SETTINGS = [
      "prefetch_videos", 0),
     ("IVY_GPU_MOTION", "cupy", "IVY_GPU_MOTION: one of opencv, array, not 'cupy'", "array",
      "motion_tracker", "array"),
+    ("IVY_GPU_FIGURE_WORKERS", "0", "IVY_GPU_FIGURE_WORKERS: a whole number of 1 or more", "2",
+     "figure_workers", 2),
 ]  # fmt: skip
 
 
@@ -331,6 +333,24 @@ def test_a_bad_setting_is_named_before_anything_is_written(
     assert not (folder / "out").exists()
     monkeypatch.setenv(var, good)
     assert getattr(config, reader)() == value
+
+
+def test_figure_workers_asked_set_or_from_the_cores(batch_dir, monkeypatch):
+    from ivy_gpu import config
+
+    monkeypatch.delenv("IVY_GPU_FIGURE_WORKERS", raising=False)
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 16)
+    assert (config.figure_workers(), config.figure_workers(3)) == (4, 3)
+    monkeypatch.setenv("IVY_GPU_FIGURE_WORKERS", "1")
+    assert (config.figure_workers(), config.figure_workers(2)) == (1, 2)
+    folder, scaffold, _ = batch_dir
+    args = ["batch", str(scaffold), str(folder / "batch.csv"), "-o", str(folder / "out"),
+            "--backend", "numba", "--figure-workers", "-1"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "--figure-workers: 0 (automatic) or a process count" in (
+        res.output
+    )
+    assert not (folder / "out").exists()
 
 
 def test_infinite_integers_in_a_batch_csv_fail_their_row_only(tmp_path):
