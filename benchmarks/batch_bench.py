@@ -159,7 +159,8 @@ def run(
                         for k, v in enumerate(videos)
                     ]
                     out = tmp / f"out_{name}_{layout}_{int(fig)}_{depth}"
-                    drawers = config.figure_workers() if fig else 0  # as ivy-gpu batch
+                    # drawn as ivy-gpu batch draws them (no more drawers than videos)
+                    drawers = min(config.figure_workers(), n) if fig else 0
                     options = dict(backend=name, figures=fig, report=False)
                     options.update(figure_workers=drawers or None)
                     t0 = time.perf_counter()  # the fixed costs: a batch of one

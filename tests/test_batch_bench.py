@@ -33,12 +33,12 @@ def test_batch_bench_rows_and_table(tmp_path):
 def test_the_bench_draws_figures_as_the_cli_does(tmp_path, monkeypatch):
     """``IVY_GPU_FIGURE_WORKERS`` (or the cores, as ``ivy-gpu batch``): the row says how."""
     monkeypatch.setenv("IVY_GPU_FIGURE_WORKERS", "2")
-    rows = batch_bench.run(1, 320, 180, 1.0, ["numba"], ("section",), (True, False),
+    rows = batch_bench.run(2, 320, 180, 1.0, ["numba"], ("section",), (True, False),
                            work=tmp_path)  # fmt: skip
     assert [(r["figures"], r["figure_workers"], r["ok"]) for r in rows] == [
-        (True, 2, 2), (False, 0, 2)
+        (True, 2, 3), (False, 0, 3)
     ]  # fmt: skip
-    assert len(list((tmp_path / "out_numba_section_1_1").glob("*/stis.png"))) == 1
+    assert len(list((tmp_path / "out_numba_section_1_1").glob("*/stis.png"))) == 2
     table = batch_bench.markdown(rows)
     assert "| numba | section (25 nodes) | on (2 processes) | 1 |" in table
     assert "| numba | section (25 nodes) | off | 1 |" in table

@@ -123,7 +123,8 @@ class LocalExecutor:
         # one thread per video decoded ahead: several decoders at once with a depth of 2 or more
         pool = ThreadPoolExecutor(depth, thread_name_prefix="ivy-prefetch") if depth else None
         drawing = runner.figures and self.defer_figures
-        workers = self.figure_workers if drawing else 0
+        # no more drawers than videos: a batch of one draws on the thread (no start-up)
+        workers = min(self.figure_workers, len(jobs)) if drawing else 0
         figures = ThreadPoolExecutor(workers, thread_name_prefix="ivy-figures") if drawing else None
         drawer = FigureProcesses(workers) if workers > 1 else None
         if drawer is not None:

@@ -215,16 +215,26 @@ def test_a_script_without_a_main_guard_batches_with_figure_processes(video_site,
         "from ivy_gpu import process_batch\n"
         "from ivy_gpu.params import VideoConfig\n"
         f"v = VideoConfig({str(d / truth['video'])!r}, {truth['wse_m']!r}, max_frames=30)\n"
-        f"b = process_batch({str(d / 'site.ivy')!r}, [v], {str(tmp_path / 'out')!r},\n"
+        f"b = process_batch({str(d / 'site.ivy')!r}, [v, v], {str(tmp_path / 'out')!r},\n"
         "                  backend='numba', figure_workers=2)\n"
         "print('videos done:', b.successful)\n"
     )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        timeout=240, cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("videos done: 1") == 1, r.stdout
+    assert r.stdout.count("videos done: 2") == 1, r.stdout
     assert "figure processes stopped" not in r.stderr
-    assert len(list((tmp_path / "out").glob("*/stis.png"))) == 1
+    assert len(list((tmp_path / "out").glob("*/stis.png"))) == 2
+
+
+def test_a_batch_of_one_video_draws_on_the_thread(video_site, tmp_path, monkeypatch):
+    import ivy_gpu.pipeline.executors as executors
+
+    started = []
+    monkeypatch.setattr(executors, "FigureProcesses", lambda n: started.append(n))
+    d, truth = video_site
+    b = _run(d, truth, tmp_path / "one", defer=True, n=1, figure_workers=4)
+    assert b.video_results[0].success and started == []
 
 
 def test_figure_workers_setting_is_read_and_refused_in_one_line(monkeypatch):
