@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ivy_gpu.log import IvyGpuWarning
-from ivy_gpu.pipeline.outputs import FigureInputs, draw_figures, pack_stis, unpack_stis
+from ivy_gpu.pipeline.outputs import FigureInputs, draw_figures, unpack_stis
 from ivy_gpu.results import ProcessingResult
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
 
@@ -170,8 +170,8 @@ class FigureProcesses:
         """Draw one video's figures in a process; here when the processes have stopped."""
         self.start()
         if self.broken is None:
-            stis = None if data.sti is None else pack_stis(data.sti)
-            bare = dataclasses.replace(data, sti=None)
+            stis = data.packed_stis()
+            bare = dataclasses.replace(data, sti=None, sti_packed=None)
             job = (out, scaffold, result, bare, stis, changed_settings())
             job = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
             worker = self._idle.get()

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,14 @@ class FigureInputs:
     score: np.ndarray
     sti: np.ndarray | None = None
     stride_limited: np.ndarray | None = None
+    #: ``sti`` as stored (:func:`pack_stis`) when already made, so it is packed once.
+    sti_packed: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+
+    def packed_stis(self) -> dict[str, np.ndarray] | None:
+        """``sti`` as :func:`pack_stis` stores it (None without STIs)."""
+        if self.sti is None:
+            return None
+        return self.sti_packed if self.sti_packed is not None else pack_stis(self.sti)
 
 
 def sti_levels(sti: np.ndarray) -> np.ndarray:
@@ -131,7 +139,8 @@ def sti_levels(sti: np.ndarray) -> np.ndarray:
     the scene; rounded, they are stored as one byte each (:func:`save_figure_inputs`), and a
     redraw from the file shows exactly what the first drawing showed.
     """
-    return np.clip(np.rint(np.asarray(sti, np.float32)), 0.0, 255.0)
+    levels = np.rint(np.asarray(sti, np.float32))
+    return np.clip(levels, 0.0, 255.0, out=levels)
 
 
 def pack_stis(sti: np.ndarray) -> dict[str, np.ndarray]:
@@ -142,10 +151,10 @@ def pack_stis(sti: np.ndarray) -> dict[str, np.ndarray]:
     """
     levels = sti_levels(sti)
     nan = np.isnan(levels)
-    packed = {"sti_u8": np.where(nan, 0.0, levels).astype(np.uint8)}
-    if nan.any():
-        packed["sti_nan"] = np.packbits(nan, axis=None)
-    return packed
+    if not nan.any():
+        return {"sti_u8": levels.astype(np.uint8)}
+    levels[nan] = 0.0
+    return {"sti_u8": levels.astype(np.uint8), "sti_nan": np.packbits(nan, axis=None)}
 
 
 def save_figure_inputs(out: Path, data: FigureInputs) -> None:
@@ -171,7 +180,7 @@ def save_figure_inputs(out: Path, data: FigureInputs) -> None:
         "score": data.score,
     }
     if data.sti is not None:
-        arrays.update(pack_stis(data.sti))
+        arrays.update(data.packed_stis())
     if data.stride_limited is not None:
         arrays["stride_limited"] = np.asarray(data.stride_limited, bool)
     with atomic_output(out / FIGURE_DATA) as tmp, tmp.open("wb") as fh:
@@ -303,9 +312,10 @@ def write_figures(ctx: OutputContext) -> None:
         remove_figures(ctx.out)
         return
     sr = ctx.stiv
+    packed = None if sr.sti is None else pack_stis(sr.sti)
     data = FigureInputs(  # drawn from the STIs as saved, so a redraw shows the same
         ctx.first_frame, sr.magnitude, sr.direction, sr.theta, sr.score,
-        None if sr.sti is None else sti_levels(sr.sti), sr.stride_limited,
+        None if packed is None else unpack_stis(packed), sr.stride_limited, packed,
     )  # fmt: skip
     save_figure_inputs(ctx.out, data)
     (ctx.drawer or draw_figures)(ctx.out, ctx.scaffold, ctx.result, data)
