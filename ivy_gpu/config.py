@@ -77,9 +77,19 @@ PREFETCH_VIDEOS: int = 1
 #: on the batch's figure thread. By default :func:`figure_workers_for` the machine's cores.
 #: Environment: ``IVY_GPU_FIGURE_WORKERS`` (:func:`figure_workers`); ``ivy-gpu batch
 #: --figure-workers`` and ``process_batch(figure_workers=)`` before it.
-#: Videos whose figures may wait for the figure thread before the batch waits for them (each
-#: holds its figure inputs: a frame and the STIs, ~20 MB at 575 nodes).
+#: Videos whose figures may wait for the figure thread before the batch waits for them, one
+#: more per figure process beyond the first (:func:`figure_queue`; each holds its figure
+#: inputs: a frame and the STIs, 0.1-0.2 GB at 575 nodes with 138-pixel lines).
 FIGURE_QUEUE: int = 2
+
+
+def figure_queue(workers: int) -> int:
+    """Videos whose figures may be pending before a batch with ``workers`` drawers waits.
+
+    :data:`FIGURE_QUEUE` for the figure thread; each further drawer adds one, so every
+    drawer can be busy while the next video computes.
+    """
+    return FIGURE_QUEUE + max(0, workers - 1)
 
 #: Temporal stride of slow nodes (``StivParams.stride``): nodes slower than
 #: STRIDE_BELOW_PX px/frame are re-measured with streaks over k frames per step, k =

@@ -127,6 +127,7 @@ class LocalExecutor:
         workers = min(self.figure_workers, len(jobs)) if drawing else 0
         figures = ThreadPoolExecutor(workers, thread_name_prefix="ivy-figures") if drawing else None
         drawer = FigureProcesses(workers) if workers > 1 else None
+        waiting = config.figure_queue(workers)
         if drawer is not None:
             drawer.start()  # their start-up overlaps the first video's decoding
         engine = backends.get_engine(runner.backend)
@@ -150,7 +151,7 @@ class LocalExecutor:
                 defer = figures.submit if figures is not None else None
                 order.append((job.index, runner(job, preload, self.stage_progress, defer, drawer)))
                 preload = None
-                while order and (_done(order[0][1]) or len(order) > config.FIGURE_QUEUE):
+                while order and (_done(order[0][1]) or len(order) > waiting):
                     index, res = order.popleft()
                     yield index, _value(res)
             while order:  # the batch waits for the last figures
