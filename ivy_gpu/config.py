@@ -162,10 +162,18 @@ def figure_workers(asked: int | None = None) -> int:
         return asked
     text = os.environ.get("IVY_GPU_FIGURE_WORKERS")
     if text is None:
-        return figure_workers_for(os.cpu_count())
+        return figure_workers_for(usable_cores())
     if not text.strip().isdigit() or int(text) < 1:
         raise ValueError(f"IVY_GPU_FIGURE_WORKERS: a whole number of 1 or more, not {text!r}")
     return int(text)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def figure_workers_for(cores: int | None) -> int:

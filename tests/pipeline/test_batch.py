@@ -339,7 +339,7 @@ def test_figure_workers_asked_set_or_from_the_cores(batch_dir, monkeypatch):
     from ivy_gpu import config
 
     monkeypatch.delenv("IVY_GPU_FIGURE_WORKERS", raising=False)
-    monkeypatch.setattr(config.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(config, "usable_cores", lambda: 16)
     assert (config.figure_workers(), config.figure_workers(3)) == (4, 3)
     monkeypatch.setenv("IVY_GPU_FIGURE_WORKERS", "1")
     assert (config.figure_workers(), config.figure_workers(2)) == (1, 2)

@@ -252,9 +252,11 @@ def test_figure_workers_setting_is_read_and_refused_in_one_line(monkeypatch):
     with pytest.raises(ValueError, match="figure-workers: 0 .automatic. or a process count"):
         LocalExecutor(figure_workers=-2)
     monkeypatch.delenv("IVY_GPU_FIGURE_WORKERS")
-    monkeypatch.setattr(config.os, "cpu_count", lambda: 32)
+    monkeypatch.setattr(config, "usable_cores", lambda: 32)
     assert LocalExecutor().figure_workers == 4  # the Python API's default: from the cores
     assert [config.figure_queue(k) for k in (0, 1, 2, 4)] == [2, 2, 3, 5]  # each drawer busy
+    monkeypatch.undo()
+    assert 1 <= config.usable_cores() <= (config.os.cpu_count() or 1)
     assert [config.figure_workers_for(c) for c in (None, 2, 4, 7, 8, 16, 64)] == [
         1, 1, 1, 1, 2, 4, 4
     ]  # fmt: skip
