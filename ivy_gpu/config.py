@@ -91,6 +91,7 @@ def figure_queue(workers: int) -> int:
     """
     return FIGURE_QUEUE + max(0, workers - 1)
 
+
 #: Temporal stride of slow nodes (``StivParams.stride``): nodes slower than
 #: STRIDE_BELOW_PX px/frame are re-measured with streaks over k frames per step, k =
 #: ceil(STRIDE_TARGET_PX / speed), on every frame (the ACF read at frame lags k * m), with at

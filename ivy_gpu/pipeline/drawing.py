@@ -173,7 +173,10 @@ class FigureProcesses:
             stis = data.packed_stis()
             bare = dataclasses.replace(data, sti=None, sti_packed=None)
             job = (out, scaffold, result, bare, stis, changed_settings())
-            job = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                job = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, TypeError, AttributeError):  # drawn here instead
+                return draw_figures(out, scaffold, result, data)
             worker = self._idle.get()
             try:
                 worker.draw(job)  # the drawing's own error (a full disk) fails this video
@@ -237,8 +240,9 @@ def _serve(jobs: IO[bytes], answers: IO[bytes]) -> None:
             answer: tuple = (True, None)
         except Exception as exc:  # noqa: BLE001 - sent back, raised in the batch
             answer = (False, exc)
-        try:
+        try:  # sent only if it reads back: a half-read answer would garble the next
             data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)
         except Exception:  # noqa: BLE001 - an exception that does not pickle
             data = pickle.dumps((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}")))
         answers.write(data)

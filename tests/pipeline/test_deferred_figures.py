@@ -260,3 +260,34 @@ def test_figure_workers_setting_is_read_and_refused_in_one_line(monkeypatch):
     assert [config.figure_workers_for(c) for c in (None, 2, 4, 7, 8, 16, 64)] == [
         1, 1, 1, 1, 2, 4, 4
     ]  # fmt: skip
+
+
+def test_a_figure_process_answers_every_job_with_something_the_batch_can_read(monkeypatch):
+    """``_serve`` run here on pipes of bytes: a drawing, an error that pickles, one that does
+    not (sent as its text, so the next answer is not garbled), then the end."""
+    import io
+    import pickle
+
+    import ivy_gpu.pipeline.drawing as drawing
+
+    class Unpicklable(Exception):  # a local class: pickle cannot find it again
+        pass
+
+    def fake(kind, *rest):
+        if kind == "oserror":
+            raise OSError(28, "No space left on device", "/out/stis.png")
+        if kind == "local":
+            raise Unpicklable("drawn wrong")
+
+    monkeypatch.setattr(drawing, "draw_packed", fake)
+    jobs = io.BytesIO(b"".join(pickle.dumps(j) for j in (("ok",), ("oserror",), ("local",), None)))
+    answers = io.BytesIO()
+    drawing._serve(jobs, answers)
+    answers.seek(0)
+    got = [pickle.load(answers) for _ in range(3)]
+    assert got[0] == (True, None)
+    assert got[1][0] is False and isinstance(got[1][1], OSError)
+    assert got[1][1].strerror == "No space left on device"
+    assert got[2][0] is False and type(got[2][1]) is RuntimeError
+    assert str(got[2][1]) == "Unpicklable: drawn wrong"
+    assert answers.read() == b""  # nothing else written
