@@ -73,10 +73,11 @@ MOTION_TRACKERS = ("opencv", "array")
 #: busy; each holds a stack in memory). Environment: ``IVY_GPU_PREFETCH``
 #: (:func:`prefetch_videos`).
 PREFETCH_VIDEOS: int = 1
-#: Processes that draw a local batch's figures (:mod:`ivy_gpu.pipeline.drawing`); 1 draws them
-#: on the batch's figure thread. By default :func:`figure_workers_for` the machine's cores.
-#: Environment: ``IVY_GPU_FIGURE_WORKERS`` (:func:`figure_workers`); ``ivy-gpu batch
-#: --figure-workers`` and ``process_batch(figure_workers=)`` before it.
+#: The most processes that draw a local batch's figures by default
+#: (:mod:`ivy_gpu.pipeline.drawing`; 1 draws them on the batch's figure thread): see
+#: :func:`figure_workers_for`. Environment: ``IVY_GPU_FIGURE_WORKERS`` (:func:`figure_workers`);
+#: ``ivy-gpu batch --figure-workers`` and ``process_batch(figure_workers=)`` before it.
+FIGURE_WORKERS_MAX: int = 4
 #: Videos whose figures may wait for the figure thread before the batch waits for them, one
 #: more per figure process beyond the first (:func:`figure_queue`; each holds its figure
 #: inputs: a frame and the STIs, 0.1-0.2 GB at 575 nodes with 138-pixel lines).
@@ -180,12 +181,12 @@ def usable_cores() -> int:
 def figure_workers_for(cores: int | None) -> int:
     """Figure processes for a machine of ``cores`` cores: below 8, 1 (the thread).
 
-    From 8 cores, a quarter of them, at most 4. A 1080p video's three figures and review page
-    take 0.6 s (25 nodes) to 1.1 s (575 nodes) of one core; a GPU box finishes a video every
-    0.4-0.8 s, so one drawer would set the pace.
+    From 8 cores, a quarter of them, at most :data:`FIGURE_WORKERS_MAX`. A 1080p video's
+    three figures and review page take 0.6 s (25 nodes) to 1.1 s (575 nodes) of one core; a
+    GPU box finishes a video every 0.4-0.8 s, so one drawer would set the pace.
     """
     cores = cores or 1
-    return 1 if cores < 8 else min(4, cores // 4)
+    return 1 if cores < 8 else min(FIGURE_WORKERS_MAX, cores // 4)
 
 
 def motion_tracker() -> str:
