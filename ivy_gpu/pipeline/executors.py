@@ -124,7 +124,7 @@ class LocalExecutor:
         pool = ThreadPoolExecutor(depth, thread_name_prefix="ivy-prefetch") if depth else None
         drawing = runner.figures and self.defer_figures
         # no more drawers than videos: a batch of one draws on the thread (no start-up)
-        workers = min(self.figure_workers, len(jobs)) if drawing else 0
+        workers = max(1, min(self.figure_workers, len(jobs))) if drawing else 0
         figures = ThreadPoolExecutor(workers, thread_name_prefix="ivy-figures") if drawing else None
         drawer = FigureProcesses(workers) if workers > 1 else None
         waiting = config.figure_queue(workers)
