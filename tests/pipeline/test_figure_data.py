@@ -150,3 +150,22 @@ def test_an_sti_image_is_the_stretched_sti_sampled_down_with_its_streak():
     want = np.clip((sti[0, cols] - lo) / (hi - lo) * 255, 0, 255)
     assert png.shape == (96, 240)
     assert np.abs(png[48].astype(float) - want).max() <= 12  # JPEG at quality 82
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
+    seed=st.integers(0, 2**32 - 1),
+    nan_share=st.floats(0.0, 1.0),
+)
+def test_packing_keeps_every_grey_level_and_every_nan(shape, seed, nan_share):
+    from ivy_gpu.pipeline.outputs import pack_stis, unpack_stis
+
+    rng = np.random.default_rng(seed)
+    sti = (rng.random(shape) * 300 - 20).astype(np.float32)  # beyond 0-255 too: clipped
+    sti[rng.random(shape) < nan_share] = np.nan
+    got = unpack_stis(pack_stis(sti))
+    assert got.shape == sti.shape and got.dtype == np.float32
+    assert np.array_equal(np.isnan(got), np.isnan(sti))
+    ok = ~np.isnan(sti)
+    assert np.array_equal(got[ok], np.clip(np.rint(sti[ok]), 0, 255))
