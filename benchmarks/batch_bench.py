@@ -139,7 +139,7 @@ def run(
             videos.append(path)
         base = load_scaffold(tmp / "site" / "site.ivy")
         names = backend_names or ["numba", *gpu_backends()]
-        cores = os.cpu_count() or 1
+        cores = config.usable_cores()  # those the figure workers are counted from
         longest = 0.0
         for name in names:
             for layout in layouts:

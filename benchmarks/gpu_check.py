@@ -11,9 +11,9 @@ rest), results gathered into ``gpu_check.json`` and one Markdown table
    engine with and without its CUDA kernels, and the numba engine on this machine's
    CPU for comparison.
 5. ``rectify``: a 1080p frame into the uint8 stack; camera motion; NVDEC (``nvdec_probe``).
-6. ``batch``: the steady-state batch (issue 25): four generated 1080p 10 s clips after a
+6. ``batch``: the steady-state batch (issue 25): three generated 1080p 10 s clips after a
    first one through the real batch path, GPU backend and numba, ``grid`` and ``section``
-   layouts without figures and ``section`` with them: clips per hour, x decoding alone, CPU and
+   layouts without and with figures: clips per hour, x decoding alone, CPU and
    GPU busy (:mod:`ivy_gpu.benchmarks.batch_bench`). It replaces the single-clip ``e2e``
    step: its first video is that cold run.
 

@@ -138,11 +138,20 @@ def prefetch_videos() -> int:
     ValueError
         ``IVY_GPU_PREFETCH`` is not a whole number of videos (0 or more).
     """
-    text = os.environ.get("IVY_GPU_PREFETCH")
+    count = _env_count("IVY_GPU_PREFETCH", 0, "a whole number of videos (0 or more)")
+    return PREFETCH_VIDEOS if count is None else count
+
+
+def _env_count(name: str, least: int, said: str) -> int | None:
+    """The whole number of ``least`` or more in environment variable ``name`` (None if unset).
+
+    Raises ``ValueError`` naming the variable, ``said`` (what it must be) and its text.
+    """
+    text = os.environ.get(name)
     if text is None:
-        return PREFETCH_VIDEOS
-    if not text.strip().isdigit():
-        raise ValueError(f"IVY_GPU_PREFETCH: a whole number of videos (0 or more), not {text!r}")
+        return None
+    if not text.strip().isdigit() or int(text) < least:
+        raise ValueError(f"{name}: {said}, not {text!r}")
     return int(text)
 
 
@@ -162,12 +171,8 @@ def figure_workers(asked: int | None = None) -> int:
         raise ValueError(f"--figure-workers: 0 (automatic) or a process count, not {asked}")
     if asked:
         return asked
-    text = os.environ.get("IVY_GPU_FIGURE_WORKERS")
-    if text is None:
-        return figure_workers_for(usable_cores())
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"IVY_GPU_FIGURE_WORKERS: a whole number of 1 or more, not {text!r}")
-    return int(text)
+    count = _env_count("IVY_GPU_FIGURE_WORKERS", 1, "a whole number of 1 or more")
+    return figure_workers_for(usable_cores()) if count is None else count
 
 
 def usable_cores() -> int:

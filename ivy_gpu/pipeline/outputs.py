@@ -21,7 +21,7 @@ import pandas as pd
 
 from ivy_gpu.fileio import atomic_output, atomic_write_text
 from ivy_gpu.report.figures import FIGURES
-from ivy_gpu.report.review import REVIEW, write_review
+from ivy_gpu.report.review import REVIEW, sti_levels, write_review
 from ivy_gpu.results import ProcessingResult, display_twins, stated_u95
 from ivy_gpu.scaffold.ivyfile import ScaffoldConfig
 from ivy_gpu.stiv.driver import StivResult
@@ -132,17 +132,6 @@ class FigureInputs:
         return self.sti_packed if self.sti_packed is not None else pack_stis(self.sti)
 
 
-def sti_levels(sti: np.ndarray) -> np.ndarray:
-    """The STIs as the figures draw them: grey levels rounded to whole numbers (NaN kept).
-
-    An STI's samples are interpolated from 8-bit frames, so their fractions hold no more of
-    the scene; rounded, they are stored as one byte each (:func:`save_figure_inputs`), and a
-    redraw from the file shows exactly what the first drawing showed.
-    """
-    levels = np.rint(np.asarray(sti, np.float32))
-    return np.clip(levels, 0.0, 255.0, out=levels)
-
-
 def pack_stis(sti: np.ndarray) -> dict[str, np.ndarray]:
     """The STIs' grey levels as bytes (``sti_u8``), their NaN as a packed mask (``sti_nan``).
 
@@ -230,7 +219,7 @@ def load_figure_inputs(out: Path) -> FigureInputs | None:
             return None
         return FigureInputs(
             frame, arrays["magnitude"], arrays["direction"], arrays["theta"],
-            arrays["score"], sti, arrays.get("stride_limited"),
+            arrays["score"], sti, limited,
         )  # fmt: skip
     except (OSError, ValueError, KeyError, EOFError, TypeError, cv2.error):
         return None

@@ -48,18 +48,30 @@ SOURCE_WORDS = {
 _STI_HEIGHT, _STI_WIDTH = 96, 240
 
 
+def sti_levels(sti: np.ndarray) -> np.ndarray:
+    """The STIs as the figures draw them: grey levels rounded to whole numbers (NaN kept).
+
+    An STI's samples are interpolated from 8-bit frames, so their fractions hold no more of
+    the scene; rounded, they are stored as one byte each
+    (:func:`ivy_gpu.pipeline.outputs.save_figure_inputs`), and a redraw from the file shows
+    exactly what the first drawing showed.
+    """
+    levels = np.rint(np.asarray(sti, np.float32))
+    return np.clip(levels, 0.0, 255.0, out=levels)
+
+
 def stretch_bounds(sti: np.ndarray) -> tuple[float, float] | None:
     """The 1st and 99th percentiles of an STI's grey levels (None when no sample is finite).
 
-    The samples are counted as whole grey levels (rounded, 0-255: what the figures' STIs hold,
-    :func:`ivy_gpu.pipeline.outputs.sti_levels`) in a 256-bin histogram, whose order
-    statistics give ``np.nanpercentile``'s linear interpolation without sorting the samples.
+    The samples are counted as whole grey levels (:func:`sti_levels`: what the figures' STIs
+    hold) in a 256-bin histogram, whose order statistics give ``np.nanpercentile``'s linear
+    interpolation without sorting the samples.
     """
-    img = np.asarray(sti, np.float32).ravel()
+    img = sti_levels(sti).ravel()
     img = img[~np.isnan(img)]
     if img.size == 0:
         return None
-    counts = np.bincount(np.clip(np.rint(img), 0, 255).astype(np.intp), minlength=256)
+    counts = np.bincount(img.astype(np.intp), minlength=256)
     ends = np.cumsum(counts)
     out = []
     for q in (0.01, 0.99):
