@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,46 @@ def _luma(frame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
+class FrameSelection:
+    """Which frames, in presentation order, a reader keeps.
+
+    Frames with ``start - h <= t < end - h`` (``h`` half a frame interval) are in range;
+    of those every ``step``-th is kept, at most ``max_frames``. Feed each frame's time to
+    :meth:`keep` in order; once :attr:`done` no later frame can be kept. ``seen`` counts
+    the frames in range before the last kept one (the frame count after a full pass).
+    """
+
+    def __init__(
+        self,
+        start: float | None,
+        end: float | None,
+        step: int,
+        max_frames: int | None,
+        fps: float,
+    ) -> None:
+        self.start, self.end, self.step, self.max_frames = start, end, step, max_frames
+        self.half = 0.5 / fps
+        self.kept = self.seen = 0
+        self.done = False
+
+    def keep(self, t: float) -> bool:
+        """Whether the frame at ``t`` seconds is kept (its index is then ``kept - 1``)."""
+        if self.start is not None and t < self.start - self.half:
+            return False
+        if self.end is not None and t >= self.end - self.half:
+            self.done = True
+            return False
+        if self.seen % self.step == 0:
+            self.kept += 1
+            if self.max_frames and self.kept >= self.max_frames:
+                self.done = True
+                return True
+            self.seen += 1
+            return True
+        self.seen += 1
+        return False
+
+
 class FrameReader:
     """Iterate ``(index, time_s, luma)`` over selected frames, decoding ahead on a thread.
 
@@ -133,33 +174,39 @@ class FrameReader:
         n = int(math.ceil(max(hi - lo, 0) * self.info.fps / self.step)) + 2
         return min(n, self.max_frames) if self.max_frames else n
 
+    def selection(self) -> FrameSelection:
+        """A fresh :class:`FrameSelection` of this reader's start, end, step and cap."""
+        return FrameSelection(self.start, self.end, self.step, self.max_frames, self.info.fps)
+
+    def frames(self, container: Any) -> Iterator[tuple[int, float, Any]]:
+        """``(index, time_s, PyAV frame)`` of the kept frames of an open ``container``.
+
+        Seeks to the start first; reads the display rotation from the first frame and, after
+        a full pass, sets :attr:`decoded`.
+        """
+        st = container.streams.video[0]
+        tb = st.time_base or Fraction(1, 1)
+        if self.start:
+            container.seek(int(self.start / tb), stream=st, backward=True)
+        sel = self.selection()
+        for frame in container.decode(st):
+            if sel.kept == sel.seen == 0:
+                self.rotation = int(getattr(frame, "rotation", 0) or 0)
+            t = float(frame.pts * tb) if frame.pts is not None else sel.seen / self.info.fps
+            if sel.keep(t):
+                yield sel.kept - 1, t, frame
+            if sel.done:
+                break
+        self.decoded = sel.seen
+
     def _decode(self, out: queue.Queue, stop: threading.Event) -> None:
         try:
             with _open(self.path) as container:
-                st = container.streams.video[0]
-                st.thread_type = "AUTO"
-                tb = st.time_base or Fraction(1, 1)
-                half = 0.5 / self.info.fps
-                if self.start:
-                    container.seek(int(self.start / tb), stream=st, backward=True)
-                kept = seen = 0
-                for frame in container.decode(st):
+                container.streams.video[0].thread_type = "AUTO"
+                for i, t, frame in self.frames(container):
                     if stop.is_set():
                         return
-                    if seen == 0:
-                        self.rotation = int(getattr(frame, "rotation", 0) or 0)
-                    t = float(frame.pts * tb) if frame.pts is not None else seen / self.info.fps
-                    if self.start is not None and t < self.start - half:
-                        continue
-                    if self.end is not None and t >= self.end - half:
-                        break
-                    if seen % self.step == 0:
-                        out.put((kept, t, _luma(frame)))
-                        kept += 1
-                        if self.max_frames and kept >= self.max_frames:
-                            break
-                    seen += 1
-                self.decoded = seen
+                    out.put((i, t, _luma(frame)))
         except Exception as exc:  # forwarded to the consumer with the file named
             msg = str(exc) if str(exc).startswith(str(self.path)) else f"{self.path}: {exc}"
             out.put(ValueError(f"{msg} (while decoding)" if "decod" not in msg else msg))
