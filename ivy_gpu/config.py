@@ -68,6 +68,12 @@ MOTION_SAMPLE_STEP: int = 8
 #: :mod:`ivy_gpu.frames.track_xp`). Environment: ``IVY_GPU_MOTION`` (:func:`motion_tracker`).
 MOTION_TRACKERS = ("opencv", "array")
 
+#: Who decodes a video for the GPU engine: "auto" (NVDEC through PyNvVideoCodec when it
+#: imports and gives PyAV's first frame, else PyAV; :mod:`ivy_gpu.frames.nvdec`) or "pyav"
+#: (always PyAV). The CPU engines always use PyAV. Environment: ``IVY_GPU_DECODER``
+#: (:func:`video_decoder`).
+VIDEO_DECODERS = ("auto", "pyav")
+
 #: Videos decoded ahead of the one being analysed in a local batch, each on its own thread: 2
 #: or more run several decoders at once (a GPU box where one decoder cannot keep the engine
 #: busy; each holds a stack in memory). Environment: ``IVY_GPU_PREFETCH``
@@ -194,6 +200,14 @@ def figure_workers_for(cores: int | None) -> int:
     return 1 if cores < 8 else min(FIGURE_WORKERS_MAX, cores // 4)
 
 
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """Environment variable ``name`` if set (one of ``choices``), else the first choice."""
+    text = os.environ.get(name, choices[0])
+    if text not in choices:
+        raise ValueError(f"{name}: one of {', '.join(choices)}, not {text!r}")
+    return text
+
+
 def motion_tracker() -> str:
     """Who tracks camera motion: ``IVY_GPU_MOTION`` if set, else ``"opencv"``.
 
@@ -202,10 +216,18 @@ def motion_tracker() -> str:
     ValueError
         ``IVY_GPU_MOTION`` is not one of :data:`MOTION_TRACKERS`.
     """
-    text = os.environ.get("IVY_GPU_MOTION", MOTION_TRACKERS[0])
-    if text not in MOTION_TRACKERS:
-        raise ValueError(f"IVY_GPU_MOTION: one of {', '.join(MOTION_TRACKERS)}, not {text!r}")
-    return text
+    return _env_choice("IVY_GPU_MOTION", MOTION_TRACKERS)
+
+
+def video_decoder() -> str:
+    """Who decodes for the GPU engine: ``IVY_GPU_DECODER`` if set, else ``"auto"``.
+
+    Raises
+    ------
+    ValueError
+        ``IVY_GPU_DECODER`` is not one of :data:`VIDEO_DECODERS`.
+    """
+    return _env_choice("IVY_GPU_DECODER", VIDEO_DECODERS)
 
 
 def gpu_chunk_bytes() -> int:
