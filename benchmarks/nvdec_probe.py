@@ -1,10 +1,12 @@
-"""NVDEC through PyNvVideoCodec beside PyAV: what a GPU run must settle before a decoder is built.
+"""NVDEC through PyNvVideoCodec beside PyAV: what a decoded frame is on the device.
 
 Issue 25 item 5 asks for NVDEC as an option. Its Python binding (PyNvVideoCodec) cannot be
 exercised without an NVIDIA driver: importing it loads the driver's video libraries
 (``libnvidia-encode.so.1``, even to decode), and the layout of a decoded frame lives in the
-compiled module, not in its Python sources. So no decoder is built into the pipeline yet;
-``make gpu-check`` (its ``rectify`` step) runs this probe and records, on the device:
+compiled module, not in its Python sources. The pipeline's decoder
+(:mod:`ivy_gpu.frames.nvdec`) checks its first frame against PyAV and falls back to PyAV
+otherwise; ``make gpu-check`` (its ``rectify`` step) runs this probe and records, on the
+device, what that decoder relies on:
 
 - whether PyNvVideoCodec imports and opens a clip, or the first line of why not;
 - what a decoded frame is: its type, its CUDA array interface (shape, strides, dtype) and the
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ivy_gpu.frames.nvdec import device_array, luma_plane, open_decoder
 
 #: Seconds the child process may take (clip, PyAV, NVDEC) before its row says it timed out.
 TIMEOUT_S = 12.0
@@ -63,21 +67,6 @@ def pyav_luma(path: Path) -> tuple[np.ndarray, float]:
     return np.stack(frames), time.perf_counter() - t0
 
 
-def luma_plane(frame: Any, height: int, width: int) -> Any:
-    """The ``height x width`` luma of a decoded frame array, whatever its native layout.
-
-    NV12 comes as one ``(1.5 H, W)`` array (luma rows, then the interleaved chroma rows), a
-    planar surface as ``(3, H, W)`` or ``(H, W)``; rows may be padded to a pitch wider than
-    the frame. Raises ``ValueError`` for any other shape.
-    """
-    shape = tuple(frame.shape)
-    if len(shape) == 2 and shape[0] in (height, height * 3 // 2) and shape[1] >= width:
-        return frame[:height, :width]
-    if len(shape) == 3 and shape[0] in (1, 2, 3) and shape[1] == height and shape[2] >= width:
-        return frame[0, :, :width]
-    raise ValueError(f"decoded frame of shape {shape} is not a {height}x{width} luma layout")
-
-
 def _public(obj: Any, limit: int = 40) -> dict[str, str]:
     """Public attributes of ``obj`` (non-callable values shown, methods named)."""
     out: dict[str, str] = {}
@@ -91,16 +80,10 @@ def _public(obj: Any, limit: int = 40) -> dict[str, str]:
     return out
 
 
-def _open(nvc: Any, clip: Path) -> Any:
-    return nvc.SimpleDecoder(
-        str(clip), gpu_id=0, use_device_memory=True, output_color_type=nvc.OutputColorType.NATIVE
-    )
-
-
 def _describe(nvc: Any, clip: Path, out: dict) -> None:
     """Open ``clip`` and record the stream's metadata and what its first decoded frame is."""
     t0 = time.perf_counter()
-    dec = _open(nvc, clip)
+    dec = open_decoder(nvc, clip)
     out["open_s"] = time.perf_counter() - t0
     out["length"] = len(dec)
     out["metadata"] = _public(dec.get_stream_metadata())
@@ -114,16 +97,9 @@ def _describe(nvc: Any, clip: Path, out: dict) -> None:
     }  # fmt: skip
 
 
-def _device_array(cp: Any, frame: Any) -> Any:
-    """A CuPy view of a decoded frame: its CUDA array interface, else DLPack."""
-    if hasattr(frame, "__cuda_array_interface__"):
-        return cp.asarray(frame)
-    return cp.from_dlpack(frame)
-
-
 def _decode(nvc: Any, cp: Any, clip: Path, h: int, w: int) -> tuple[np.ndarray, float]:
     """Every frame's luma into a device stack, as the pipeline would; (luma, ms per frame)."""
-    dec = _open(nvc, clip)
+    dec = open_decoder(nvc, clip)
     stack = cp.empty((len(dec), h, w), cp.uint8)
     cp.cuda.Device().synchronize()
     t0 = time.perf_counter()
@@ -133,7 +109,7 @@ def _decode(nvc: Any, cp: Any, clip: Path, h: int, w: int) -> tuple[np.ndarray, 
         if not batch:
             break
         for frame in batch:
-            stack[n] = luma_plane(_device_array(cp, frame), h, w)
+            stack[n] = luma_plane(device_array(cp, frame), h, w)
             n += 1
     cp.cuda.Device().synchronize()
     ms = (time.perf_counter() - t0) / max(n, 1) * 1e3

@@ -89,6 +89,7 @@ class ProcessingResult:
     discharge_uncertainty: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     stage_seconds: dict = field(default_factory=dict)
+    decoder: str | None = None
     output_directory: Path | None = None
     processing_time_seconds: float = 0.0
 

@@ -157,8 +157,12 @@ class Engine(Protocol):
         """Allocate an uninitialized array in the engine's memory."""
         ...
 
-    def remap(self, frame: np.ndarray, tables: Rectifier, out: Any) -> None:
-        """Rectify one grayscale uint8 host frame into ``out`` (uint8, engine memory)."""
+    def remap(self, frame: Any, tables: Rectifier, out: Any, on_device: bool = False) -> None:
+        """Rectify one grayscale uint8 frame into ``out`` (uint8, engine memory).
+
+        The frame is a host array, or with ``on_device`` already in the engine's memory
+        (decoded there: :mod:`ivy_gpu.frames.nvdec`).
+        """
         ...
 
     def synchronize(self) -> None:
@@ -248,8 +252,13 @@ class HostMemory:
         """``numpy.empty`` (pages are touched only when written)."""
         return np.empty(shape, dtype=dtype)
 
-    def remap(self, frame: np.ndarray, tables: Rectifier, out: np.ndarray) -> None:
-        """Rectify with OpenCV's multi-threaded ``remap``, straight into ``out``."""
+    def remap(
+        self, frame: np.ndarray, tables: Rectifier, out: np.ndarray, on_device: bool = False
+    ) -> None:
+        """Rectify with OpenCV's multi-threaded ``remap``, straight into ``out``.
+
+        The CPU's memory is the engine's: ``on_device`` changes nothing.
+        """
         tables.rectify(frame, out)
 
     def synchronize(self) -> None:

@@ -193,15 +193,16 @@ class XpEngine:
         new_x, new_y = moved_maps(coords[1], coords[0], tables.motion, xp)
         return xp.stack([new_y, new_x])
 
-    def remap(self, frame: np.ndarray, tables: Rectifier, out: Any) -> None:
+    def remap(self, frame: Any, tables: Rectifier, out: Any, on_device: bool = False) -> None:
         """Upload one uint8 frame and rectify it straight into ``out`` (rounded uint8).
 
         The upload (pinned staging, its own stream) overlaps the previous frame's
-        rectification; the rectification waits for it on the device, not on the host.
+        rectification; the rectification waits for it on the device, not on the host. A
+        frame already on the device (``on_device``: decoded there) is read where it is.
         """
         coords = self._tables(tables)
         order = 0 if tables.interpolation == "nearest" else 1
-        uploader = self.uploader
+        uploader = None if on_device else self.uploader
         source = uploader.upload(frame) if uploader else self.xp.asarray(frame)
         self.ndimage.map_coordinates(
             source,

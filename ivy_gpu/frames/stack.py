@@ -9,6 +9,7 @@ that announces no duration never reserves hours of frames.
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import numpy as np
 
 from ivy_gpu import config
 from ivy_gpu.engines.base import Engine
+from ivy_gpu.frames import nvdec
 from ivy_gpu.frames.stabilize import (
     AUTO_THRESHOLD_PX,
     STABLE_INLIERS_MIN,
@@ -71,6 +73,8 @@ class LoadedVideo:
         Where the stack's first column and row lie in the full plan view (the band).
     motion : MotionReport or None
         Camera motion found (and corrected) while loading; None with ``stabilize="off"``.
+    decoder : str
+        Who decoded the frames: ``pyav``, ``nvdec``, or ``pyav (NVDEC not used: why)``.
     """
 
     stack: Any
@@ -83,6 +87,7 @@ class LoadedVideo:
     nodes: np.ndarray | None = None
     offset: tuple[int, int] = (0, 0)
     motion: MotionReport | None = None
+    decoder: str = "pyav"
 
 
 _RECTIFIERS: dict[tuple, tuple[ScaffoldConfig, Rectifier]] = {}
@@ -205,42 +210,41 @@ def load_stack(
             tables = rect.band(*band)
         else:
             band = None
-    rows, cols = tables.output_shape
-    expected = reader.expected_frames()
-    first = None
-    tracker = None
-    if stabilize is not None:
-        try:
-            kernels = bool(getattr(engine, "use_cuda_kernels", False))
-            tracker = _Tracker(scaffold, rect, stabilize, getattr(engine, "xp", np), kernels)
-        except ValueError as exc:  # IVY_GPU_MOTION
-            raise StageError("read", str(exc)) from None
-    stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
-    times = []
     try:
-        for i, t, luma in reader:
-            if i >= stack.shape[0]:
-                grown = engine.empty((2 * stack.shape[0], rows, cols), np.uint8)
-                grown[: stack.shape[0]] = stack
-                stack = grown
-            engine.remap(luma, tracker.tables(luma, tables, i) if tracker else tables, stack[i])
-            done = [i]
-            for j, held, moved in tracker.redo() if tracker else ():
-                engine.remap(held, moved, stack[j])  # held while sampling; the camera moved
-                done.append(j)
-            if first is None:
-                first = rect.rectify(luma) if band is not None else None
-            times.append(t)
-            if keep_frames is not None:
-                import cv2
-
-                keep_frames.mkdir(parents=True, exist_ok=True)
-                for j in done:
-                    cv2.imwrite(str(keep_frames / f"t{j:05d}.png"), engine.to_host(stack[j]))
-            if progress and i % 10 == 0:
-                progress("read", min(1.0, (i + 1) / expected), f"frame {i + 1}")
+        nvdec_wanted, why_not = nvdec.wanted(engine)
+        make_tracker = None
+        if stabilize is not None:
+            config.motion_tracker()  # a bad IVY_GPU_MOTION is said before any decoding
+            kernels = bool(getattr(engine, "use_cuda_kernels", False))
+            xp = getattr(engine, "xp", np)
+            make_tracker = functools.partial(_Tracker, scaffold, rect, stabilize, xp, kernels)
+    except ValueError as exc:  # IVY_GPU_MOTION, IVY_GPU_DECODER
+        raise StageError("read", str(exc)) from None
+    fill = functools.partial(
+        _fill, engine=engine, tables=tables, rect=rect, band=band, make_tracker=make_tracker,
+        keep_frames=keep_frames, progress=progress,
+    )  # fmt: skip
+    decoder = "pyav"
+    if why_not is not None:  # installed, but it cannot load
+        decoder = f"pyav (NVDEC not used: {why_not})"
+        nvdec.say_once(f"{path}: NVDEC not used ({why_not}); decoding with PyAV")
+    try:
+        if nvdec_wanted:
+            try:
+                nv = nvdec.NvdecReader(
+                    path, video.start_time, video.end_time, video.frame_step, video.max_frames,
+                    xp=engine.xp,
+                )  # fmt: skip
+                stack, times, first, tracker = fill(nv)
+                reader, decoder = nv, "nvdec"
+            except nvdec.NvdecUnusable as exc:
+                decoder = f"pyav (NVDEC not used: {exc})"
+                nvdec.say_once(f"{path}: NVDEC not used ({exc}); decoding with PyAV")
+        if decoder != "nvdec":
+            stack, times, first, tracker = fill(reader)
     except ValueError as exc:
         raise StageError("read", str(exc)) from None
+    rows, cols = stack.shape[1:]
     n = len(times)
     if n < MIN_FRAMES:
         raise StageError(
@@ -273,7 +277,57 @@ def load_stack(
         nodes=nodes,
         offset=(0, 0) if band is None else (band[2], band[0]),
         motion=motion,
+        decoder=decoder,
     )
+
+
+def _fill(
+    reader: FrameReader,
+    engine: Engine,
+    tables: Rectifier,
+    rect: Rectifier,
+    band: tuple | None,
+    make_tracker: Callable[..., _Tracker] | None,
+    keep_frames: Path | None,
+    progress: Progress | None,
+) -> tuple[Any, list[float], np.ndarray | None, _Tracker | None]:
+    """Decode, track and rectify ``reader``'s frames into a new stack.
+
+    Returns the stack (possibly longer than the frames), their times, the first frame
+    rectified in full (with a band) and the motion tracker.
+    """
+    rows, cols = tables.output_shape
+    expected = reader.expected_frames()
+    on_device = bool(getattr(reader, "on_device", False))
+    tracker = None
+    if make_tracker is not None:
+        tracker = make_tracker(engine.to_host if on_device else None)
+    stack = engine.empty((min(expected, config.STACK_INITIAL_FRAMES), rows, cols), np.uint8)
+    times: list[float] = []
+    first = None
+    for i, t, luma in reader:
+        if i >= stack.shape[0]:
+            grown = engine.empty((2 * stack.shape[0], rows, cols), np.uint8)
+            grown[: stack.shape[0]] = stack
+            stack = grown
+        moved = tracker.tables(luma, tables, i) if tracker else tables
+        engine.remap(luma, moved, stack[i], on_device)
+        done = [i]
+        for j, held, redo in tracker.redo() if tracker else ():
+            engine.remap(held, redo, stack[j], on_device)  # held while sampling; it moved
+            done.append(j)
+        if first is None and band is not None:
+            first = rect.rectify(engine.to_host(luma) if on_device else luma)
+        times.append(t)
+        if keep_frames is not None:
+            import cv2
+
+            keep_frames.mkdir(parents=True, exist_ok=True)
+            for j in done:
+                cv2.imwrite(str(keep_frames / f"t{j:05d}.png"), engine.to_host(stack[j]))
+        if progress and i % 10 == 0:
+            progress("read", min(1.0, (i + 1) / expected), f"frame {i + 1}")
+    return stack, times, first, tracker
 
 
 class _Tracker:
@@ -294,8 +348,11 @@ class _Tracker:
         mode: str,
         xp: ModuleType = np,
         kernels: bool = False,
+        host: Callable[[Any], np.ndarray] | None = None,
     ) -> None:
         self.scaffold, self.rect, self.mode = scaffold, rect, mode
+        #: Copies a device frame to the host for the OpenCV tracker (frames decoded on the GPU).
+        self.host = host
         self.xp, self.kernels, self.how = xp, kernels, config.motion_tracker()
         self.estimator: MotionEstimator | ArrayTracker | None = None
         self.shifts: list[float] = []
@@ -340,7 +397,7 @@ class _Tracker:
             if self.how == "array":  # on the engine's namespace: the device for the GPU engine
                 self.estimator = ArrayTracker(luma, stable, self.xp, kernels=self.kernels)
             else:
-                self.estimator = MotionEstimator(luma, stable)
+                self.estimator = MotionEstimator(self._seen(luma), stable)
             return tables
         if self.every > 1:  # auto, still sampling
             self.seen += 1
@@ -365,8 +422,12 @@ class _Tracker:
         out, self._redo = self._redo, []
         return out
 
+    def _seen(self, luma: Any) -> Any:
+        """``luma`` where the estimator reads it: the host for OpenCV's, else as it is."""
+        return self.host(luma) if self.host is not None and self.how != "array" else luma
+
     def _track(self, luma: np.ndarray, tables: Rectifier) -> Rectifier:
-        a, inl = self.estimator.estimate(luma)
+        a, inl = self.estimator.estimate(self._seen(luma))
         if a is None:
             self.failed += 1
             return tables

@@ -116,6 +116,7 @@ def run_video(
         else:
             frames = out / "frames" if keep_frames and out is not None else None
             loaded = load_stack(scaffold, video, engine, frames, progress, params, mode)
+        result.decoder = loaded.decoder
         sr = analyse(
             scaffold,
             video,
@@ -198,7 +199,9 @@ def _finish(
         result.stage_seconds["figures"] = seconds
         result.processing_time_seconds += seconds
     if out is not None:
-        result.provenance = provenance(scaffold, video, result.backend or str(backend), started)
+        result.provenance = provenance(
+            scaffold, video, result.backend or str(backend), started, result.decoder
+        )
         try:
             write_result_json(out, result, scaffold)
             if not result.success:  # results.json says failed first, then the old tables go

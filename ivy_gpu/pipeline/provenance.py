@@ -124,8 +124,14 @@ def gpu_path(backend: str) -> str | None:
     return backends.gpu_path(backend)
 
 
-def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[str, Any]:
-    """Where a result came from (written into ``results.json``)."""
+def provenance(
+    scaffold: Any, video: Any, backend: str, started: str, decoder: str | None = None
+) -> dict[str, Any]:
+    """Where a result came from (written into ``results.json``).
+
+    ``decoder``: who decoded the frames (:attr:`ivy_gpu.frames.stack.LoadedVideo.decoder`),
+    None when no frame was decoded.
+    """
     from ivy_gpu import __version__
 
     path = Path(video.video_path)
@@ -140,6 +146,7 @@ def provenance(scaffold: Any, video: Any, backend: str, started: str) -> dict[st
         "device": device_of(backend),
         "numba_path": numba_path() if backend == "numba" else None,
         "gpu_path": gpu_path(backend),
+        "decoder": decoder,
         "scaffold_path": None if scaffold.path is None else str(scaffold.path),
         "scaffold_sha256": scaffold_sha256(scaffold),
         "video_path": str(path),

@@ -1,5 +1,6 @@
 """process_video end to end on a generated 720p site, and its failure stages."""
 
+import functools
 import json
 
 import numpy as np
@@ -36,6 +37,7 @@ def test_720p_clip_gives_discharge_within_3_percent(video_site, tmp_path):
     assert data["display_units"] == "Metric" and "discharge_cfs" not in data
     # which engine path ran: numba's formulation; no GPU here, so nothing about one
     assert data["provenance"]["numba_path"] == "fused" and data["provenance"]["gpu_path"] is None
+    assert data["provenance"]["decoder"] == "pyav"  # the CPU engines always decode with PyAV
     table = pd.read_csv(out / "discharge_table.csv")
     assert tuple(table.columns) == (*TABLE_COLUMNS, "Source")
     assert table["Unit Discharge"].sum() == pytest.approx(r.total_discharge)
@@ -146,6 +148,25 @@ def test_all_backends_agree_end_to_end(video_site):
     assert a.success and b.success
     assert np.allclose(a.stiv_magnitudes, b.stiv_magnitudes, rtol=2e-4, equal_nan=True)
     assert a.total_discharge == pytest.approx(b.total_discharge, rel=1e-4)
+
+
+@pytest.mark.gpu
+def test_gpu_pipeline_decodes_with_nvdec_as_pyav_does(video_site, tmp_path, monkeypatch):
+    """With PyNvVideoCodec, the GPU engine's frames come from NVDEC, and so do the same results."""
+    from ivy_gpu.frames import nvdec
+
+    if nvdec.binding()[0] is None:
+        pytest.skip(nvdec.binding()[1])
+    d, truth = video_site
+    run = functools.partial(process_video, d / "site.ivy", d / truth["video"], truth["wse_m"])
+    a = run(tmp_path / "nvdec", backend="cupy")
+    monkeypatch.setenv("IVY_GPU_DECODER", "pyav")
+    b = run(tmp_path / "pyav", backend="cupy")
+    assert a.success and b.success, (a.error_message, b.error_message)
+    assert a.provenance["decoder"] == "nvdec", a.provenance["decoder"]  # no fallback passes
+    assert b.provenance["decoder"] == "pyav"
+    assert np.array_equal(a.stiv_magnitudes, b.stiv_magnitudes, equal_nan=True)
+    assert a.total_discharge == b.total_discharge
 
 
 @pytest.mark.gpu
