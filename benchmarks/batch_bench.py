@@ -109,11 +109,14 @@ def run(
     decoders: tuple[int, ...] = (1,),
     deadline: float | None = None,
     skipped: list[str] | None = None,
+    decoder_modes: tuple[str, ...] = ("auto",),
 ) -> list[dict]:
-    """Return one row per (backend, layout, figures, decoders) case.
+    """Return one row per (backend, layout, figures, decoders, decoder mode) case.
 
     ``decoders``: videos decoded ahead at once (``IVY_GPU_PREFETCH``, each on its own
-    thread), set for the case and restored after it. ``deadline`` (``time.monotonic()``):
+    thread), set for the case and restored after it; ``decoder_modes``: ``IVY_GPU_DECODER``
+    likewise (``auto``: NVDEC on the GPU engine where it works; the row says who decoded).
+    ``deadline`` (``time.monotonic()``):
     a case that would end after it, judged by the longest case so far, is not started; its
     name goes into ``skipped``.
     """
@@ -147,8 +150,9 @@ def run(
                 if layout == "grid":
                     grid = grid_nodes(base.cross_section_line)
                     sc = dataclasses.replace(base, results_grid=grid, num_grid_points=len(grid))
-                for fig, depth in itertools.product(figures, decoders):
+                for fig, depth, mode in itertools.product(figures, decoders, decoder_modes):
                     case = f"{name} {layout} figures {'on' if fig else 'off'} decoders {depth}"
+                    case += "" if mode == "auto" else f" ({mode})"
                     if deadline is not None and time.monotonic() + longest > deadline:
                         if skipped is not None:
                             skipped.append(case)
@@ -158,7 +162,7 @@ def run(
                         BatchRow(k + 2, v, str(truth["wse_m"]), VideoConfig(v, truth["wse_m"]))
                         for k, v in enumerate(videos)
                     ]
-                    out = tmp / f"out_{name}_{layout}_{int(fig)}_{depth}"
+                    out = tmp / f"out_{name}_{layout}_{int(fig)}_{depth}_{mode}"
                     # drawn as ivy-gpu batch draws them (no more drawers than videos)
                     drawers = min(config.figure_workers(), n) if fig else 0
                     options = dict(backend=name, figures=fig, report=False)
@@ -168,7 +172,11 @@ def run(
                     first_s = time.perf_counter() - t0
                     cpu0 = _cpu_seconds()
                     t0 = time.perf_counter()
-                    with GpuSampler() as gpu, _prefetch(depth):
+                    with (
+                        GpuSampler() as gpu,
+                        _env("IVY_GPU_PREFETCH", depth),
+                        _env("IVY_GPU_DECODER", mode),
+                    ):
                         b = BatchOrchestrator(sc, out, **options).run(batch_rows[1:])
                     wall = time.perf_counter() - t0
                     cpu = _cpu_seconds() - cpu0
@@ -182,6 +190,7 @@ def run(
                             layout=f"{layout} ({sc.num_grid_points} nodes)",
                             figures=fig,
                             decoders=depth,
+                            decoder=", ".join(sorted({str(r.decoder) for r in b.video_results})),
                             figure_workers=drawers,
                             videos=n,
                             ok=b.successful + first.successful,
@@ -216,17 +225,17 @@ def _cpu_seconds() -> float:
 
 
 @contextlib.contextmanager
-def _prefetch(depth: int):
-    """``IVY_GPU_PREFETCH`` set to ``depth`` for a block, then restored."""
-    before = os.environ.get("IVY_GPU_PREFETCH")
-    os.environ["IVY_GPU_PREFETCH"] = str(depth)
+def _env(name: str, value: object):
+    """Environment variable ``name`` set to ``value`` for a block, then restored."""
+    before = os.environ.get(name)
+    os.environ[name] = str(value)
     try:
         yield
     finally:
         if before is None:
-            del os.environ["IVY_GPU_PREFETCH"]
+            del os.environ[name]
         else:
-            os.environ["IVY_GPU_PREFETCH"] = before
+            os.environ[name] = before
 
 
 def _figures(row: dict) -> str:
@@ -248,15 +257,16 @@ def markdown(rows: list[dict]) -> str:
         f"{os.cpu_count()} cores.\n\n"
     )
     lines = [
-        "| backend | layout | figures | decoders | ok | first video s | s per video | clips/hour "
-        "| x decode | CPU busy | read+rectify s/video | GPU busy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | layout | figures | decoders | decoded by | ok | first video s | s per video "
+        "| clips/hour | x decode | CPU busy | read+rectify s/video | GPU busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gpu = "n/a" if r["gpu_busy"] is None else f"{r['gpu_busy']:.0f} %"
         lines.append(
             f"| {r['backend']} | {r['layout']} | {_figures(r)} | "
-            f"{r.get('decoders', 1)} | {r['ok']}/{r['videos'] + 1} | {r['first_s']:.2f} | "
+            f"{r.get('decoders', 1)} | {r.get('decoder', 'pyav')} | {r['ok']}/{r['videos'] + 1} | "
+            f"{r['first_s']:.2f} | "
             f"{r['steady_s']:.2f} | "
             f"{r['clips_per_hour']:.0f} | {r['x_decode']:.2f} | {100 * r['cpu_busy']:.0f} % | "
             f"{r['read_s']:.2f} | {gpu} |"

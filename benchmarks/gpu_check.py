@@ -13,9 +13,9 @@ rest), results gathered into ``gpu_check.json`` and one Markdown table
 5. ``rectify``: a 1080p frame into the uint8 stack; camera motion; NVDEC (``nvdec_probe``).
 6. ``batch``: the steady-state batch (issue 25): three generated 1080p 10 s clips after a
    first one through the real batch path, GPU backend and numba, ``grid`` and ``section``
-   layouts without and with figures: clips per hour, x decoding alone, CPU and
-   GPU busy (:mod:`ivy_gpu.benchmarks.batch_bench`). It replaces the single-clip ``e2e``
-   step: its first video is that cold run.
+   layouts without and with figures, then two decoders at once by NVDEC and by PyAV:
+   clips per hour, x decoding alone, who decoded, CPU and GPU busy
+   (:mod:`ivy_gpu.benchmarks.batch_bench`). Its first video is the cold run.
 
 ``--sim`` rehearses everything on a machine without a GPU: the Numba CUDA simulator,
 NumPy as the GPU engine's namespace, tiny sizes. Run from the repository root::
@@ -427,7 +427,7 @@ def motion_rows(sim: bool) -> dict:
 
 
 def step_batch(sim: bool) -> dict:
-    """Steady-state batches: ``grid``/``section``, figures off/on, then two decoders at once."""
+    """Steady-state batches: ``grid``/``section``, figures off/on; two decoders, NVDEC and PyAV."""
     from ivy_gpu.benchmarks import batch_bench
 
     names = ["numba"] if sim else ["cupy", "numba"]  # the simulator has no batch backend
@@ -436,8 +436,8 @@ def step_batch(sim: bool) -> dict:
     end = dict(deadline=time.monotonic() + LIMITS["batch"] - 10, skipped=skipped)
     rows = batch_bench.run(**size, backend_names=names, layouts=("grid", "section"),
                            figures=(False, True), **end)  # fmt: skip
-    rows += batch_bench.run(**size, backend_names=names[:1], layouts=("grid",),  # 2 decoders
-                            figures=(False,), decoders=(2,), **end)  # fmt: skip
+    rows += batch_bench.run(**size, backend_names=names[:1], layouts=("grid",), figures=(False,),
+                            decoders=(2,), decoder_modes=("auto", "pyav"), **end)  # fmt: skip
     said = "".join(f"\nNot run (the step's time): {c}." for c in skipped)
     return {"rows": rows, "skipped": skipped, "markdown": batch_bench.markdown(rows) + said}
 

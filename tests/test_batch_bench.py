@@ -24,8 +24,8 @@ def test_batch_bench_rows_and_table(tmp_path):
         assert r["x_decode"] == r["steady_s"] / r["decode_s"] and 0 < r["cpu_busy"]
         assert r["gpu_busy"] is None or 0 <= r["gpu_busy"] <= 100
     # the figures were drawn through the real path: the PNGs are there
-    assert list((tmp_path / "out_numba_section_1_1").glob("*/stis.png"))
-    assert not list((tmp_path / "out_numba_section_0_1").glob("*/stis.png"))
+    assert list((tmp_path / "out_numba_section_1_1_auto").glob("*/stis.png"))
+    assert not list((tmp_path / "out_numba_section_0_1_auto").glob("*/stis.png"))
     table = batch_bench.markdown(rows)
     assert table.count("\n| numba |") == 4 and "clips/hour" in table
 
@@ -38,10 +38,10 @@ def test_the_bench_draws_figures_as_the_cli_does(tmp_path, monkeypatch):
     assert [(r["figures"], r["figure_workers"], r["ok"]) for r in rows] == [
         (True, 2, 3), (False, 0, 3)
     ]  # fmt: skip
-    assert len(list((tmp_path / "out_numba_section_1_1").glob("*/stis.png"))) == 2
+    assert len(list((tmp_path / "out_numba_section_1_1_auto").glob("*/stis.png"))) == 2
     table = batch_bench.markdown(rows)
-    assert "| numba | section (25 nodes) | on (2 processes) | 1 |" in table
-    assert "| numba | section (25 nodes) | off | 1 |" in table
+    assert "| numba | section (25 nodes) | on (2 processes) | 1 | pyav |" in table
+    assert "| numba | section (25 nodes) | off | 1 | pyav |" in table
 
 
 def test_cases_that_would_end_after_the_deadline_are_named_not_run(tmp_path):
@@ -65,12 +65,14 @@ def test_grid_nodes_lie_on_lines_parallel_to_the_section():
 
 def test_gpu_check_batch_step_rehearses_in_the_simulator_mode():
     r = gpu_check.step_batch(sim=True)
-    assert [x["backend"] for x in r["rows"]] == ["numba"] * 5 and r["skipped"] == []
-    assert [x["decoders"] for x in r["rows"]] == [1, 1, 1, 1, 2]  # then two decoders at once
+    assert [x["backend"] for x in r["rows"]] == ["numba"] * 6 and r["skipped"] == []
+    assert [x["decoders"] for x in r["rows"]] == [1, 1, 1, 1, 2, 2]  # then two decoders at once
+    # the CPU engine always decodes with PyAV, whatever IVY_GPU_DECODER says
+    assert [x["decoder"] for x in r["rows"]] == ["pyav"] * 6
     assert [(x["layout"][:4], x["figures"]) for x in r["rows"][:4]] == [
         ("grid", False), ("grid", True), ("sect", False), ("sect", True)
     ]  # the 575-node grid with figures: issue 25's figures-on target  # fmt: skip
     text = gpu_check.markdown({"batch": r})
     assert "## batch in steady state" in text and "| numba | grid (575 nodes) | off | 1 |" in text
-    assert "| numba | grid (575 nodes) | off | 2 |" in text
+    assert "| numba | grid (575 nodes) | off | 2 | pyav |" in text
     assert sum(gpu_check.LIMITS.values()) <= 480  # the whole check under 8 minutes
