@@ -102,9 +102,14 @@ def test_bad_backend_is_a_one_line_error_exit_2(video_site, tmp_path):
     assert not (tmp_path / "river").exists()  # refused before any decoding
 
 
-def test_backends_lists_numpy_and_numba():
+def test_backends_lists_numpy_and_numba(monkeypatch):
     result = runner.invoke(app, ["backends"])
     assert result.exit_code == 0 and "numba  usable" in result.output
+    # no NVIDIA driver here: the GPU engine's decoder is PyAV, and the line says why
+    assert "decoder for the GPU engine: PyAV: PyNvVideoCodec unavailable (" in result.output
+    monkeypatch.setenv("IVY_GPU_DECODER", "pyav")
+    result = runner.invoke(app, ["backends"])
+    assert "decoder for the GPU engine: PyAV (IVY_GPU_DECODER=pyav)" in result.output
 
 
 def test_bench_quick_writes_a_table(tmp_path):
