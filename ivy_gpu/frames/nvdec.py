@@ -22,6 +22,7 @@ with PyAV and says so once. ``make gpu-check`` records what a decoded frame is o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Iterator
@@ -203,24 +204,20 @@ class NvdecReader(FrameReader):
         nvc, why = binding()
         if nvc is None:
             raise NvdecUnusable(why)
-        times = packet_times(self.path)
-        picks = self._plan(times)
-        if not picks:
-            return
-        reference: np.ndarray | None = self._first_frame(float(times[0]))
-        h, w, last = self.info.height, self.info.width, max(picks)
-        try:
+        with _unusable_on_error():
+            times = packet_times(self.path)
+            picks = self._plan(times)
+            if not picks:
+                return
+            reference: np.ndarray | None = self._first_frame(float(times[0]))
             dec = open_decoder(nvc, self.path)
             if len(dec) != len(times):
                 raise NvdecUnusable(f"the decoder counts {len(dec)} frames, PyAV {len(times)}")
-        except NvdecUnusable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the binding's own errors
-            raise NvdecUnusable(f"{type(exc).__name__}: {exc}") from None
+        h, w, last = self.info.height, self.info.width, max(picks)
         k = 0
         while k <= last:
             kept = []
-            try:
+            with _unusable_on_error():
                 batch = dec.get_batch_frames(min(BATCH_FRAMES, last - k + 1))
                 if not batch:
                     raise NvdecUnusable(f"the decoder stopped at frame {k}")
@@ -233,11 +230,18 @@ class NvdecReader(FrameReader):
                         if k in picks:
                             kept.append((*picks[k], luma))
                     k += 1
-            except NvdecUnusable:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a layout or decoder error
-                raise NvdecUnusable(f"{type(exc).__name__}: {exc}") from None
             yield from kept
+
+
+@contextlib.contextmanager
+def _unusable_on_error() -> Iterator[None]:
+    """Any error of the binding, of PyAV's checks or of a frame's layout: NvdecUnusable."""
+    try:
+        yield
+    except NvdecUnusable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PyAV decodes the video again, and says why
+        raise NvdecUnusable(f"{type(exc).__name__}: {exc}") from None
 
 
 def _check(luma: Any, reference: np.ndarray) -> None:

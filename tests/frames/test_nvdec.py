@@ -10,6 +10,7 @@ stack and one warning, never with other frames.
 
 from __future__ import annotations
 
+import re
 import types
 import warnings
 
@@ -297,3 +298,35 @@ def test_an_installed_binding_that_cannot_load_is_named_once(site, pyav_loaded, 
         got = _load(site, XpEngine(np, use_cuda_kernels=False))
     assert got.decoder == f"pyav (NVDEC not used: {broken})"
     assert np.array_equal(got.stack, pyav_loaded.stack)
+
+
+@pytest.mark.parametrize("keep", [0.05, 0.6, 0.97])
+def test_a_truncated_file_reads_as_pyav_reads_it(clip, tmp_path, monkeypatch, keep):
+    """A clip cut short: NVDEC's reader fails as PyAV's does, gives up, or gives PyAV's frames."""
+    fast = tmp_path / "fast.mp4"  # the index first (faststart), so a cut file still opens
+    with (
+        av.open(str(clip)) as src,
+        av.open(str(fast), "w", options={"movflags": "faststart"}) as dst,
+    ):
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    data = fast.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    mod, _ = fake_binding()
+    monkeypatch.setattr(nvdec, "binding", lambda: (mod, None))
+    try:
+        want = _frames(FrameReader(cut))
+    except ValueError as exc:  # PyAV's own error, in one line naming the file
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            _frames(nvdec.NvdecReader(cut, xp=np))
+        return
+    try:
+        got = _frames(nvdec.NvdecReader(cut, xp=np))
+    except nvdec.NvdecUnusable:
+        return  # load_stack then reads it with PyAV
+    assert [(i, t) for i, t, _ in got] == [(i, t) for i, t, _ in want]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(got, want, strict=True))
