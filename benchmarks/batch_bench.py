@@ -190,6 +190,7 @@ def run(
                             layout=f"{layout} ({sc.num_grid_points} nodes)",
                             figures=fig,
                             decoders=depth,
+                            decoder_mode=mode,
                             decoder=", ".join(sorted({str(r.decoder) for r in b.video_results})),
                             figure_workers=drawers,
                             videos=n,
@@ -238,6 +239,12 @@ def _env(name: str, value: object):
             os.environ[name] = before
 
 
+def _decoders(row: dict) -> str:
+    """Videos decoded at once, and the decoder asked for when not ``auto``."""
+    mode = row.get("decoder_mode", "auto")
+    return f"{row.get('decoders', 1)}" + ("" if mode == "auto" else f" ({mode} asked)")
+
+
 def _figures(row: dict) -> str:
     """``off``, ``on`` (the figure thread) or ``on (N processes)``."""
     if not row["figures"]:
@@ -265,7 +272,7 @@ def markdown(rows: list[dict]) -> str:
         gpu = "n/a" if r["gpu_busy"] is None else f"{r['gpu_busy']:.0f} %"
         lines.append(
             f"| {r['backend']} | {r['layout']} | {_figures(r)} | "
-            f"{r.get('decoders', 1)} | {r.get('decoder', 'pyav')} | {r['ok']}/{r['videos'] + 1} | "
+            f"{_decoders(r)} | {r.get('decoder', 'pyav')} | {r['ok']}/{r['videos'] + 1} | "
             f"{r['first_s']:.2f} | "
             f"{r['steady_s']:.2f} | "
             f"{r['clips_per_hour']:.0f} | {r['x_decode']:.2f} | {100 * r['cpu_busy']:.0f} % | "

@@ -75,4 +75,5 @@ def test_gpu_check_batch_step_rehearses_in_the_simulator_mode():
     text = gpu_check.markdown({"batch": r})
     assert "## batch in steady state" in text and "| numba | grid (575 nodes) | off | 1 |" in text
     assert "| numba | grid (575 nodes) | off | 2 | pyav |" in text
+    assert "| numba | grid (575 nodes) | off | 2 (pyav asked) | pyav |" in text
     assert sum(gpu_check.LIMITS.values()) <= 480  # the whole check under 8 minutes
