@@ -237,9 +237,12 @@ def load_stack(
                 )  # fmt: skip
                 stack, times, first, tracker = fill(nv)
                 reader, decoder = nv, "nvdec"
-            except nvdec.NvdecUnusable as exc:
-                decoder = f"pyav (NVDEC not used: {exc})"
-                nvdec.say_once(f"{path}: NVDEC not used ({exc}); decoding with PyAV")
+            except Exception as exc:  # noqa: BLE001 - NvdecUnusable, or a device frame's fault
+                why = str(exc)
+                if not isinstance(exc, nvdec.NvdecUnusable):
+                    why = f"{type(exc).__name__}: {why}"
+                decoder = f"pyav (NVDEC not used: {why})"
+                nvdec.say_once(f"{path}: NVDEC not used ({why}); decoding with PyAV")
         if decoder != "nvdec":
             stack, times, first, tracker = fill(reader)
     except ValueError as exc:
@@ -397,7 +400,7 @@ class _Tracker:
             if self.how == "array":  # on the engine's namespace: the device for the GPU engine
                 self.estimator = ArrayTracker(luma, stable, self.xp, kernels=self.kernels)
             else:
-                self.estimator = MotionEstimator(self._seen(luma), stable)
+                self.estimator = MotionEstimator(self._for_estimator(luma), stable)
             return tables
         if self.every > 1:  # auto, still sampling
             self.seen += 1
@@ -422,12 +425,12 @@ class _Tracker:
         out, self._redo = self._redo, []
         return out
 
-    def _seen(self, luma: Any) -> Any:
+    def _for_estimator(self, luma: Any) -> Any:
         """``luma`` where the estimator reads it: the host for OpenCV's, else as it is."""
         return self.host(luma) if self.host is not None and self.how != "array" else luma
 
     def _track(self, luma: np.ndarray, tables: Rectifier) -> Rectifier:
-        a, inl = self.estimator.estimate(self._seen(luma))
+        a, inl = self.estimator.estimate(self._for_estimator(luma))
         if a is None:
             self.failed += 1
             return tables

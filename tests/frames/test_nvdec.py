@@ -330,3 +330,23 @@ def test_a_truncated_file_reads_as_pyav_reads_it(clip, tmp_path, monkeypatch, ke
         return  # load_stack then reads it with PyAV
     assert [(i, t) for i, t, _ in got] == [(i, t) for i, t, _ in want]
     assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(got, want, strict=True))
+
+
+def test_a_device_frame_the_pipeline_cannot_use_ends_in_pyavs_stack(site, pyav_loaded, monkeypatch):
+    """Not the reader's fault (here the engine refuses device frames): PyAV again, and why."""
+    mod, _ = fake_binding()
+    _use(monkeypatch, mod)
+    monkeypatch.setattr(nvdec, "_SAID", set())
+    engine = XpEngine(np, use_cuda_kernels=False)
+    remap = engine.remap
+
+    def refuse(frame, tables, out, on_device=False):
+        if on_device:
+            raise TypeError("device frames are not supported")
+        remap(frame, tables, out, on_device)
+
+    monkeypatch.setattr(engine, "remap", refuse)
+    with pytest.warns(IvyGpuWarning, match="NVDEC not used .TypeError: device frames"):
+        got = _load(site, engine)
+    assert got.decoder == "pyav (NVDEC not used: TypeError: device frames are not supported)"
+    assert np.array_equal(got.stack, pyav_loaded.stack)
