@@ -350,3 +350,48 @@ def test_a_device_frame_the_pipeline_cannot_use_ends_in_pyavs_stack(site, pyav_l
         got = _load(site, engine)
     assert got.decoder == "pyav (NVDEC not used: TypeError: device frames are not supported)"
     assert np.array_equal(got.stack, pyav_loaded.stack)
+
+
+class _Dev:
+    """A device array stand-in that is no ndarray: the host reads it only through ``get()``."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+
+    def __getitem__(self, key):
+        return _Dev(self._a[key])
+
+    def copy(self):
+        return _Dev(self._a.copy())
+
+    def get(self) -> np.ndarray:
+        return self._a.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a device array read on the host")
+
+
+def test_device_frames_reach_the_host_only_through_copies(site, pyav_loaded, monkeypatch):
+    """Frames that only the engine can read: the tracker, the figures' first frame and the
+    check against PyAV each get a host copy, and nothing else touches them on the host."""
+    mod, _ = fake_binding()
+    _use(monkeypatch, mod)
+    monkeypatch.setattr(nvdec, "device_array", lambda xp, frame: _Dev(np.from_dlpack(frame)))
+    engine = XpEngine(np, use_cuda_kernels=False)
+    remap = engine.remap
+
+    def device_remap(frame, tables, out, on_device=False):
+        assert on_device == isinstance(frame, _Dev)
+        remap(frame._a if on_device else frame, tables, out)
+
+    monkeypatch.setattr(engine, "remap", device_remap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IvyGpuWarning)  # a fallback would warn
+        got = _load(site, engine)
+    assert got.decoder == "nvdec"
+    assert np.array_equal(got.stack, pyav_loaded.stack)
+    assert np.array_equal(got.first_frame, pyav_loaded.first_frame)
+    assert got.motion.corrected_frames == pyav_loaded.motion.corrected_frames
