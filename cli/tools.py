@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -142,10 +141,14 @@ def backends() -> None:
         state = "usable" if usable else "unavailable"
         console.print(f"{name:6s} {state}: {escape(why)}", highlight=False)
     console.print(f"auto -> {resolve_backend('auto')}")
+    from ivy_gpu import config
     from ivy_gpu.frames import nvdec
 
     nvc, why = nvdec.binding()
     said = f"NVDEC (PyNvVideoCodec {getattr(nvc, '__version__', '?')})" if nvc else f"PyAV: {why}"
-    if os.environ.get("IVY_GPU_DECODER") == "pyav":
-        said = "PyAV (IVY_GPU_DECODER=pyav)"
+    try:
+        if config.video_decoder() == "pyav":
+            said = "PyAV (IVY_GPU_DECODER=pyav)"
+    except ValueError as exc:  # a bad IVY_GPU_DECODER: said here, as a video would say it
+        said = str(exc)
     console.print(f"decoder for the GPU engine: {escape(said)}", highlight=False)

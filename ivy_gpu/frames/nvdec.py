@@ -10,14 +10,14 @@ it is shown to give the same frames:
 - the timestamps are PyAV's, read from the container's packets without decoding, and the
   frames selected from them by the rule :class:`~ivy_gpu.frames.video.FrameReader` applies
   (:class:`~ivy_gpu.frames.video.FrameSelection`);
-- the decoder must count as many frames as the container has packets, and the first selected
-  frame's luma must equal PyAV's bit for bit (H.264 and HEVC decoding is exact) before any
-  frame is handed out.
+- the decoder runs from the file's first frame (no seeking), must count as many frames as
+  the container has packets, and its first frame's luma must equal PyAV's bit for bit (H.264
+  and HEVC decoding is exact) before any frame is handed out.
 
-Anything else (a frame layout this module does not know, a decoder error mid-way) raises
-:class:`NvdecUnusable`; :func:`ivy_gpu.frames.stack.load_stack` then decodes the video again
-with PyAV and says so once. ``make gpu-check`` records what a decoded frame is on the device
-(:mod:`ivy_gpu.benchmarks.nvdec_probe`).
+Anything else (a frame layout this module does not know, a decoder error mid-way, an error
+of PyAV's own checks) raises :class:`NvdecUnusable`; :func:`ivy_gpu.frames.stack.load_stack`
+then decodes the video again with PyAV and says so once per reason. ``make gpu-check``
+records what a decoded frame is on the device (:mod:`ivy_gpu.benchmarks.nvdec_probe`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ivy_gpu import config
+from ivy_gpu.engines.base import host_array
 from ivy_gpu.frames.video import FrameReader, _luma, _open
 from ivy_gpu.log import IvyGpuWarning, log
 
@@ -62,8 +63,7 @@ def binding() -> tuple[Any, str | None]:
 
 def on_gpu(engine: Any) -> bool:
     """Whether ``engine`` keeps its stack in GPU memory (a CuPy engine)."""
-    xp = getattr(engine, "xp", np)
-    return xp is not np and getattr(xp, "__name__", "") == "cupy"
+    return getattr(getattr(engine, "xp", None), "__name__", "") == "cupy"
 
 
 def wanted(engine: Any) -> tuple[bool, str | None]:
@@ -246,7 +246,7 @@ def _unusable_on_error() -> Iterator[None]:
 
 def _check(luma: Any, reference: np.ndarray) -> None:
     """Raise :class:`NvdecUnusable` unless the device ``luma`` is ``reference`` to the bit."""
-    host = luma.get() if hasattr(luma, "get") else np.asarray(luma)
+    host = host_array(luma)
     if host.shape != reference.shape:
         raise NvdecUnusable(f"the first frame is {host.shape}, PyAV's {reference.shape}")
     if not np.array_equal(host, reference):
