@@ -7,12 +7,14 @@ notebook keeps its own), and no figure is left open in pyplot's registry.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ivy_gpu.fileio import atomic_output
+from ivy_gpu.report import layout
 from ivy_gpu.results import stated_u95
 
 if TYPE_CHECKING:
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
 #: Resolution of the saved PNGs. Figures are created at it, so the text extents measured by
 #: ``tight_layout`` are reused when the figure is saved (12-20 % less time per figure).
 DPI = 110
+
+#: Characters per line of an STI panel's title (9 pt in a 3.4 in panel), wrapped beyond.
+STI_TITLE_CHARS = 40
+
+#: Points at least between the section plot and its title, where its legend stands.
+TITLE_PAD = 28
 
 #: The figures of one video (:func:`ivy_gpu.pipeline.outputs.write_figures`), each with the
 #: report's caption.
@@ -180,7 +188,7 @@ def rectified_vectors(
         _north_arrow(ax, w, h, north)
     ax.set_title(title or "rectified frame, surface velocity")
     ax.set_axis_off()
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    layout.row(fig, [ax], fig.canvas.get_renderer(), bottom=0.06 * fig.get_figheight())
     fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -227,14 +235,13 @@ def sti_panels(
         k = 1 if stride is None or not np.isfinite(stride[i]) else int(stride[i])
         note = f", re-measured at stride {k}" if k > 1 else ""
         flag = flags[i].replace(";", ", ") if flags and flags[i] else "none"
-        ax.set_title(
-            f"{label}: node {i}\n{v:.3f} {u.velocity_label}, score {score[i]:.3g}{note}"
-            f"\nflags: {flag}",
-            fontsize=9,
-        )
+        lines = (f"{label}: node {i}", f"{v:.3f} {u.velocity_label}, score {score[i]:.3g}{note}",
+                 f"flags: {flag}")  # fmt: skip
+        # long lines (a stride note, several flags) wrapped to the panel's width
+        ax.set_title("\n".join(textwrap.fill(x, STI_TITLE_CHARS) for x in lines), fontsize=9)
         ax.set_xlabel("time (s)")
         ax.set_ylabel(f"distance along search line ({u.length_label})")
-    fig.tight_layout()
+    layout.row(fig, list(axes), fig.canvas.get_renderer())
     return _save(fig, path)
 
 
@@ -296,10 +303,17 @@ def section_profile(
                  label="measured, rejected by a flag")  # fmt: skip
     ax2.axhline(0, color="grey", lw=0.5)
     ax2.set_ylabel(f"normal surface velocity ({v_label})", color="crimson")
-    ax.set_title(title, pad=28)
     handles = ax.get_legend_handles_labels()
     more = ax2.get_legend_handles_labels()
-    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="lower center",
-              bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)  # fmt: skip
-    fig.tight_layout()
+    legend = ax.legend(handles[0] + more[0], handles[1] + more[1], loc="lower center",
+                       bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)  # fmt: skip
+    r = fig.canvas.get_renderer()
+    box = legend.get_window_extent(r)
+    ax.set_title(title, pad=TITLE_PAD)
+    sink = ax.title.get_transform().transform(ax.title.get_position())[1]  # its anchor, and
+    sink -= ax.title.get_window_extent(r).y0  # how far below it the title's lines reach
+    pad = max(TITLE_PAD, (box.height + sink) * 72 / fig.dpi + 4)  # clear of the legend's rows
+    ax.set_title(title, pad=pad)
+    layout.row(fig, [ax], r, right=layout.axis_room(fig, ax2.yaxis, r), title_pad=pad,
+               centred=box.width / fig.dpi)  # fmt: skip
     return _save(fig, path)
