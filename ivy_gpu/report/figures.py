@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 #: ``tight_layout`` are reused when the figure is saved (12-20 % less time per figure).
 DPI = 110
 
+#: Titles stand on the axes' top edge (their pad above it). Given, matplotlib does not look for
+#: tick labels above the axes at every draw (these figures have none there): 15 % of the
+#: drawing time.
+TITLE_Y = 1.0
+
 #: Characters per line of an STI panel's title (9 pt in a 3.4 in panel), wrapped beyond.
 STI_TITLE_CHARS = 40
 
@@ -186,7 +191,7 @@ def rectified_vectors(
         _scale_bar(ax, w, h, gsd_m, u.length, u.length_label)
     if north is not None:
         _north_arrow(ax, w, h, north)
-    ax.set_title(title or "rectified frame, surface velocity")
+    ax.set_title(title or "rectified frame, surface velocity", y=TITLE_Y)
     ax.set_axis_off()
     layout.row(fig, [ax], fig.canvas.get_renderer(), bottom=0.06 * fig.get_figheight())
     fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
@@ -238,7 +243,8 @@ def sti_panels(
         lines = (f"{label}: node {i}", f"{v:.3f} {u.velocity_label}, score {score[i]:.3g}{note}",
                  f"flags: {flag}")  # fmt: skip
         # long lines (a stride note, several flags) wrapped to the panel's width
-        ax.set_title("\n".join(textwrap.fill(x, STI_TITLE_CHARS) for x in lines), fontsize=9)
+        text = "\n".join(textwrap.fill(x, STI_TITLE_CHARS) for x in lines)
+        ax.set_title(text, fontsize=9, y=TITLE_Y)
         ax.set_xlabel("time (s)")
         ax.set_ylabel(f"distance along search line ({u.length_label})")
     layout.row(fig, list(axes), fig.canvas.get_renderer())
@@ -309,11 +315,11 @@ def section_profile(
                        bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)  # fmt: skip
     r = fig.canvas.get_renderer()
     box = legend.get_window_extent(r)
-    ax.set_title(title, pad=TITLE_PAD)
+    ax.set_title(title, pad=TITLE_PAD, y=TITLE_Y)
     sink = ax.title.get_transform().transform(ax.title.get_position())[1]  # its anchor, and
     sink -= ax.title.get_window_extent(r).y0  # how far below it the title's lines reach
     pad = max(TITLE_PAD, (box.height + sink) * 72 / fig.dpi + 4)  # clear of the legend's rows
-    ax.set_title(title, pad=pad)
+    ax.set_title(title, pad=pad, y=TITLE_Y)
     layout.row(fig, [ax], r, right=layout.axis_room(fig, ax2.yaxis, r), title_pad=pad,
                centred=box.width / fig.dpi)  # fmt: skip
     return _save(fig, path)
