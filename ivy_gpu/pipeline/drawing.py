@@ -20,6 +20,7 @@ warning.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import pickle
 import queue
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -222,12 +224,28 @@ class FigureProcesses:
             worker.stop(wait=True)
 
 
-def _serve(jobs: IO[bytes], answers: IO[bytes]) -> None:
-    """A figure process: draw each job read from ``jobs``, answer on ``answers``."""
+def _settle() -> None:
+    """Keep what the first drawing left (matplotlib's caches, fonts) out of later collections.
+
+    The collector then goes through a drawing's garbage only: measured, half the time a
+    drawing spent in collections (0.05 -> 0.02-0.03 s per video).
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _serve(
+    jobs: IO[bytes], answers: IO[bytes], after_first: Callable[[], None] | None = None
+) -> None:
+    """A figure process: draw each job read from ``jobs``, answer on ``answers``.
+
+    ``after_first`` is called once, after the first answer is sent (:func:`_settle`).
+    """
     import matplotlib.backends.backend_agg  # noqa: F401  (start-up, before the first job)
 
     import ivy_gpu.report.figures  # noqa: F401
 
+    settled = False
     while True:
         try:
             job = pickle.load(jobs)
@@ -247,6 +265,9 @@ def _serve(jobs: IO[bytes], answers: IO[bytes]) -> None:
             data = pickle.dumps((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}")))
         answers.write(data)
         answers.flush()
+        if not settled and after_first is not None:
+            after_first()
+        settled = True
 
 
 def main() -> None:
@@ -254,4 +275,4 @@ def main() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to standard error, not into the answers
     sys.stdout = sys.stderr
-    _serve(sys.stdin.buffer, answers)
+    _serve(sys.stdin.buffer, answers, _settle)

@@ -291,3 +291,18 @@ def test_a_figure_process_answers_every_job_with_something_the_batch_can_read(mo
     assert got[2][0] is False and type(got[2][1]) is RuntimeError
     assert str(got[2][1]) == "Unpicklable: drawn wrong"
     assert answers.read() == b""  # nothing else written
+
+
+def test_a_figure_process_settles_once_after_its_first_answer(monkeypatch):
+    """``_serve`` calls ``after_first`` (the process's ``gc.freeze``) once, after answering."""
+    import io
+    import pickle
+
+    import ivy_gpu.pipeline.drawing as drawing
+
+    seen = []
+    answers = io.BytesIO()
+    monkeypatch.setattr(drawing, "draw_packed", lambda kind: seen.append(("draw", kind)))
+    jobs = io.BytesIO(b"".join(pickle.dumps(j) for j in (("a",), ("b",), ("c",), None)))
+    drawing._serve(jobs, answers, lambda: seen.append(("settle", answers.tell() > 0)))
+    assert seen == [("draw", "a"), ("settle", True), ("draw", "b"), ("draw", "c")]
