@@ -148,12 +148,12 @@ def test_auto_picks_numba_without_gpu(monkeypatch):
     assert backends.resolve_backend("auto") == "cupy"
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.int64])  # int64: NumPy's copy
 @pytest.mark.parametrize(
     "shape, window",
     [
         ((9, 11, 13), None),
-        ((70, 40, 75), (3, 38, 5, 70)),  # frames and columns straddle the 32-wide tiles
+        ((70, 40, 75), (3, 38, 5, 70)),  # sizes that are no multiple of a block
         ((33, 5, 64), (0, 4, 31, 63)),
         ((5, 6, 7), (2, 9, 3, 12)),  # past the edge: clipped as a slice is
         ((5, 6, 7), (7, 9, 1, 3)),  # wholly past it: empty
