@@ -59,19 +59,22 @@ def tick_labels(axis: Axis) -> tuple[list[float], list[str]]:
     return [float(v) for v in locs], list(axis.get_major_formatter().format_ticks(locs))
 
 
-def _label_extents(fig: Figure, axis: Axis, renderer: RendererBase) -> list[tuple[float, float]]:
-    """(width, height) in inches of each tick label of ``axis``, in its tick font."""
+def _label_extents(
+    fig: Figure, axis: Axis, renderer: RendererBase
+) -> tuple[list[float], list[tuple[float, float]]]:
+    """The ticks of :func:`tick_labels`, and each label's (width, height) in inches."""
     import matplotlib as mpl
     from matplotlib.font_manager import FontProperties
 
     which = axis.axis_name  # "x" or "y"
     prop = FontProperties(size=mpl.rcParams[f"{which}tick.labelsize"])
+    locs, texts = tick_labels(axis)
     out = []
-    for text in tick_labels(axis)[1]:
+    for text in texts:
         ismath = text.count("$") >= 2 and not mpl.rcParams["text.usetex"]
         w, h, _ = renderer.get_text_width_height_descent(text, prop, ismath=ismath)
         out.append((w / fig.dpi, h / fig.dpi))
-    return out
+    return locs, out
 
 
 def axis_room(fig: Figure, axis: Axis, renderer: RendererBase) -> float:
@@ -83,7 +86,7 @@ def axis_room(fig: Figure, axis: Axis, renderer: RendererBase) -> float:
     which = axis.axis_name
     ticks = _points(mpl.rcParams[f"{which}tick.major.size"])
     ticks += _points(mpl.rcParams[f"{which}tick.major.pad"])
-    labels = _label_extents(fig, axis, renderer)
+    _, labels = _label_extents(fig, axis, renderer)
     # a y axis's labels stand side by side with it, an x axis's below it
     widest = max((w if which == "y" else h for w, h in labels), default=0.0)
     w, h = _size(fig, axis.label, renderer)
@@ -98,8 +101,7 @@ def end_overhang(fig: Figure, axis: Axis, renderer: RendererBase) -> tuple[float
     """How far (inches) an x axis's first and last tick labels reach past the axes' ends."""
     if not (axis.get_visible() and axis.axes.axison):
         return 0.0, 0.0
-    locs, _ = tick_labels(axis)
-    extents = _label_extents(fig, axis, renderer)
+    locs, extents = _label_extents(fig, axis, renderer)
     if not locs:
         return 0.0, 0.0
     lo, hi = axis.get_view_interval()
@@ -132,7 +134,6 @@ def row(
     axes: list[Axes],
     renderer: RendererBase,
     *,
-    top: float = 0.0,
     right: float = 0.0,
     bottom: float = 0.0,
     title_pad: float | None = None,
@@ -140,8 +141,8 @@ def row(
 ) -> None:
     """Place a row of equal panels: room for their axes, titles and the extra inches given.
 
-    ``top``, ``right`` and ``bottom`` are inches the caller's own artists need at those edges
-    (a legend above the axes, a twin's y axis); the panels' own ticks, axis labels and titles
+    ``right`` and ``bottom`` are inches the caller's own artists need at those edges (a
+    twin's y axis, a figure legend); the panels' own ticks, axis labels and titles
     (set ``title_pad`` points above the axes, as given to ``set_title``) are measured here.
     Titles wider than their panel push the panels apart, as does ``centred``: the width
     (inches) of an artist centred on each panel (a legend).
@@ -155,27 +156,26 @@ def row(
     first_out, last_out = end_overhang(fig, axes[0].xaxis, renderer)
     left_room = max(first_out, *(axis_room(fig, ax.yaxis, renderer) for ax in axes))
     right_room = max(right, last_out)
-    widths = _row_widths(fw, pad, k, left_room, right_room, titles)
-    left, width, gap, _ = widths
+    left, width, gap = _row_widths(fw, pad, k, left_room, right_room, titles)
     fig.subplots_adjust(
         left=left / fw,
         right=(left + k * width + (k - 1) * gap) / fw,
         bottom=(pad + below + bottom) / fh,
-        top=1 - (pad + above + top) / fh,
+        top=1 - (pad + above) / fh,
         wspace=gap / width if k > 1 else 0.0,
     )
 
 
 def _row_widths(
     fw: float, pad: float, k: int, left_room: float, right_room: float, titles: list[float]
-) -> tuple[float, float, float, float]:
-    """``(left, width, gap, right)`` in inches: the widest panels the row's constraints allow.
+) -> tuple[float, float, float]:
+    """``(left margin, panel width, gap)`` in inches: the widest panels the constraints allow.
 
     The constraints: the axes' rooms (left of each panel, right of each panel, ``pad`` between),
     and each centred title (``titles``: widths) clear of its neighbours by ``pad`` and inside
     the figure by ``pad``. The row's total width grows with the panel width, so the widest
     panel that fits is found by bisection; what is left over (titles alone setting the width)
-    is shared by both margins.
+    is shared by both margins (the right one is what the row leaves).
     """
     pitch_titles = max([(titles[i] + titles[i + 1]) / 2 + pad for i in range(k - 1)], default=0.0)
 
@@ -193,6 +193,5 @@ def _row_widths(
     for _ in range(50):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if total(mid) <= fw else (lo, mid)
-    left, width, gap, right = layout(lo)
-    spare = max(0.0, fw - total(lo)) / 2
-    return left + spare, width, gap, right + spare
+    left, width, gap, _ = layout(lo)
+    return left + max(0.0, fw - total(lo)) / 2, width, gap
